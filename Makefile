@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Each creates or reuses .venv and
+# installs what it needs, so on a fresh machine it is the only command to type.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# gpu when an NVIDIA driver answers, else cpu (override: make run PROFILE=cpu)
+PROFILE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+PYTEST_ARGS ?=
+
+.PHONY: run test setup setup-dev lint typecheck bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY)
+	$(PY) scripts/setup_env.py --profile $(PROFILE)
+
+setup-dev: $(PY)
+	$(PY) scripts/setup_env.py --profile $(PROFILE) --dev
+
+run: setup
+	$(VENV)/bin/vidserve run --profile $(PROFILE)
+
+lint: setup-dev
+	$(PY) -m ruff check deploy tests bench scripts
+	$(PY) -m ruff format --check deploy tests bench scripts
+
+typecheck: setup-dev
+	$(PY) -m mypy
+
+test: lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup-dev
+	$(PY) bench/analyze.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,63 @@
+"""Every environment variable vidserve reads, read here and nowhere else.
+
+Each is read when the accessor is called (so tests can set them), typed, with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def _get(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def model_path() -> str | None:
+    """`VLLM_MODEL_PATH`: a Hugging Face id, a local model directory or an HF cache snapshot."""
+    return _get("VLLM_MODEL_PATH")
+
+
+def accelerator() -> str | None:
+    """`VIDSERVE_ACCELERATOR`: `gpu`, `cpu` or `auto` (default: the app's config)."""
+    return _get("VIDSERVE_ACCELERATOR")
+
+
+def config_file() -> Path | None:
+    """`VIDSERVE_CONFIG`: the Serve config file `vidserve run` deploys."""
+    value = _get("VIDSERVE_CONFIG")
+    return Path(value) if value else None
+
+
+def cache_dir() -> Path:
+    """`VIDSERVE_CACHE_DIR`: where vidserve keeps what it builds (the tiny model)."""
+    value = _get("VIDSERVE_CACHE_DIR")
+    return Path(value) if value else Path.home() / ".cache" / "vidserve"
+
+
+def hf_hub_offline() -> bool:
+    """`HF_HUB_OFFLINE`: Hugging Face's own switch; vidserve only reads it."""
+    return (_get("HF_HUB_OFFLINE") or "0").lower() in {"1", "true", "yes", "on"}
+
+
+def http_port() -> int:
+    """`VIDSERVE_PORT`: the HTTP port of `vidserve run` (default 8000)."""
+    value = _get("VIDSERVE_PORT")
+    try:
+        return int(value) if value else 8000
+    except ValueError as exc:
+        raise ValueError(f"VIDSERVE_PORT must be an integer port, got {value!r}") from exc
+
+
+def ray_num_cpus() -> int | None:
+    """`VIDSERVE_RAY_NUM_CPUS`: logical CPUs the local Ray declares (default: max(8, cores))."""
+    value = _get("VIDSERVE_RAY_NUM_CPUS")
+    try:
+        return int(value) if value else None
+    except ValueError as exc:
+        raise ValueError(f"VIDSERVE_RAY_NUM_CPUS must be an integer, got {value!r}") from exc

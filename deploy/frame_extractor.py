@@ -1,0 +1,42 @@
+"""CPU deployment that turns uploaded video bytes into sampled, resized frames.
+
+A thin async shell around the pure `deploy.video.extract`: decoding runs in a worker thread so the
+replica's event loop keeps serving other requests; OpenCV's own thread pool is sized to the CPUs
+Ray gave the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import cv2
+import ray
+from ray import serve
+
+from deploy.config import ExtractionSettings
+from deploy.schemas import FrameBatch, SamplingOptions
+from deploy.video import extract
+
+logger = logging.getLogger("ray.serve.vidserve.extractor")
+
+DEPLOYMENT_NAME = "FrameExtractor"
+
+
+def _replica_cpus() -> int:
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return max(1, round(cpus))
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+class FrameExtractor:
+    def __init__(self, settings: ExtractionSettings) -> None:
+        self._settings = settings
+        cv2.setNumThreads(_replica_cpus())
+
+    async def extract(self, data: bytes, options: SamplingOptions) -> FrameBatch:
+        batch = await asyncio.to_thread(extract, data, options, self._settings)
+        logger.info(
+            "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
+        )
+        return batch

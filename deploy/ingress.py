@@ -1,0 +1,106 @@
+"""HTTP ingress: Starlette routes, each a few lines that hand off to `AnalyzePipeline`.
+
+Routes:
+    POST /v1/video/analyze   multipart upload + prompt -> AnalyzeResponse JSON
+    GET  /healthz            200 while the process is alive
+    GET  /readyz             200 once the engine can answer, 503 before
+Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from deploy.analyze_request import parse_analyze_form
+from deploy.config import AppArgs
+from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
+from deploy.pipeline import AnalyzePipeline
+from deploy.upload import read_file_field, read_multipart
+
+logger = logging.getLogger("ray.serve.vidserve.ingress")
+
+DEPLOYMENT_NAME = "Ingress"
+BACKEND_HEADER = "X-Vidserve-Backend"
+
+
+def error_response(error: VidserveError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status_code)
+
+
+async def _on_vidserve_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, VidserveError):
+        raise exc
+    if exc.status_code >= 500:
+        logger.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(exc)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):
+        raise exc
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}; see the README for the API"))
+    if exc.status_code == 405:
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        )
+    return JSONResponse(
+        {"error": {"message": exc.detail, "type": "invalid_request_error", "code": None}},
+        status_code=exc.status_code,
+    )
+
+
+def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
+    async def analyze(request: Request) -> Response:
+        received_at = time.perf_counter()
+        form = await read_multipart(request, args.extraction.max_upload_bytes)
+        try:
+            parsed = parse_analyze_form(form, args)
+            data = await read_file_field(form)
+        finally:
+            await form.close()
+        result = await pipeline.analyze(data, parsed, received_at)
+        return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            model = await pipeline.ready()
+        except ServiceUnavailable as exc:
+            return JSONResponse(
+                {"status": "not_ready", "reason": exc.message}, status_code=exc.status_code
+            )
+        return JSONResponse({"status": "ready", "model": model})
+
+    return Starlette(
+        routes=[
+            Route("/v1/video/analyze", analyze, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={VidserveError: _on_vidserve_error, HTTPException: _on_http_error},
+    )
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress()
+class Ingress:
+    def __init__(
+        self, extractor: DeploymentHandle, engine: DeploymentHandle, args: AppArgs
+    ) -> None:
+        self._args = args
+        self._pipeline = AnalyzePipeline(extractor, engine, args)
+
+    def __serve_build_asgi_app__(self) -> Starlette:
+        return build_http_app(self._pipeline, self._args)

@@ -1,0 +1,130 @@
+"""vLLM replicas, built on Ray Serve LLM.
+
+Ray Serve LLM (`ray.serve.llm`) owns what is hard: the placement group for
+`tensor_parallel_size`, engine start-up and shutdown, health checks and the engine's metrics
+(`ray_vllm_*`). vidserve adds one method, `answer`, that feeds frames that arrive as numpy arrays
+(through Ray's object store) straight into the engine as one video (or one image) input, without
+re-encoding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ray.serve.deployment import Application
+from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
+
+from deploy.config import Accelerator, LLMSettings
+from deploy.errors import EngineError, InvalidRequest
+from deploy.schemas import FrameBatch, InferenceRequest, InferenceResult, MediaKind
+
+if TYPE_CHECKING:
+    from vllm.sampling_params import SamplingParams
+
+logger = logging.getLogger("ray.serve.vidserve.llm")
+
+VLLM_DEPLOYMENT_NAME = "VLLM"
+BACKEND_NAME = "vllm"
+
+
+def chat_messages(request: InferenceRequest) -> list[dict[str, Any]]:
+    """The chat turn the model's own template renders: the media part, then the question."""
+    content: list[dict[str, Any]] = []
+    if request.media is not None:
+        content.append({"type": request.media.kind.value})
+    content.append({"type": "text", "text": request.prompt})
+    return [{"role": "user", "content": content}]
+
+
+def multi_modal_data(media: FrameBatch | None) -> dict[str, Any]:
+    """vLLM's `multi_modal_data`: frames with the metadata the Qwen video processor needs."""
+    if media is None:
+        return {}
+    if media.kind is MediaKind.IMAGE:
+        return {"image": media.frames[0]}
+    return {"video": (media.frames, media.vllm_video_metadata())}
+
+
+def sampling_params(request: InferenceRequest) -> SamplingParams:
+    from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+    params = request.params
+    kwargs: dict[str, Any] = {"max_tokens": params.max_tokens}
+    if params.temperature is not None:
+        kwargs["temperature"] = params.temperature
+    if params.json_schema is not None:
+        kwargs["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
+    return SamplingParams(**kwargs)
+
+
+class VideoLLMServer(LLMServer):
+    """Ray Serve LLM's `LLMServer`, plus `answer` for frames that arrive as arrays."""
+
+    async def ready(self) -> str:
+        """Raises when the engine cannot answer; returns the served model id otherwise."""
+        await self.check_health()
+        return self._llm_config.model_id
+
+    async def answer(self, request: InferenceRequest) -> InferenceResult:
+        from vllm.exceptions import VLLMClientError
+
+        started = time.perf_counter()
+        client = self._vllm_client()
+        prompt = client.get_tokenizer().apply_chat_template(
+            chat_messages(request), tokenize=False, add_generation_prompt=True
+        )
+        inputs: dict[str, Any] = {"prompt": prompt}
+        if request.media is not None:
+            inputs["multi_modal_data"] = multi_modal_data(request.media)
+        request_id = request.request_id or uuid.uuid4().hex
+        final = None
+        try:
+            async for output in client.generate(inputs, sampling_params(request), request_id):
+                final = output
+        except (VLLMClientError, ValueError) as exc:
+            raise InvalidRequest(str(exc), code="invalid_for_model") from None
+        if final is None or not final.outputs:
+            raise EngineError("the engine finished without producing an output")
+        completion = final.outputs[0]
+        return InferenceResult(
+            text=completion.text,
+            model=self._llm_config.model_id,
+            backend=BACKEND_NAME,
+            prompt_tokens=len(final.prompt_token_ids or []),
+            completion_tokens=len(completion.token_ids),
+            finish_reason=completion.finish_reason,
+            inference_s=time.perf_counter() - started,
+        )
+
+    def _vllm_client(self) -> Any:
+        # Ray Serve LLM keeps vLLM's AsyncLLM on its engine wrapper; no public accessor exists.
+        client = getattr(self.engine, "_engine_client", None)
+        if client is None:
+            raise EngineError("the vLLM engine is not running on this replica")
+        return client
+
+
+def llm_config(settings: LLMSettings, accelerator: Accelerator) -> LLMConfig:
+    """Ray Serve LLM's config for our settings on the chosen accelerator."""
+    kwargs: dict[str, Any] = {}
+    if accelerator is Accelerator.CPU:
+        kwargs["accelerator_config"] = {"kind": "cpu"}
+    return LLMConfig(
+        model_loading_config={"model_id": settings.served_model_id, "model_source": settings.model},
+        engine_kwargs=settings.vllm_engine_kwargs(),
+        log_engine_metrics=True,
+        **kwargs,
+    )
+
+
+def build_vllm_deployment(settings: LLMSettings, accelerator: Accelerator) -> Application:
+    """The vLLM deployment. Its replica count and autoscaling come from serve_config.yaml
+    (`deployments: - name: VLLM`), its resources from `tensor_parallel_size`."""
+    return build_llm_deployment(
+        llm_config(settings, accelerator),
+        deployment_cls=VideoLLMServer,
+        override_serve_options={"name": VLLM_DEPLOYMENT_NAME},
+    )

@@ -1,0 +1,115 @@
+"""Typed messages between the deployments, and the HTTP response bodies.
+
+Frames travel as a `FrameBatch` (numpy arrays) through Ray's object store; everything else is
+small pydantic data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MediaKind(str, Enum):
+    VIDEO = "video"
+    IMAGE = "image"
+
+
+class SamplingOptions(BaseModel):
+    """How to pick frames from one video; validated against the app's limits by the ingress."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_frames: int | None = Field(default=None, ge=1, description="Frames sampled uniformly.")
+    fps: float | None = Field(
+        default=None, gt=0, description="Frames per second of video; num_frames caps the count."
+    )
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Frames sampled from one video (or one image), RGB uint8 `[T, H, W, 3]`, with metadata."""
+
+    kind: MediaKind
+    frames: np.ndarray
+    indices: list[int]
+    timestamps_s: list[float]
+    source_fps: float
+    duration_s: float
+    source_width: int
+    source_height: int
+    total_frames: int
+    extract_s: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return int(self.frames.shape[0])
+
+    def vllm_video_metadata(self) -> dict[str, Any]:
+        """The metadata vLLM's Qwen video processor needs with pre-sampled frames."""
+        return {
+            "total_num_frames": self.total_frames,
+            "fps": self.source_fps,
+            "duration": self.duration_s,
+            "frames_indices": list(self.indices),
+            "video_backend": "opencv",
+            "do_sample_frames": False,
+        }
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """What the ingress asks an engine deployment: a prompt about some frames."""
+
+    prompt: str
+    media: FrameBatch | None
+    params: GenerationParams
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    text: str
+    model: str
+    backend: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None = None
+    inference_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FramesInfo(BaseModel):
+    count: int
+    timestamps: list[float]
+
+
+class Timings(BaseModel):
+    extract_s: float
+    inference_s: float
+    total_s: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AnalyzeResponse(BaseModel):
+    answer: str
+    model: str
+    backend: str
+    frames: FramesInfo
+    timings: Timings
+    usage: Usage

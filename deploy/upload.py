@@ -1,0 +1,73 @@
+"""Multipart uploads read as they stream in, refused the moment they pass the size limit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from deploy.errors import InvalidRequest, PayloadTooLarge
+
+# Room for the multipart boundaries and the small text fields around the file.
+_FORM_OVERHEAD_BYTES = 1024 * 1024
+_MAX_FIELD_BYTES = 1024 * 1024
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the upload exceeds the limit of {limit} bytes (extraction.max_upload_bytes); "
+        "send a shorter or more compressed video",
+        param="file",
+    )
+
+
+async def _capped(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit - _FORM_OVERHEAD_BYTES)
+        yield chunk
+
+
+async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
+    """Parse a multipart/form-data body, stopping as soon as it exceeds the limit."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidRequest(
+            f"expected a multipart/form-data body with a 'file' field, got "
+            f"{content_type or 'no content type'!r}",
+            code="unsupported_content_type",
+        )
+    limit = max_upload_bytes + _FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(max_upload_bytes)
+    parser = MultiPartParser(
+        request.headers,
+        _capped(request, limit),
+        max_files=1,
+        max_fields=32,
+        max_part_size=_MAX_FIELD_BYTES,
+    )
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
+
+
+async def read_file_field(form: FormData, name: str = "file") -> bytes:
+    value = form.get(name)
+    if value is None:
+        raise InvalidRequest(
+            f"no '{name}' field: attach the video as multipart field '{name}'",
+            param=name,
+            code="missing_file",
+        )
+    if not isinstance(value, UploadFile):
+        raise InvalidRequest(
+            f"'{name}' must be a file upload, not a text field", param=name, code="missing_file"
+        )
+    return await value.read()

