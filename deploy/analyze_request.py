@@ -14,7 +14,16 @@ from deploy.config import AppArgs
 from deploy.errors import InvalidRequest
 from deploy.schemas import GenerationParams, SamplingOptions
 
-FIELDS = ("file", "prompt", "num_frames", "fps", "max_tokens", "temperature", "response_format")
+FIELDS = (
+    "file",
+    "image",
+    "prompt",
+    "num_frames",
+    "fps",
+    "max_tokens",
+    "temperature",
+    "response_format",
+)
 
 
 @dataclass(frozen=True)

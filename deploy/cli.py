@@ -1,8 +1,8 @@
 """The `vidserve` command.
 
-    vidserve run [--profile auto|gpu|cpu] [--config serve_config.yaml] [--port 8000]
-    vidserve config [--profile ...]      print the merged Serve config (for `serve deploy`)
-    vidserve tiny-model PATH             build the tiny random Qwen2.5-VL test model
+vidserve run [--profile auto|gpu|cpu] [--config serve_config.yaml] [--port 8000]
+vidserve config [--profile ...]      print the merged Serve config (for `serve deploy`)
+vidserve tiny-model PATH             build the tiny random Qwen2.5-VL test model
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def choose_model(config: dict[str, Any], profile: Profile) -> str | None:
     llm = app_args(config).setdefault("llm", {})
     model = str(llm.get("model", env.DEFAULT_MODEL))
     is_hub_model = classify_model_source(model) is ModelSourceKind.HF_ID
-    if profile is Profile.GPU and not (is_hub_model and not _cached(model) and not _hub_reachable()):
+    if profile is Profile.GPU and not (
+        is_hub_model and not _cached(model) and not _hub_reachable()
+    ):
         return None
     llm["model"] = str(ensure_tiny_model(env.cache_dir() / "tiny-qwen2.5-vl"))
     return TINY_MODEL_WARNING
@@ -121,7 +123,8 @@ def _print_ready(port: int) -> None:
     print(
         f"\nvidserve is ready at {url}\n\n"
         "Ask a question about a video:\n"
-        f"  curl -F file=@video.mp4 -F prompt='What happens in this video?' {url}/v1/video/analyze\n"
+        "  curl -F file=@video.mp4 -F prompt='What happens in this video?' \\\n"
+        f"       {url}/v1/video/analyze\n"
         "\nPress Ctrl-C to stop.\n",
         flush=True,
     )
@@ -146,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     config = sub.add_parser("config", help="print the merged Serve config for a profile")
-    config.add_argument("--profile", default="auto", choices=["auto", "gpu", "cpu"], help=profile_help)
+    config.add_argument(
+        "--profile", default="auto", choices=["auto", "gpu", "cpu"], help=profile_help
+    )
     config.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
     config.set_defaults(func=cmd_config)
 

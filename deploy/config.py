@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -33,13 +33,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Accelerator(str, Enum):
+class Accelerator(StrEnum):
     AUTO = "auto"
     GPU = "gpu"
     CPU = "cpu"
 
 
-class ModelSourceKind(str, Enum):
+class ModelSourceKind(StrEnum):
     HF_ID = "hf_id"
     LOCAL_DIR = "local_dir"
     HF_CACHE_SNAPSHOT = "hf_cache_snapshot"
@@ -169,7 +169,9 @@ class ExtractionSettings(StrictModel):
 
     default_num_frames: int = Field(default=16, ge=1, description="Frames when none are asked.")
     max_num_frames: int = Field(default=64, ge=1, description="Most frames one request may ask.")
-    max_fps: float = Field(default=4.0, gt=0, description="Highest sampling rate a request may ask.")
+    max_fps: float = Field(
+        default=4.0, gt=0, description="Highest sampling rate a request may ask."
+    )
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest upload accepted (413 above it)."
     )

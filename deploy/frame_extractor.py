@@ -12,10 +12,9 @@ import logging
 
 import cv2
 import ray
-from ray import serve
 
 from deploy.config import ExtractionSettings
-from deploy.schemas import FrameBatch, SamplingOptions
+from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import extract
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
@@ -24,18 +23,19 @@ DEPLOYMENT_NAME = "FrameExtractor"
 
 
 def _replica_cpus() -> int:
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
     return max(1, round(cpus))
 
 
-@serve.deployment(name=DEPLOYMENT_NAME)
 class FrameExtractor:
+    """Serve deployment `FrameExtractor` (options in serve_config.yaml)."""
+
     def __init__(self, settings: ExtractionSettings) -> None:
         self._settings = settings
         cv2.setNumThreads(_replica_cpus())
 
-    async def extract(self, data: bytes, options: SamplingOptions) -> FrameBatch:
-        batch = await asyncio.to_thread(extract, data, options, self._settings)
+    async def extract(self, data: bytes, options: SamplingOptions, kind: MediaKind) -> FrameBatch:
+        batch = await asyncio.to_thread(extract, data, options, self._settings, kind)
         logger.info(
             "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
         )

@@ -1,7 +1,7 @@
 """HTTP ingress: Starlette routes, each a few lines that hand off to `AnalyzePipeline`.
 
 Routes:
-    POST /v1/video/analyze   multipart upload + prompt -> AnalyzeResponse JSON
+    POST /v1/video/analyze   multipart video ('file') or image ('image') + prompt -> JSON answer
     GET  /healthz            200 while the process is alive
     GET  /readyz             200 once the engine can answer, 503 before
 Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -24,7 +25,7 @@ from deploy.analyze_request import parse_analyze_form
 from deploy.config import AppArgs
 from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
 from deploy.pipeline import AnalyzePipeline
-from deploy.upload import read_file_field, read_multipart
+from deploy.upload import read_media, read_multipart
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
@@ -65,10 +66,10 @@ def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
         form = await read_multipart(request, args.extraction.max_upload_bytes)
         try:
             parsed = parse_analyze_form(form, args)
-            data = await read_file_field(form)
+            kind, data = await read_media(form)
         finally:
             await form.close()
-        result = await pipeline.analyze(data, parsed, received_at)
+        result = await pipeline.analyze(kind, data, parsed, received_at)
         return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
 
     async def healthz(request: Request) -> Response:
@@ -93,11 +94,12 @@ def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
     )
 
 
-@serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress()
 class Ingress:
+    """Serve deployment `Ingress` (options in serve_config.yaml); builds its app per replica."""
+
     def __init__(
-        self, extractor: DeploymentHandle, engine: DeploymentHandle, args: AppArgs
+        self, extractor: DeploymentHandle[Any], engine: DeploymentHandle[Any], args: AppArgs
     ) -> None:
         self._args = args
         self._pipeline = AnalyzePipeline(extractor, engine, args)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from deploy.analyze_request import AnalyzeRequest
 from deploy.config import AppArgs
@@ -25,6 +25,7 @@ from deploy.schemas import (
     FramesInfo,
     InferenceRequest,
     InferenceResult,
+    MediaKind,
     Timings,
     Usage,
 )
@@ -38,11 +39,16 @@ EXTRACT_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 2.0
 
 
-async def call_stage(response: DeploymentResponse, *, stage: str, timeout_s: float) -> Any:
+async def call_stage(
+    response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any],
+    *,
+    stage: str,
+    timeout_s: float,
+) -> Any:
     """Await one deployment call; typed errors come through, Ray's failures become 503/504."""
     try:
-        return await asyncio.wait_for(_await(response), timeout=timeout_s)
-    except asyncio.TimeoutError:
+        return await asyncio.wait_for(_await(response), timeout=timeout_s)  # type: ignore[arg-type]
+    except TimeoutError:
         response.cancel()
         raise BackendTimeout(
             f"the {stage} stage did not finish within {timeout_s:g}s", code=f"{stage}_timeout"
@@ -67,18 +73,20 @@ async def _await(awaitable: Awaitable[T]) -> T:
 
 
 class AnalyzePipeline:
-    def __init__(self, extractor: DeploymentHandle, engine: DeploymentHandle, args: AppArgs):
+    def __init__(
+        self, extractor: DeploymentHandle[Any], engine: DeploymentHandle[Any], args: AppArgs
+    ):
         self._extractor = extractor
         self._engine = engine
         self._args = args
 
     async def analyze(
-        self, data: bytes, request: AnalyzeRequest, received_at: float
+        self, kind: MediaKind, data: bytes, request: AnalyzeRequest, received_at: float
     ) -> AnalyzeResponse:
-        """`received_at` (perf_counter) is when the request arrived, so total_s counts the upload."""
+        """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
         started = time.perf_counter()
         batch: FrameBatch = await call_stage(
-            self._extractor.extract.remote(data, request.sampling),
+            self._extractor.extract.remote(data, request.sampling, kind),
             stage="extract",
             timeout_s=EXTRACT_TIMEOUT_S,
         )

@@ -36,14 +36,15 @@ def start_local_ray(num_cpus: int | None = None) -> None:
 def deploy(config: dict[str, Any]) -> None:
     """Submit the config to Serve, as `serve run CONFIG` does; returns without waiting."""
     schema = ServeDeploySchema.model_validate(config)
-    serve.start(
-        http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location
-    )
+    serve.start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location)
     # The public serve.run() takes an Application, not a config with `deployments:` overrides;
     # this is the call `serve run config.yaml` makes.
     from ray.serve.context import _get_global_client
 
-    _get_global_client().deploy_apps(schema)
+    client = _get_global_client()
+    if client is None:
+        raise RuntimeError("Serve did not start: no controller client")
+    client.deploy_apps(schema)
 
 
 def wait_until_running(

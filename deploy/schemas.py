@@ -7,14 +7,14 @@ small pydantic data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class MediaKind(str, Enum):
+class MediaKind(StrEnum):
     VIDEO = "video"
     IMAGE = "image"
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray import serve
 from ray.serve.deployment import Application
 
 from deploy.config import Accelerator, AppArgs
+from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR_NAME
 from deploy.frame_extractor import FrameExtractor
+from deploy.ingress import DEPLOYMENT_NAME as INGRESS_NAME
 from deploy.ingress import Ingress
 from deploy.llm_deployment import build_vllm_deployment
 
@@ -30,8 +33,11 @@ def resolve_accelerator(requested: Accelerator) -> Accelerator:
 def build_app_from(args: AppArgs) -> Application:
     accelerator = resolve_accelerator(args.llm.accelerator)
     engine = build_vllm_deployment(args.llm, accelerator)
-    extractor = FrameExtractor.bind(args.extraction)
-    return Ingress.bind(extractor, engine, args)
+    extractor = serve.deployment(name=EXTRACTOR_NAME)(FrameExtractor).bind(args.extraction)
+    ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
+        extractor, engine, args
+    )
+    return ingress
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -8,7 +8,7 @@ replaced.
 from __future__ import annotations
 
 import copy
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ BASE_CONFIG = REPO_ROOT / "serve_config.yaml"
 APP_NAME = "vidserve"
 
 
-class Profile(str, Enum):
+class Profile(StrEnum):
     GPU = "gpu"
     CPU = "cpu"
 
@@ -64,7 +64,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ValueError(f"serve config {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"serve config {path} must be a mapping at the top level")
+        raise ValueError(f"serve config {path} must be a mapping at the top level")  # noqa: TRY004
     return data
 
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("ray.serve.vidserve.tiny_model")
 
@@ -63,7 +64,7 @@ _CORPUS = (
     "The video shows a person walking a dog in a park. A red car drives along the street. "
     "What happens in this clip? Describe the scene, the objects, the colours and the actions. "
     "Answer in JSON with the keys summary, objects, count, colour, true, false, null. "
-    "0 1 2 3 4 5 6 7 8 9 10 { } [ ] : , \" . ? ! - _ "
+    '0 1 2 3 4 5 6 7 8 9 10 { } [ ] : , " . ? ! - _ '
 )
 
 
@@ -120,11 +121,13 @@ def _build_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
     bpe.train_from_iterator([_CORPUS] * 20, trainer=trainer)
     state = json.loads(bpe.to_str())
     vocab: dict[str, int] = state["model"]["vocab"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]
+    ]
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
-        merges=merges,
-        unk_token=None,
+        merges=merges,  # type: ignore[arg-type]  # transformers 5 wants tuples here
+        unk_token=None,  # type: ignore[arg-type]
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -182,7 +185,8 @@ def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
+    model: Any = Qwen2_5_VLForConditionalGeneration(config)
+    model = model.to(torch.float32).eval()
     model.save_pretrained(directory, safe_serialization=True)
     GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
@@ -196,8 +200,12 @@ def _build_processor(directory: Path, tokenizer) -> None:  # type: ignore[no-unt
 
     size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
     processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
-        video_processor=Qwen2VLVideoProcessor(size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS),
+        image_processor=Qwen2VLImageProcessor(
+            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        ),
+        video_processor=Qwen2VLVideoProcessor(
+            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        ),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )

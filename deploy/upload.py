@@ -9,6 +9,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from deploy.errors import InvalidRequest, PayloadTooLarge
+from deploy.schemas import MediaKind
+from deploy.video.decode import FIELD_FOR
 
 # Room for the multipart boundaries and the small text fields around the file.
 _FORM_OVERHEAD_BYTES = 1024 * 1024
@@ -58,16 +60,22 @@ async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
         raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
 
 
-async def read_file_field(form: FormData, name: str = "file") -> bytes:
-    value = form.get(name)
-    if value is None:
+async def read_media(form: FormData) -> tuple[MediaKind, bytes]:
+    """The one uploaded media: a video in 'file', or an image in 'image'."""
+    present = [kind for kind, name in FIELD_FOR.items() if form.get(name) is not None]
+    if len(present) != 1:
+        problem = "no" if not present else "both a"
         raise InvalidRequest(
-            f"no '{name}' field: attach the video as multipart field '{name}'",
-            param=name,
+            f"{problem} 'file' field: attach the video as multipart field 'file' "
+            "(or an image as field 'image', not both)",
+            param="file",
             code="missing_file",
         )
+    kind = present[0]
+    name = FIELD_FOR[kind]
+    value = form.get(name)
     if not isinstance(value, UploadFile):
         raise InvalidRequest(
             f"'{name}' must be a file upload, not a text field", param=name, code="missing_file"
         )
-    return await value.read()
+    return kind, await value.read()

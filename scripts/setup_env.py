@@ -90,9 +90,6 @@ def main() -> int:
     parser.add_argument("--profile", choices=["cpu", "gpu"], required=True)
     parser.add_argument("--dev", action="store_true", help="also install the test and lint tools")
     args = parser.parse_args()
-    if sys.version_info < (3, 11):
-        print("vidserve needs Python 3.11 or newer", file=sys.stderr)
-        return 1
     stamp = _stamp_file(args.profile, args.dev)
     expected = _stamp(args.profile, args.dev)
     if stamp.is_file() and stamp.read_text() == expected:

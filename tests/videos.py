@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 
 BITS = 16
@@ -55,8 +56,6 @@ def write_opencv(path: Path, fourcc: str, frames: int, fps: float, size: tuple[i
 
 
 def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 

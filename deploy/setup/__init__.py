@@ -1,1 +1,1 @@
-"""Install-time helpers: environment fix-ups the project's setup applies (see scripts/setup_env.py)."""
+"""Install-time helpers: fix-ups the project's setup applies (scripts/setup_env.py)."""

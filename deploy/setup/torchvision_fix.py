@@ -46,12 +46,11 @@ def _define_ops() -> None:
 
 class _BeforeTorchvision(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
-        if fullname != "torchvision":
-            return None
-        sys.meta_path.remove(self)
-        if _needs_fix():
-            _define_ops()
-        return None  # let the normal finders import torchvision
+        # Returning None always: the normal finders then import the module.
+        if fullname == "torchvision":
+            sys.meta_path.remove(self)
+            if _needs_fix():
+                _define_ops()
 
 
 def install() -> None:

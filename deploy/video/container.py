@@ -32,7 +32,7 @@ _VIDEO_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 )
 
 
-def sniff(head: bytes) -> Sniffed:
+def sniff(head: bytes) -> Sniffed:  # noqa: PLR0911 - one return per family of formats
     """Classify a file by its leading bytes (at least 16 are needed for most formats)."""
     for signature, offset, name in _VIDEO_SIGNATURES:
         if head[offset : offset + len(signature)] == signature:
@@ -47,7 +47,7 @@ def sniff(head: bytes) -> Sniffed:
         if head[offset : offset + len(signature)] == signature:
             return Sniffed(MediaKind.IMAGE, name)
     if head[:6] in (b"GIF87a", b"GIF89a"):
-        return Sniffed(MediaKind.IMAGE, "gif")
+        return Sniffed(None, "a GIF animation")
     return Sniffed(None, _describe_unknown(head))
 
 

@@ -25,30 +25,52 @@ from deploy.video.sampling import fps_indices, uniform_indices
 
 logger = logging.getLogger("ray.serve.vidserve.extract")
 
-_SUPPORTED = "an MP4, MOV, MKV, WebM or AVI video, or a JPEG, PNG or WebP image"
+_SUPPORTED = {
+    MediaKind.VIDEO: "an MP4, MOV, MKV, WebM or AVI video",
+    MediaKind.IMAGE: "a JPEG, PNG, WebP or BMP image",
+}
+# The multipart field each kind of media is uploaded as.
+FIELD_FOR = {MediaKind.VIDEO: "file", MediaKind.IMAGE: "image"}
 # A header may overstate the frame count by a little; past this, stopping early means truncation.
 _COUNT_SLACK_FRAMES = 2
 _COUNT_SLACK_RATIO = 0.01
 
 
-def extract(data: bytes, options: SamplingOptions, settings: ExtractionSettings) -> FrameBatch:
-    """Decode `data` (a video or an image) into the frames `options` ask for."""
+def extract(
+    data: bytes,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    expected: MediaKind = MediaKind.VIDEO,
+) -> FrameBatch:
+    """Decode `data` into the frames `options` ask for; `data` must be of the `expected` kind."""
     started = time.perf_counter()
+    field = FIELD_FOR[expected]
     if not data:
-        raise InvalidRequest("the uploaded file is empty", param="file", code="empty_file")
+        raise InvalidRequest(f"the uploaded {field} is empty", param=field, code="empty_file")
     sniffed = sniff(data[:512])
-    if sniffed.kind is MediaKind.IMAGE:
-        batch = _decode_image(data, sniffed.format, settings)
-    elif sniffed.kind is MediaKind.VIDEO:
-        batch = _decode_video(data, options, settings)
-    else:
+    if sniffed.kind is not expected:
         raise UnprocessableInput(
-            f"the uploaded file is not a video (its bytes look like {sniffed.format}); "
-            f"send {_SUPPORTED}",
-            param="file",
+            _wrong_kind(expected, sniffed.kind, sniffed.format),
+            param=field,
             code="unsupported_media",
         )
+    if expected is MediaKind.IMAGE:
+        batch = _decode_image(data, sniffed.format, settings)
+    else:
+        batch = _decode_video(data, options, settings)
     return _with_time(batch, time.perf_counter() - started)
+
+
+def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str) -> str:
+    if found is None:
+        return (
+            f"the uploaded {FIELD_FOR[expected]} is not a {expected.value} (its bytes look like "
+            f"{fmt}); send {_SUPPORTED[expected]}"
+        )
+    return (
+        f"the '{FIELD_FOR[expected]}' field holds a {fmt} {found.value}, not a {expected.value}; "
+        f"send it as the '{FIELD_FOR[found]}' field instead"
+    )
 
 
 def _with_time(batch: FrameBatch, seconds: float) -> FrameBatch:
@@ -60,7 +82,7 @@ def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameB
     if bgr is None:
         raise UnprocessableInput(
             f"the {fmt} image could not be decoded: it is corrupt or truncated",
-            param="file",
+            param="image",
             code="corrupt_media",
         )
     height, width = bgr.shape[:2]
@@ -111,7 +133,7 @@ def _open(path: str) -> Iterator[cv2.VideoCapture]:
         if not capture.isOpened():
             raise UnprocessableInput(
                 "the video could not be opened: it is corrupt, truncated or in a format OpenCV "
-                f"cannot decode; send {_SUPPORTED}",
+                f"cannot decode; send {_SUPPORTED[MediaKind.VIDEO]}",
                 param="file",
                 code="corrupt_media",
             )
@@ -120,7 +142,9 @@ def _open(path: str) -> Iterator[cv2.VideoCapture]:
         capture.release()
 
 
-def _decode_video(data: bytes, options: SamplingOptions, settings: ExtractionSettings) -> FrameBatch:
+def _decode_video(
+    data: bytes, options: SamplingOptions, settings: ExtractionSettings
+) -> FrameBatch:
     with _as_file(data) as path:
         with _open(path) as capture:
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -168,11 +192,11 @@ def _read(
     stamps: list[float] = []
     size: tuple[int, int] | None = None
     source_size = (0, 0)
-    index = -1
+    last_decoded = -1
     for index in range(indices[-1] + 1):
         if not capture.grab():
-            index -= 1
             break
+        last_decoded = index
         if index not in wanted:
             continue
         ok, bgr = capture.retrieve()
@@ -184,7 +208,7 @@ def _read(
         frames.append(_to_rgb(bgr, size))
         kept.append(index)
         stamps.append(_timestamp(capture, index, fps))
-    _check_complete(kept, indices, index, total)
+    _check_complete(kept, indices, last_decoded, total)
     return FrameBatch(
         kind=MediaKind.VIDEO,
         frames=np.stack(frames),

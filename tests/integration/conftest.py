@@ -1,4 +1,4 @@
-"""The real Serve app (CPU profile, real vLLM engine on the tiny model), started once per session."""
+"""The real Serve app (CPU profile, the real vLLM engine on the tiny model), once per session."""
 
 from __future__ import annotations
 
