@@ -101,4 +101,26 @@ def validate(config: dict[str, Any]) -> None:
         ServeDeploySchema.model_validate(config)
     except ValidationError as exc:
         raise ValueError(f"the serve config is not valid for Ray Serve:\n{exc}") from None
+    _no_unknown_keys(config)
     AppArgs.model_validate(app_args(copy.deepcopy(config)))
+
+
+def _no_unknown_keys(config: dict[str, Any]) -> None:
+    """Ray's schema ignores unknown keys; a typo there would silently do nothing."""
+    from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+
+    _known(config, ServeDeploySchema.model_fields, "the config")
+    for app in config.get("applications", []):
+        _known(app, ServeApplicationSchema.model_fields, f"application {app.get('name')!r}")
+        for deployment in app.get("deployments", []):
+            where = f"deployment {deployment.get('name')!r}"
+            _known(deployment, DeploymentSchema.model_fields, where)
+
+
+def _known(section: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(section) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"the serve config is not valid for Ray Serve: {where} has unknown key(s) "
+            f"{', '.join(unknown)}; valid keys are {', '.join(sorted(fields))}"
+        )

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.config import AppArgs
+from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR
+from deploy.ingress import DEPLOYMENT_NAME as INGRESS
+from deploy.llm_deployment import VLLM_DEPLOYMENT_NAME as VLLM
+from deploy.serve_config import (
+    BASE_CONFIG,
+    Profile,
+    app_args,
+    load_config,
+    merge,
+    overlay_path,
+)
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_each_profile_is_valid_for_ray_and_for_the_app(profile: Profile) -> None:
+    config = load_config(profile=profile)
+    args = AppArgs.model_validate(app_args(config))
+    expected = "cpu" if profile is Profile.CPU else "gpu"
+    assert args.llm.accelerator.value == expected
+
+
+def test_every_deployment_of_the_app_is_configured_in_the_yaml() -> None:
+    config = load_config()
+    names = {d["name"] for d in config["applications"][0]["deployments"]}
+    assert names == {INGRESS, EXTRACTOR, VLLM}
+    for deployment in config["applications"][0]["deployments"]:
+        assert "autoscaling_config" in deployment
+        assert "max_ongoing_requests" in deployment
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}.{key}"))
+        return out
+    if isinstance(tree, list) and all(isinstance(i, dict) and "name" in i for i in tree):
+        out = {}
+        for item in tree:
+            rest = {k: v for k, v in item.items() if k != "name"}
+            out.update(_leaves(rest, f"{prefix}[{item['name']}]"))
+        return out
+    return {prefix: tree}
+
+
+def test_cpu_overlay_writes_no_setting_twice() -> None:
+    base = _leaves(yaml.safe_load(BASE_CONFIG.read_text()))
+    overlay_file = overlay_path(BASE_CONFIG, Profile.CPU)
+    assert overlay_file is not None
+    overlay = _leaves(yaml.safe_load(overlay_file.read_text()))
+    repeated = {key for key, value in overlay.items() if base.get(key) == value}
+    assert repeated == set()
+
+
+def test_merge_is_by_key_and_by_name() -> None:
+    base = {"a": {"x": 1, "y": 2}, "items": [{"name": "p", "v": 1}, {"name": "q", "v": 2}]}
+    overlay = {"a": {"y": 3}, "items": [{"name": "q", "v": 5}, {"name": "r", "v": 6}]}
+    assert merge(base, overlay) == {
+        "a": {"x": 1, "y": 3},
+        "items": [{"name": "p", "v": 1}, {"name": "q", "v": 5}, {"name": "r", "v": 6}],
+    }
+    assert base["a"] == {"x": 1, "y": 2}
+
+
+def test_invalid_config_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    config = yaml.safe_load(BASE_CONFIG.read_text())
+    config["applications"][0]["args"]["llm"]["max_model_len"] = "long"
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="max_model_len"):
+        load_config(path)
+    config["applications"][0]["deployments"][0]["max_ongoing_requestz"] = 3
+    config["applications"][0]["args"]["llm"]["max_model_len"] = 4096
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="not valid for Ray Serve"):
+        load_config(path)
