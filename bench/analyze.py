@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,16 +35,10 @@ from deploy.schemas import MediaKind, SamplingOptions  # noqa: E402
 from deploy.serve_config import Profile, app_args, load_config  # noqa: E402
 from deploy.tiny_model import ensure_tiny_model  # noqa: E402
 from deploy.video import extract  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.videos import write_h264  # noqa: E402
 
 ANALYZE = "/v1/video/analyze"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -135,7 +128,7 @@ def main() -> int:
     ).read_bytes()
     print(f"video: {len(video) / 1e6:.1f} MB", flush=True)
 
-    port = _free_port()
+    port = free_port()
     overlay: dict[str, Any] = {"http_options": {"host": "127.0.0.1", "port": port}}
     config = load_config(profile=Profile(options.profile), extra_overlays=(overlay,))
     if env.model_path() is None:

@@ -7,32 +7,40 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from tests.ports import free_port
 from tests.videos import write_h264
 
 START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 90.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def _reader(stream: object, lines: queue.Queue[str]) -> None:
     for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
         lines.put(line)
+
+
+def _poll_readiness(
+    url: str, seen: list[tuple[int, dict[str, object]]], stop: threading.Event
+) -> None:
+    """Record every JSON answer of /readyz while the app starts."""
+    while not stop.is_set():
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                seen.append((response.status_code, response.json()))
+        except httpx.HTTPError:
+            pass
+        stop.wait(0.5)
 
 
 def _wait_for(lines: queue.Queue[str], text: str, seen: list[str], timeout_s: float) -> None:
@@ -51,7 +59,7 @@ def _wait_for(lines: queue.Queue[str], text: str, seen: list[str], timeout_s: fl
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_run_answers_curl_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     video = write_h264(tmp_path / "clip.mp4", 30, 10.0, (320, 240))
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
     environment = {**os.environ, "VIDSERVE_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
@@ -68,8 +76,23 @@ def test_run_answers_curl_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
     seen: list[str] = []
+    readiness: list[tuple[int, dict[str, object]]] = []
+    stop_polling = threading.Event()
+    poller = threading.Thread(
+        target=_poll_readiness,
+        args=(f"http://127.0.0.1:{port}/readyz", readiness, stop_polling),
+        daemon=True,
+    )
+    poller.start()
     try:
         _wait_for(lines, "vidserve is ready", seen, START_TIMEOUT_S)
+        stop_polling.set()
+        poller.join()
+        # The ingress is up long before the engine: /readyz says so, then turns ready.
+        assert any(code == 503 and body["status"] == "not_ready" for code, body in readiness)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
         _wait_for(lines, f"http://127.0.0.1:{port}/v1/video/analyze", seen, 10)
         assert "answers are MEANINGLESS" in "".join(seen)
         children = psutil.Process(process.pid).children(recursive=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,11 @@ import pytest
 from deploy import runner
 from deploy.serve_config import Profile, load_config
 from deploy.tiny_model import ensure_tiny_model
+from tests.ports import free_port
 
 # Small enough that the oversize-upload test sends little, large enough for every test video.
 TEST_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 START_TIMEOUT_S = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +29,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def serve_url(tiny_model_dir: Path) -> Iterator[str]:
     os.environ.pop("VLLM_MODEL_PATH", None)
-    port = _free_port()
+    port = free_port()
     overlay = {
         "http_options": {"host": "127.0.0.1", "port": port},
         "applications": [
