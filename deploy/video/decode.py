@@ -6,6 +6,7 @@ Only the frames that are kept are retrieved, converted and resized; the others a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -58,7 +59,7 @@ def extract(
         batch = _decode_image(data, sniffed.format, settings)
     else:
         batch = _decode_video(data, options, settings)
-    return _with_time(batch, time.perf_counter() - started)
+    return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
 
 
 def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str) -> str:
@@ -71,10 +72,6 @@ def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str) -> str:
         f"the '{FIELD_FOR[expected]}' field holds a {fmt} {found.value}, not a {expected.value}; "
         f"send it as the '{FIELD_FOR[found]}' field instead"
     )
-
-
-def _with_time(batch: FrameBatch, seconds: float) -> FrameBatch:
-    return FrameBatch(**{**batch.__dict__, "extract_s": seconds})
 
 
 def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBatch:
@@ -149,11 +146,11 @@ def _decode_video(
         with _open(path) as capture:
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(capture.get(cv2.CAP_PROP_FPS))
-        if total <= 0:
-            total = _count_frames(path)
-        indices = _choose(total, fps, options, settings)
+            if total > 0:  # the common case: the header knows its frame count, one open
+                return _read(capture, _choose(total, fps, options, settings), total, fps, settings)
+        total = _count_frames(path)
         with _open(path) as capture:
-            return _read(capture, indices, total, fps, settings)
+            return _read(capture, _choose(total, fps, options, settings), total, fps, settings)
 
 
 def _count_frames(path: str) -> int:
