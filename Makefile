@@ -3,8 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# gpu when an NVIDIA driver answers, else cpu (override: make run PROFILE=cpu)
-PROFILE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+# gpu when an NVIDIA driver answers; ollama on macOS (no vLLM installed, Ollama answers); else cpu.
+# Override: make run PROFILE=cpu|gpu|ollama
+PROFILE ?= $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo gpu; \
+	elif [ "$$(uname -s)" = Darwin ]; then echo ollama; else echo cpu; fi)
 PYTEST_ARGS ?=
 
 .PHONY: run test setup setup-dev lint typecheck bench clean-venv

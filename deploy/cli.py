@@ -1,6 +1,6 @@
 """The `vidserve` command.
 
-vidserve run [--profile auto|gpu|cpu] [--config serve_config.yaml] [--port 8000]
+vidserve run [--profile auto|gpu|cpu|ollama] [--config serve_config.yaml] [--port 8000]
 vidserve config [--profile ...]      print the merged Serve config (for `serve deploy`)
 vidserve tiny-model PATH             build the tiny random Qwen2.5-VL test model
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import platform
 import shutil
 import signal
 import sys
@@ -32,8 +33,10 @@ START_TIMEOUT_S = 1800.0
 
 
 def detect_profile() -> Profile:
-    """GPU when an NVIDIA driver answers, else CPU."""
-    return Profile.GPU if shutil.which("nvidia-smi") else Profile.CPU
+    """GPU when an NVIDIA driver answers; on macOS Ollama alone; else vLLM's CPU build."""
+    if shutil.which("nvidia-smi"):
+        return Profile.GPU
+    return Profile.OLLAMA if platform.system() == "Darwin" else Profile.CPU
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -56,12 +59,15 @@ def choose_model(config: dict[str, Any], profile: Profile) -> str | None:
     """Point the app at the tiny model when none is configured and no real one can run.
 
     Returns the warning to show, or None when the configured model is used."""
-    from deploy.config import ModelSourceKind, classify_model_source
+    from deploy.config import AppArgs, Backend, ModelSourceKind, classify_model_source
     from deploy.tiny_model import ensure_tiny_model
 
     if env.model_path() is not None:
         return None
-    llm = app_args(config).setdefault("llm", {})
+    args = app_args(config)
+    if Backend.VLLM not in AppArgs.from_args(args).backends.order:
+        return None
+    llm = args.setdefault("llm", {})
     model = str(llm.get("model", env.DEFAULT_MODEL))
     is_hub_model = classify_model_source(model) is ModelSourceKind.HF_ID
     if profile is Profile.GPU and not (
@@ -140,18 +146,17 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidserve", description="Answer questions about videos.")
     sub = parser.add_subparsers(dest="command", required=True)
-    profile_help = "gpu, cpu, or auto (gpu when nvidia-smi is found)"
+    profile_help = "gpu, cpu, ollama, or auto (gpu with nvidia-smi, ollama on macOS, else cpu)"
+    profiles = ["auto", *(p.value for p in Profile)]
 
     run = sub.add_parser("run", help="start a local Ray and the app in the foreground")
-    run.add_argument("--profile", default="auto", choices=["auto", "gpu", "cpu"], help=profile_help)
+    run.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
     run.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
     run.add_argument("--port", type=int, default=None, help="HTTP port (VIDSERVE_PORT, 8000)")
     run.set_defaults(func=cmd_run)
 
     config = sub.add_parser("config", help="print the merged Serve config for a profile")
-    config.add_argument(
-        "--profile", default="auto", choices=["auto", "gpu", "cpu"], help=profile_help
-    )
+    config.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
     config.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
     config.set_defaults(func=cmd_config)
 

@@ -208,12 +208,165 @@ class GenerationSettings(StrictModel):
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Longest prompt text accepted.")
 
 
+class Backend(StrEnum):
+    VLLM = "vllm"
+    OLLAMA = "ollama"
+
+
+class Fallback(StrEnum):
+    OLLAMA = "ollama"
+    NONE = "none"
+
+
+class CircuitBreakerSettings(StrictModel):
+    """When to stop sending requests to a failing backend, and when to try it again."""
+
+    failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open the circuit."
+    )
+    open_s: float = Field(
+        default=15.0, gt=0, description="Seconds the circuit stays open before a probe."
+    )
+    probe_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long the half-open probe (the backend's readiness "
+        "check) may take before it counts as failed.",
+    )
+
+
+class BackendPolicy(StrictModel):
+    """Who answers: `primary` first; `fallback` when the primary cannot."""
+
+    primary: Backend = Field(
+        default=Backend.VLLM, description="vllm or ollama. VIDSERVE_BACKEND overrides."
+    )
+    fallback: Fallback = Field(
+        default=Fallback.OLLAMA, description="ollama or none. VIDSERVE_FALLBACK overrides."
+    )
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BackendPolicy:
+        if self.primary.value == self.fallback.value:
+            raise ValueError(
+                f"backends.fallback is {self.fallback.value!r}, the same as backends.primary: "
+                "set fallback: none"
+            )
+        return self
+
+    @property
+    def order(self) -> tuple[Backend, ...]:
+        """The backends in the order they are tried."""
+        if self.fallback is Fallback.NONE:
+            return (self.primary,)
+        return (self.primary, Backend(self.fallback.value))
+
+
+class OllamaSettings(StrictModel):
+    """The Ollama deployment: a thin client of an Ollama server."""
+
+    host: str = Field(
+        default="http://127.0.0.1:11434", description="Ollama server. OLLAMA_HOST overrides."
+    )
+    model: str | None = Field(
+        default=None,
+        description="Ollama tag, e.g. qwen2.5vl:7b. OLLAMA_MODEL overrides. Default: the tag of "
+        "llm.model in the catalog (deploy/catalog/models.yaml), else qwen2.5vl:7b.",
+    )
+    num_ctx: int | None = Field(
+        default=8192, ge=256, description="Context window Ollama allocates (its default is small)."
+    )
+    keep_alive: str | float | None = Field(
+        default="30m", description="How long Ollama keeps the model loaded after a request."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Any other Ollama option (see ollama.Options)."
+    )
+    request_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest time one Ollama answer may take."
+    )
+    connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="How long to wait for a connection to Ollama."
+    )
+    pull_on_start: bool = Field(
+        default=False, description="Pull the model when the replica starts (progress is logged)."
+    )
+    jpeg_quality: int = Field(default=90, ge=1, le=100, description="Quality of frames sent.")
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ollama import Options
+
+        known = set(Options.model_fields)
+        for name in value:
+            if name in {"num_ctx", "temperature", "num_predict"}:
+                raise ValueError(
+                    f"ollama.options.{name} is set by vidserve (num_ctx: ollama.num_ctx; "
+                    "temperature and num_predict: per request)"
+                )
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown Ollama option {name!r}{hint}")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"ollama.host must be an http(s) URL like http://127.0.0.1:11434, got {value!r}"
+            )
+        return value.rstrip("/")
+
+
 class AppArgs(StrictModel):
     """`args:` of the vidserve application in serve_config.yaml."""
 
+    backends: BackendPolicy = Field(default_factory=BackendPolicy)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @property
+    def ollama_model(self) -> str:
+        """`ollama.model`, else the catalog's tag for `llm.model`, else qwen2.5vl:7b."""
+        from deploy.catalog import DEFAULT_VISION_OLLAMA_TAG, catalog
+
+        return (
+            self.ollama.model
+            or catalog().ollama_tag_for(self.llm.model)
+            or DEFAULT_VISION_OLLAMA_TAG
+        )
+
+    def model_of(self, backend: Backend) -> str:
+        return self.llm.served_model_id if backend is Backend.VLLM else self.ollama_model
+
+    def vision_of(self, backend: Backend) -> bool | None:
+        """Whether `backend`'s model sees images: True, False, or None when unknown here."""
+        from deploy.catalog import hf_model_vision, ollama_model_vision
+
+        if backend is Backend.VLLM:
+            return hf_model_vision(self.llm.model)
+        return ollama_model_vision(self.ollama_model)
+
+    @model_validator(mode="after")
+    def _fallback_sees_what_primary_sees(self) -> AppArgs:
+        order = self.backends.order
+        if len(order) < 2:
+            return self
+        primary, fallback = order
+        if self.vision_of(primary) is not False and self.vision_of(fallback) is False:
+            raise ValueError(
+                f"the fallback model {self.model_of(fallback)!r} cannot take images or video, "
+                f"but the primary {self.model_of(primary)!r} can: the fallback would fail every "
+                "video request. Set ollama.model to a vision model such as qwen2.5vl:7b, or "
+                "backends.fallback: none"
+            )
+        return self
 
     @classmethod
     def from_args(cls, args: dict[str, Any] | None) -> AppArgs:
@@ -225,4 +378,16 @@ class AppArgs(StrictModel):
         if (acc := env.accelerator()) is not None:
             llm["accelerator"] = acc
         data["llm"] = llm
+        backends = dict(data.get("backends") or {})
+        if (primary := env.primary_backend()) is not None:
+            backends["primary"] = primary
+        if (fallback := env.fallback_backend()) is not None:
+            backends["fallback"] = fallback
+        data["backends"] = backends
+        ollama = dict(data.get("ollama") or {})
+        if (host := env.ollama_host()) is not None:
+            ollama["host"] = host if "://" in host else f"http://{host}"
+        if (tag := env.ollama_model()) is not None:
+            ollama["model"] = tag
+        data["ollama"] = ollama
         return cls.model_validate(data)

@@ -61,3 +61,23 @@ def ray_num_cpus() -> int | None:
         return int(value) if value else None
     except ValueError as exc:
         raise ValueError(f"VIDSERVE_RAY_NUM_CPUS must be an integer, got {value!r}") from exc
+
+
+def primary_backend() -> str | None:
+    """`VIDSERVE_BACKEND`: the backend that answers first, `vllm` or `ollama`."""
+    return _get("VIDSERVE_BACKEND")
+
+
+def fallback_backend() -> str | None:
+    """`VIDSERVE_FALLBACK`: the backend that takes over, `ollama` or `none`."""
+    return _get("VIDSERVE_FALLBACK")
+
+
+def ollama_host() -> str | None:
+    """`OLLAMA_HOST`: the Ollama server (Ollama's own variable; default http://127.0.0.1:11434)."""
+    return _get("OLLAMA_HOST")
+
+
+def ollama_model() -> str | None:
+    """`OLLAMA_MODEL`: the Ollama tag to use (default: the tag of the vLLM model, see catalog)."""
+    return _get("OLLAMA_MODEL")

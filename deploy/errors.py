@@ -14,28 +14,45 @@ class VidserveError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "server_error"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code()
         self.param = param
+        # Extra fields of the error object, e.g. `backends` (the state of each backend).
+        self.details = details
 
     @classmethod
     def default_code(cls) -> str:
         return cls.error_type
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.code, self.param))
+        return (_rebuild, (type(self), self.message, self.code, self.param, self.details))
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
         if self.param is not None:
             body["param"] = self.param
+        if self.details:
+            body.update(self.details)
         return {"error": body}
 
 
-def _rebuild(cls: type[VidserveError], message: str, code: str, param: str | None) -> VidserveError:
-    return cls(message, code=code, param=param)
+def _rebuild(
+    cls: type[VidserveError],
+    message: str,
+    code: str,
+    param: str | None,
+    details: dict[str, Any] | None = None,
+) -> VidserveError:
+    return cls(message, code=code, param=param, details=details)
 
 
 class InvalidRequest(VidserveError):

@@ -3,7 +3,7 @@
 Routes:
     POST /v1/video/analyze   multipart video ('file') or image ('image') + prompt -> JSON answer
     GET  /healthz            200 while the process is alive
-    GET  /readyz             200 once the engine can answer, 503 before
+    GET  /readyz             200 once a backend can answer (each backend's state), 503 before
 Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
 """
 
@@ -22,8 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from deploy.analyze_request import parse_analyze_form
-from deploy.config import AppArgs
+from deploy.backends import BackendRouter, HandleBackend
+from deploy.config import AppArgs, Backend
 from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
+from deploy.metrics import ServeBackendMetrics
 from deploy.pipeline import AnalyzePipeline
 from deploy.upload import read_media, read_multipart
 
@@ -77,12 +79,13 @@ def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         try:
-            model = await pipeline.ready()
+            backends = await pipeline.ready()
         except ServiceUnavailable as exc:
-            return JSONResponse(
-                {"status": "not_ready", "reason": exc.message}, status_code=exc.status_code
-            )
-        return JSONResponse({"status": "ready", "model": model})
+            body = {"status": "not_ready", "reason": exc.message, **(exc.details or {})}
+            return JSONResponse(body, status_code=exc.status_code)
+        primary = next(iter(backends))
+        status = "ready" if backends[primary]["ready"] else "degraded"
+        return JSONResponse({"status": status, "backends": backends})
 
     return Starlette(
         routes=[
@@ -99,10 +102,22 @@ class Ingress:
     """Serve deployment `Ingress` (options in serve_config.yaml); builds its app per replica."""
 
     def __init__(
-        self, extractor: DeploymentHandle[Any], engine: DeploymentHandle[Any], args: AppArgs
+        self,
+        extractor: DeploymentHandle[Any],
+        backends: dict[str, DeploymentHandle[Any]],
+        args: AppArgs,
     ) -> None:
         self._args = args
-        self._pipeline = AnalyzePipeline(extractor, engine, args)
+        timeouts = {
+            Backend.VLLM: args.llm.request_timeout_s,
+            Backend.OLLAMA: args.ollama.request_timeout_s,
+        }
+        router = BackendRouter(
+            [HandleBackend(b.value, backends[b.value], timeouts[b]) for b in args.backends.order],
+            args.backends.circuit_breaker,
+            ServeBackendMetrics(),
+        )
+        self._pipeline = AnalyzePipeline(extractor, router, args)
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(self._pipeline, self._args)

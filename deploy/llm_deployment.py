@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
+from deploy.catalog import DEFAULT_VISION_HF_ID
 from deploy.config import Accelerator, LLMSettings
-from deploy.errors import EngineError, InvalidRequest
+from deploy.errors import EngineError, InvalidRequest, ServiceUnavailable, UnprocessableInput
 from deploy.schemas import FrameBatch, InferenceRequest, InferenceResult, MediaKind
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ray.serve.vidserve.llm")
 
-VLLM_DEPLOYMENT_NAME = "VLLM"
 BACKEND_NAME = "vllm"
 
 
@@ -69,10 +69,16 @@ class VideoLLMServer(LLMServer):
         return self._llm_config.model_id
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
-        from vllm.exceptions import VLLMClientError
+        from vllm.exceptions import QueueOverflowError, VLLMClientError, VLLMServerError
 
         started = time.perf_counter()
         client = self._vllm_client()
+        if request.media is not None and not client.model_config.is_multimodal_model:
+            raise UnprocessableInput(
+                f"the model {self._llm_config.model_id!r} cannot take images or video; use a "
+                f"vision model such as {DEFAULT_VISION_HF_ID!r} (llm.model / VLLM_MODEL_PATH)",
+                code="model_cannot_see",
+            )
         prompt = client.get_tokenizer().apply_chat_template(
             chat_messages(request), tokenize=False, add_generation_prompt=True
         )
@@ -86,6 +92,14 @@ class VideoLLMServer(LLMServer):
                 final = output
         except (VLLMClientError, ValueError) as exc:
             raise InvalidRequest(str(exc), code="invalid_for_model") from None
+        except QueueOverflowError as exc:
+            raise ServiceUnavailable(
+                f"the vLLM engine's queue is full: {exc}", code="vllm_overloaded"
+            ) from None
+        except VLLMServerError as exc:  # EngineDeadError, EngineGenerateError, ...
+            raise EngineError(
+                f"the vLLM engine failed: {type(exc).__name__}: {exc}", code="vllm_engine_error"
+            ) from None
         if final is None or not final.outputs:
             raise EngineError("the engine finished without producing an output")
         completion = final.outputs[0]
@@ -120,11 +134,13 @@ def llm_config(settings: LLMSettings, accelerator: Accelerator) -> LLMConfig:
     )
 
 
-def build_vllm_deployment(settings: LLMSettings, accelerator: Accelerator) -> Application:
+def build_vllm_deployment(
+    settings: LLMSettings, accelerator: Accelerator, name: str
+) -> Application:
     """The vLLM deployment. Its replica count and autoscaling come from serve_config.yaml
     (`deployments: - name: VLLM`), its resources from `tensor_parallel_size`."""
     return build_llm_deployment(
         llm_config(settings, accelerator),
         deployment_cls=VideoLLMServer,
-        override_serve_options={"name": VLLM_DEPLOYMENT_NAME},
+        override_serve_options={"name": name},
     )

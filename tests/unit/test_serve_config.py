@@ -9,7 +9,8 @@ import yaml
 from deploy.config import AppArgs
 from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR
 from deploy.ingress import DEPLOYMENT_NAME as INGRESS
-from deploy.llm_deployment import VLLM_DEPLOYMENT_NAME as VLLM
+from deploy.serve_app import OLLAMA_DEPLOYMENT_NAME as OLLAMA
+from deploy.serve_app import VLLM_DEPLOYMENT_NAME as VLLM
 from deploy.serve_config import (
     BASE_CONFIG,
     Profile,
@@ -17,6 +18,7 @@ from deploy.serve_config import (
     load_config,
     merge,
     overlay_path,
+    validate,
 )
 
 
@@ -26,12 +28,24 @@ def test_each_profile_is_valid_for_ray_and_for_the_app(profile: Profile) -> None
     args = AppArgs.model_validate(app_args(config))
     expected = "cpu" if profile is Profile.CPU else "gpu"
     assert args.llm.accelerator.value == expected
+    primary = "ollama" if profile is Profile.OLLAMA else "vllm"
+    assert args.backends.primary.value == primary
 
 
-def test_every_deployment_of_the_app_is_configured_in_the_yaml() -> None:
-    config = load_config()
+@pytest.mark.parametrize(
+    ("profile", "deployments"),
+    [
+        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA}),
+        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA}),
+        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA}),
+    ],
+)
+def test_every_deployment_of_the_app_is_configured_in_the_yaml(
+    profile: Profile, deployments: set[str]
+) -> None:
+    config = load_config(profile=profile)
     names = {d["name"] for d in config["applications"][0]["deployments"]}
-    assert names == {INGRESS, EXTRACTOR, VLLM}
+    assert names == deployments
     for deployment in config["applications"][0]["deployments"]:
         assert "autoscaling_config" in deployment
         assert "max_ongoing_requests" in deployment
@@ -52,9 +66,10 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: tree}
 
 
-def test_cpu_overlay_writes_no_setting_twice() -> None:
+@pytest.mark.parametrize("profile", [Profile.CPU, Profile.OLLAMA])
+def test_overlays_write_no_setting_twice(profile: Profile) -> None:
     base = _leaves(yaml.safe_load(BASE_CONFIG.read_text()))
-    overlay_file = overlay_path(BASE_CONFIG, Profile.CPU)
+    overlay_file = overlay_path(BASE_CONFIG, profile)
     assert overlay_file is not None
     overlay = _leaves(yaml.safe_load(overlay_file.read_text()))
     repeated = {key for key, value in overlay.items() if base.get(key) == value}
@@ -83,3 +98,16 @@ def test_invalid_config_is_rejected_with_the_reason(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="not valid for Ray Serve"):
         load_config(path)
+
+
+def test_settings_for_a_deployment_the_policy_does_not_create_are_refused(tmp_path: Path) -> None:
+    config = yaml.safe_load(BASE_CONFIG.read_text())
+    config["applications"][0]["args"]["backends"] = {"primary": "vllm", "fallback": "none"}
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # vidserve's own loader drops them (what `vidserve config` prints for serve deploy) ...
+    names = {d["name"] for d in load_config(path)["applications"][0]["deployments"]}
+    assert OLLAMA not in names
+    # ... and validating the file as written says what is wrong instead of Serve's error.
+    with pytest.raises(ValueError, match="'Ollama', which it does not deploy with backends vllm"):
+        validate(config)

@@ -1,0 +1,270 @@
+"""Backend policy: which engine answers, when to fall back, and the circuit breakers.
+
+    primary (vllm | ollama) --fails--> fallback (ollama | none) --fails--> 503 naming both
+
+A backend is skipped (fallback, no waiting) when its circuit is open. It is tried and, on failure,
+left for the next one when it is not deployed, has no live replica, its queue is full, its engine
+fails, or it does not answer within its timeout. An error caused by the request itself (4xx)
+is returned as is: another backend would refuse it too.
+
+Each backend has a circuit breaker: `failure_threshold` consecutive failures open it; after
+`open_s` a probe (the backend's readiness check, off the request path) runs and closes it when
+the backend answers, so traffic returns to the primary. State is per ingress replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ray.serve.handle import DeploymentHandle
+
+from deploy.config import CircuitBreakerSettings
+from deploy.errors import BackendTimeout, EngineError, ServiceUnavailable, VidserveError
+from deploy.handles import call_stage
+from deploy.metrics import BackendMetrics
+from deploy.schemas import FallbackInfo, InferenceRequest, InferenceResult
+
+logger = logging.getLogger("ray.serve.vidserve.backends")
+
+Clock = Callable[[], float]
+
+
+class BackendClient(Protocol):
+    """One engine behind the policy (in production: a deployment handle, `HandleBackend`)."""
+
+    name: str
+
+    async def answer(self, request: InferenceRequest) -> InferenceResult: ...
+
+    async def ready(self, timeout_s: float) -> str: ...
+
+
+class HandleBackend:
+    """A backend deployment reached through its Serve handle (methods `answer` and `ready`)."""
+
+    def __init__(self, name: str, handle: DeploymentHandle[Any], timeout_s: float) -> None:
+        self.name = name
+        self._handle = handle
+        self._timeout_s = timeout_s
+
+    async def answer(self, request: InferenceRequest) -> InferenceResult:
+        result: InferenceResult = await call_stage(
+            self._handle.answer.remote(request), stage=self.name, timeout_s=self._timeout_s
+        )
+        return result
+
+    async def ready(self, timeout_s: float) -> str:
+        model: str = await call_stage(
+            self._handle.ready.remote(), stage=self.name, timeout_s=timeout_s
+        )
+        return model
+
+
+def failure_reason(error: VidserveError) -> str:
+    """A short, bounded name for why a backend failed (metrics label, log, response)."""
+    if isinstance(error, BackendTimeout):
+        return "timeout"
+    if isinstance(error, EngineError):
+        return "engine_error"
+    for reason in ("overloaded", "not_deployed", "replica_died"):
+        if error.code.endswith(reason):
+            return reason
+    return "unavailable"
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """closed --N failures--> open --open_s--> half_open (one probe) --ok--> closed / --> open"""
+
+    def __init__(self, settings: CircuitBreakerSettings, clock: Clock = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self.state = CircuitState.CLOSED
+        self.failures = 0
+        self.last_failure = ""
+        self._opened_at = 0.0
+
+    def allows_requests(self) -> bool:
+        return self.state is CircuitState.CLOSED
+
+    def record_success(self) -> None:
+        if self.state is CircuitState.CLOSED:
+            self.failures = 0
+
+    def record_failure(self, detail: str) -> None:
+        self.failures += 1
+        self.last_failure = detail
+        if self.state is CircuitState.CLOSED and self.failures >= self._settings.failure_threshold:
+            self._open()
+
+    def probe_due(self) -> bool:
+        return (
+            self.state is CircuitState.OPEN
+            and self._clock() - self._opened_at >= self._settings.open_s
+        )
+
+    def start_probe(self) -> None:
+        self.state = CircuitState.HALF_OPEN
+
+    def probe_succeeded(self) -> None:
+        self.state = CircuitState.CLOSED
+        self.failures = 0
+
+    def probe_failed(self, detail: str) -> None:
+        self.last_failure = detail
+        self._open()
+
+    def describe(self) -> str:
+        if self.state is CircuitState.CLOSED:
+            return "closed"
+        return (
+            f"circuit {self.state.value} after {self.failures} failure(s), "
+            f"last: {self.last_failure}"
+        )
+
+    def _open(self) -> None:
+        self.state = CircuitState.OPEN
+        self._opened_at = self._clock()
+
+
+@dataclass(frozen=True)
+class Routed:
+    result: InferenceResult
+    fallback: FallbackInfo | None
+
+
+class BackendRouter:
+    """Tries the backends in policy order; see the module docstring."""
+
+    def __init__(
+        self,
+        backends: Sequence[BackendClient],
+        breaker: CircuitBreakerSettings,
+        metrics: BackendMetrics | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not backends:
+            raise ValueError("at least one backend is needed")
+        self._backends = list(backends)
+        self._settings = breaker
+        self._breakers = {b.name: CircuitBreaker(breaker, clock) for b in self._backends}
+        self._metrics = metrics
+        self._probes: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [b.name for b in self._backends]
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return self._breakers[name]
+
+    async def answer(self, request: InferenceRequest) -> Routed:
+        states: dict[str, str] = {}
+        errors: list[VidserveError] = []
+        first_reason: str | None = None
+        for position, backend in enumerate(self._backends):
+            breaker = self._breakers[backend.name]
+            if breaker.allows_requests():
+                try:
+                    result = await backend.answer(request)
+                except VidserveError as exc:
+                    if exc.status_code < 500:
+                        breaker.record_success()  # the backend answered; the request was bad
+                        self._count(backend.name, "client_error")
+                        raise
+                    reason = failure_reason(exc)
+                    if reason != "overloaded":  # a full queue is load, not ill health
+                        breaker.record_failure(exc.message)
+                    states[backend.name] = f"{reason}: {exc.message}"
+                    errors.append(exc)
+                    self._count(backend.name, reason)
+                else:
+                    breaker.record_success()
+                    self._count(backend.name, "ok")
+                    fallback = None
+                    if position > 0 and first_reason is not None:
+                        fallback = FallbackInfo(from_backend=self.names[0], reason=first_reason)
+                    return Routed(result, fallback)
+            else:
+                reason = "circuit_open"
+                states[backend.name] = breaker.describe()
+                self._count(backend.name, reason)
+                self._maybe_probe(backend)
+            first_reason = first_reason or reason
+            if position + 1 < len(self._backends):
+                self._note_fallback(backend.name, self._backends[position + 1].name, states)
+        raise self._exhausted(states, errors)
+
+    async def status(self, timeout_s: float) -> dict[str, dict[str, Any]]:
+        """Each backend's readiness (asked concurrently) and circuit state."""
+        for backend in self._backends:
+            self._maybe_probe(backend)
+        results = await asyncio.gather(
+            *(b.ready(timeout_s) for b in self._backends), return_exceptions=True
+        )
+        status: dict[str, dict[str, Any]] = {}
+        for backend, outcome in zip(self._backends, results, strict=True):
+            entry: dict[str, Any] = {"circuit": self._breakers[backend.name].state.value}
+            if isinstance(outcome, VidserveError):
+                entry.update(ready=False, reason=outcome.message)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                entry.update(ready=True, model=outcome)
+            status[backend.name] = entry
+        return status
+
+    def _note_fallback(self, source: str, target: str, states: dict[str, str]) -> None:
+        reason = states[source].split(":", 1)[0]
+        if reason.startswith("circuit"):
+            reason = "circuit_open"
+        logger.warning("falling back from %s to %s: %s", source, target, states[source])
+        if self._metrics is not None:
+            self._metrics.fallback(source, target, reason)
+
+    def _count(self, backend: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.request(backend, outcome)
+
+    def _exhausted(self, states: dict[str, str], errors: list[VidserveError]) -> VidserveError:
+        details = {"backends": states}
+        if len(self._backends) == 1 and errors:
+            only = errors[0]
+            return type(only)(only.message, code=only.code, param=only.param, details=details)
+        summary = "; ".join(f"{name}: {state}" for name, state in states.items())
+        return ServiceUnavailable(
+            f"no backend could answer ({summary})", code="no_backend_available", details=details
+        )
+
+    def _maybe_probe(self, backend: BackendClient) -> None:
+        breaker = self._breakers[backend.name]
+        if not breaker.probe_due() or backend.name in self._probes:
+            return
+        breaker.start_probe()
+        # Kept referenced until it finishes (the event loop holds tasks only weakly).
+        self._probes[backend.name] = asyncio.create_task(self._probe(backend, breaker))
+
+    async def _probe(self, backend: BackendClient, breaker: CircuitBreaker) -> None:
+        try:
+            await backend.ready(self._settings.probe_timeout_s)
+        except VidserveError as exc:
+            breaker.probe_failed(f"probe: {exc.message}")
+            logger.warning("%s is still failing (%s); circuit stays open", backend.name, exc)
+        else:
+            breaker.probe_succeeded()
+            logger.warning("%s answered its probe; circuit closed, traffic returns", backend.name)
+        finally:
+            self._probes.pop(backend.name, None)
+            if breaker.state is CircuitState.HALF_OPEN:  # the probe raised something unexpected
+                breaker.probe_failed("probe: did not complete")

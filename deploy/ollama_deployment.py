@@ -1,0 +1,203 @@
+"""The Ollama deployment: a thin replica around the official `ollama` async client.
+
+Frames from the extractor go to Ollama's `/api/chat` as JPEG images, in order, with the question;
+`response_format` becomes Ollama's `format`; `num_ctx`, `keep_alive` and `options` come from the
+config, `temperature` and `num_predict` (max_tokens) from the request. The replica stays healthy
+when the Ollama server is down: `ready()` says what is wrong, and requests fail fast with a 503
+so that the policy in `backends.py` can decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import ollama
+
+from deploy.catalog import DEFAULT_VISION_OLLAMA_TAG, normalize_tag, ollama_model_vision
+from deploy.config import OllamaSettings
+from deploy.errors import (
+    BackendTimeout,
+    EngineError,
+    InvalidRequest,
+    ServiceUnavailable,
+    UnprocessableInput,
+)
+from deploy.schemas import FrameBatch, InferenceRequest, InferenceResult
+
+logger = logging.getLogger("ray.serve.vidserve.ollama")
+
+BACKEND_NAME = "ollama"
+PULL_LOG_EVERY_S = 5.0
+
+
+def encode_jpeg(frames: np.ndarray, quality: int) -> list[bytes]:
+    """RGB uint8 frames -> JPEG bytes, one per frame (the client base64-encodes them)."""
+    images = []
+    for frame in frames:
+        ok, buffer = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        if not ok:
+            raise EngineError("could not encode a frame as JPEG for Ollama")
+        images.append(buffer.tobytes())
+    return images
+
+
+def chat_message(prompt: str, images: list[bytes], media: FrameBatch | None) -> dict[str, Any]:
+    """One user turn. For a video, the frames' timestamps go in the text: Ollama sees images."""
+    content = prompt
+    if media is not None and media.count > 1:
+        times = ", ".join(f"{t:.1f}s" for t in media.timestamps_s)
+        content = (
+            f"The images are {media.count} frames of one video, in order, taken at {times}.\n"
+            f"{prompt}"
+        )
+    message: dict[str, Any] = {"role": "user", "content": content}
+    if images:
+        message["images"] = images
+    return message
+
+
+class OllamaServer:
+    """Serve deployment `Ollama` (options in serve_config.yaml)."""
+
+    async def __init__(self, settings: OllamaSettings, model: str) -> None:  # type: ignore[misc]
+        self._settings = settings
+        self._model = model
+        self._client = ollama.AsyncClient(
+            host=settings.host,
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+        )
+        self._vision: bool | None = ollama_model_vision(model)
+        if settings.pull_on_start:
+            await self._pull()
+
+    async def ready(self) -> str:
+        """The model tag once the server answers and has the model; ServiceUnavailable before."""
+        try:
+            listing = await self._client.list()
+        except (ConnectionError, httpx.HTTPError) as exc:
+            raise self._unreachable(exc) from None
+        except ollama.ResponseError as exc:
+            raise ServiceUnavailable(
+                f"Ollama at {self._settings.host} answered /api/tags with an error: {exc}",
+                code="ollama_unavailable",
+            ) from None
+        present = {normalize_tag(m.model or "") for m in listing.models}
+        if normalize_tag(self._model) not in present:
+            raise self._model_missing()
+        if self._vision is None:
+            self._vision = await self._capable_of_vision()
+        return self._model
+
+    async def answer(self, request: InferenceRequest) -> InferenceResult:
+        started = time.perf_counter()
+        if request.media is not None and self._vision is None:
+            self._vision = await self._capable_of_vision()
+        if request.media is not None and self._vision is False:
+            raise UnprocessableInput(
+                f"the Ollama model {self._model!r} cannot take images or video; use a vision "
+                f"model such as {DEFAULT_VISION_OLLAMA_TAG!r} (ollama.model / OLLAMA_MODEL)",
+                code="model_cannot_see",
+            )
+        images: list[bytes] = []
+        if request.media is not None:
+            images = await asyncio.to_thread(
+                encode_jpeg, request.media.frames, self._settings.jpeg_quality
+            )
+        params = request.params
+        options: dict[str, Any] = {**self._settings.options, "num_predict": params.max_tokens}
+        if self._settings.num_ctx is not None:
+            options["num_ctx"] = self._settings.num_ctx
+        if params.temperature is not None:
+            options["temperature"] = params.temperature
+        try:
+            response = await self._client.chat(
+                model=self._model,
+                messages=[chat_message(request.prompt, images, request.media)],
+                format=params.json_schema,
+                options=options,
+                keep_alive=self._settings.keep_alive,
+            )
+        except (ConnectionError, httpx.ConnectError) as exc:
+            raise self._unreachable(exc) from None
+        except httpx.TimeoutException:
+            raise BackendTimeout(
+                f"Ollama did not answer within {self._settings.request_timeout_s:g}s",
+                code="ollama_timeout",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"the connection to Ollama failed: {type(exc).__name__}: {exc}",
+                code="ollama_unavailable",
+            ) from None
+        except ollama.ResponseError as exc:
+            raise self._response_error(exc) from None
+        return InferenceResult(
+            text=response.message.content or "",
+            model=self._model,
+            backend=BACKEND_NAME,
+            prompt_tokens=int(response.prompt_eval_count or 0),
+            completion_tokens=int(response.eval_count or 0),
+            finish_reason=response.done_reason,
+            inference_s=time.perf_counter() - started,
+        )
+
+    async def _capable_of_vision(self) -> bool | None:
+        """Ollama's `/api/show` capabilities, for tags the catalog does not know."""
+        try:
+            shown = await self._client.show(self._model)
+        except (ConnectionError, httpx.HTTPError, ollama.ResponseError):
+            return None
+        if shown.capabilities is None:
+            return None
+        return "vision" in shown.capabilities
+
+    async def _pull(self) -> None:
+        logger.info("pulling %s from %s", self._model, self._settings.host)
+        last_log = 0.0
+        try:
+            async for progress in await self._client.pull(self._model, stream=True):
+                now = time.monotonic()
+                done = progress.status == "success"
+                if done or now - last_log >= PULL_LOG_EVERY_S:
+                    last_log = now
+                    logger.info("pull %s: %s", self._model, _progress_text(progress))
+        except (ConnectionError, httpx.HTTPError) as exc:
+            logger.warning("could not pull %s: %s", self._model, self._unreachable(exc).message)
+        except ollama.ResponseError as exc:
+            logger.warning("could not pull %s: %s", self._model, exc)
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"Ollama is not reachable at {self._settings.host} ({type(exc).__name__}); start it "
+            "with `ollama serve` or point OLLAMA_HOST / ollama.host at it",
+            code="ollama_unreachable",
+        )
+
+    def _model_missing(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"Ollama at {self._settings.host} does not have the model {self._model!r}; run "
+            f"`ollama pull {self._model}` or set ollama.pull_on_start: true",
+            code="ollama_model_missing",
+        )
+
+    def _response_error(self, exc: ollama.ResponseError) -> Exception:
+        if exc.status_code == 404:
+            return self._model_missing()
+        if 400 <= exc.status_code < 500:
+            return InvalidRequest(f"Ollama refused the request: {exc.error}", code="ollama_refused")
+        return EngineError(f"Ollama failed: {exc.error}", code="ollama_failed")
+
+
+def _progress_text(progress: ollama.ProgressResponse) -> str:
+    if progress.total and progress.completed is not None:
+        share = 100.0 * progress.completed / progress.total
+        return f"{progress.status} {share:.0f}% of {progress.total / 1e9:.2f} GB"
+    return progress.status or ""

@@ -1,0 +1,153 @@
+"""The Ollama deployment's class, driven by the real `ollama` client against the stand-in server.
+
+What the client sends is read back from the stand-in: model, images (decoded), format, options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deploy.config import OllamaSettings
+from deploy.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
+from deploy.ollama_deployment import OllamaServer
+from deploy.schemas import FrameBatch, GenerationParams, InferenceRequest, MediaKind
+from tests.ollama_stub import TEXT, VISION, OllamaStub, decode_images
+from tests.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[OllamaStub]:
+    server = OllamaStub({"qwen2.5vl:7b": VISION, "qwen3:8b": TEXT, "mystery:1b": TEXT})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(stub: OllamaStub) -> None:
+    stub.reset()
+
+
+def _server(stub_url: str, model: str = "qwen2.5vl:7b", **settings: Any) -> OllamaServer:
+    async def build() -> OllamaServer:
+        server = OllamaServer.__new__(OllamaServer)
+        await server.__init__(OllamaSettings(host=stub_url, **settings), model)  # type: ignore[misc]
+        return server
+
+    return asyncio.run(build())
+
+
+def _video(count: int = 3, height: int = 56, width: int = 84) -> FrameBatch:
+    frames = np.zeros((count, height, width, 3), np.uint8)
+    for i in range(count):
+        frames[i, :, : width // 2] = (40 * i, 200, 10)  # left half differs per frame
+    return FrameBatch(
+        kind=MediaKind.VIDEO,
+        frames=frames,
+        indices=list(range(0, 10 * count, 10)),
+        timestamps_s=[float(i) for i in range(count)],
+        source_fps=10.0,
+        duration_s=float(count),
+        source_width=width,
+        source_height=height,
+        total_frames=10 * count,
+    )
+
+
+def _ask(server: OllamaServer, media: FrameBatch | None, **params: Any) -> Any:
+    request = InferenceRequest(
+        prompt="What changes?", media=media, params=GenerationParams(max_tokens=64, **params)
+    )
+    return asyncio.run(server.answer(request))
+
+
+def test_frames_go_to_api_chat_as_jpeg_images_with_the_options(stub: OllamaStub) -> None:
+    server = _server(stub.url, num_ctx=4096, keep_alive="5m", options={"top_k": 20})
+    result = _ask(server, _video(3), temperature=0.2)
+    assert result.backend == "ollama"
+    assert result.model == "qwen2.5vl:7b"
+    assert result.text == "a stand-in answer from ollama"
+    assert (result.prompt_tokens, result.completion_tokens) == (310, 7)
+    (chat,) = stub.chats
+    assert chat["model"] == "qwen2.5vl:7b"
+    assert chat["stream"] is False
+    assert chat["keep_alive"] == "5m"
+    assert chat["options"] == {"top_k": 20, "num_predict": 64, "num_ctx": 4096, "temperature": 0.2}
+    message = chat["messages"][0]
+    assert message["role"] == "user"
+    assert message["content"].endswith("What changes?")
+    assert "0.0s, 1.0s, 2.0s" in message["content"]
+    images = decode_images(chat)
+    assert len(images) == 3
+    assert {image.shape for image in images} == {(56, 84, 3)}
+    # The frames arrive in order and in RGB: frame i's left half is (40 i, 200, 10).
+    for i, image in enumerate(images):
+        assert np.abs(image[28, 10].astype(int) - (40 * i, 200, 10)).max() <= 8
+
+
+def test_a_json_schema_becomes_ollamas_format(stub: OllamaStub) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    result = _ask(_server(stub.url), _video(1), json_schema=schema)
+    assert stub.chats[0]["format"] == schema
+    assert result.text == '{"answer": "a stand-in answer from ollama"}'
+
+
+def test_ready_names_the_missing_model_and_the_fix(stub: OllamaStub) -> None:
+    assert asyncio.run(_server(stub.url).ready()) == "qwen2.5vl:7b"
+    with pytest.raises(ServiceUnavailable, match=r"ollama pull qwen2\.5vl:32b") as info:
+        asyncio.run(_server(stub.url, model="qwen2.5vl:32b").ready())
+    assert info.value.code == "ollama_model_missing"
+
+
+def test_a_missing_model_at_request_time_is_a_503_with_the_fix(stub: OllamaStub) -> None:
+    with pytest.raises(ServiceUnavailable, match="ollama pull"):
+        _ask(_server(stub.url, model="qwen2.5vl:32b"), _video(1))
+
+
+def test_an_unreachable_server_is_a_503_naming_the_host() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    server = _server(url)
+    for call in (server.ready(), server.answer(_request_with(_video(1)))):
+        with pytest.raises(ServiceUnavailable, match="not reachable at " + url) as info:
+            asyncio.run(call)
+        assert info.value.code == "ollama_unreachable"
+
+
+def _request_with(media: FrameBatch) -> InferenceRequest:
+    return InferenceRequest(prompt="q", media=media, params=GenerationParams(max_tokens=4))
+
+
+def test_a_slow_server_is_a_timeout_not_a_hang(stub: OllamaStub) -> None:
+    stub.behaviour.delay_s = 3.0
+    server = _server(stub.url, request_timeout_s=0.5)
+    with pytest.raises(BackendTimeout, match=r"within 0\.5s"):
+        _ask(server, _video(1))
+
+
+@pytest.mark.parametrize("model", ["qwen3:8b", "mystery:1b"])
+def test_a_text_only_model_refuses_media_with_a_422_naming_a_vision_model(
+    stub: OllamaStub, model: str
+) -> None:
+    """qwen3:8b is text-only per the catalog; mystery:1b per the server's /api/show."""
+    server = _server(stub.url, model=model)
+    with pytest.raises(UnprocessableInput, match=r"cannot take images.*qwen2\.5vl:7b"):
+        _ask(server, _video(1))
+    assert stub.chats == []
+    assert _ask(server, None).text == "a stand-in answer from ollama"  # text still works
+
+
+def test_pull_on_start_pulls_and_logs_progress(
+    stub: OllamaStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ray.serve.vidserve.ollama")
+    server = _server(stub.url, model="qwen2.5vl:3b", pull_on_start=True)
+    assert asyncio.run(server.ready()) == "qwen2.5vl:3b"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("pull qwen2.5vl:3b: success" in line for line in logged), logged
+    assert any(line.startswith("pulling qwen2.5vl:3b") for line in logged), logged
