@@ -95,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     port = args.port or env.http_port()
     config = load_config(args.config, profile, ({"http_options": {"port": port}},))
     print(f"vidserve: profile {profile.value} ({args.config.name} + overlay)", flush=True)
+    print(f"vidserve: {_describe_backends(app_args(config))}", flush=True)
     warning = choose_model(config, profile)
     if warning:
         print(f"\n*** {warning}\n", flush=True)
@@ -116,6 +117,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.shutdown()
     print("vidserve: stopped", flush=True)
     return 0
+
+
+def _describe_backends(args: dict[str, Any]) -> str:
+    from deploy.config import AppArgs, Backend
+
+    parsed = AppArgs.from_args(args)
+    order = parsed.backends.order
+    text = "backends " + " -> ".join(b.value for b in order)
+    if Backend.OLLAMA in order:
+        text += f" (Ollama at {parsed.ollama.host}, model {parsed.ollama_model})"
+    return text
 
 
 def _block() -> None:

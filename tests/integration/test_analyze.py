@@ -48,9 +48,10 @@ def test_video_question_gets_an_answer_with_frames_timings_and_usage(
     response = _post(client, {"file": ("clip.mp4", video, "video/mp4")}, prompt="What happens?")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"answer", "model", "backend", "frames", "timings", "usage"}
+    assert set(body) == {"answer", "model", "backend", "fallback", "frames", "timings", "usage"}
     assert body["model"] == "tiny-qwen2.5-vl"
     assert body["backend"] == "vllm"
+    assert body["fallback"] is None
     assert response.headers["x-vidserve-backend"] == "vllm"
     # CPU profile: 8 frames by default, spread over 40 frames at 10 fps.
     assert body["frames"]["count"] == 8
@@ -226,7 +227,13 @@ def test_health_and_readiness(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "model": "tiny-qwen2.5-vl"}
+    assert ready.json() == {
+        "status": "ready",
+        "backends": {
+            "vllm": {"ready": True, "model": "tiny-qwen2.5-vl", "circuit": "closed"},
+            "ollama": {"ready": True, "model": "qwen2.5vl:7b", "circuit": "closed"},
+        },
+    }
 
 
 def test_unknown_route_and_method_are_json_errors(client: httpx.Client) -> None:
