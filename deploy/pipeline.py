@@ -41,11 +41,13 @@ class AnalyzePipeline:
         self._extractor = extractor
         self._router = router
         self._args = args
+        # Known once (it may read the model's config.json), not per request.
+        self._primary_sees = args.vision_of(args.backends.primary)
 
     def check_can_see(self, kind: MediaKind) -> None:
         """A 422 before any decoding when the primary model is known to be text-only."""
         primary = self._args.backends.primary
-        if self._args.vision_of(primary) is not False:
+        if self._primary_sees is not False:
             return
         suggestion = DEFAULT_VISION_HF_ID if primary is Backend.VLLM else DEFAULT_VISION_OLLAMA_TAG
         setting = "llm.model / VLLM_MODEL_PATH" if primary is Backend.VLLM else "ollama.model"
