@@ -322,6 +322,43 @@ class OllamaSettings(StrictModel):
         return value.rstrip("/")
 
 
+class UrlFetchSettings(StrictModel):
+    """Fetching media by URL: caps, and the SSRF guard (private addresses refused by default)."""
+
+    max_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="Largest download; it stops there (413)."
+    )
+    timeout_s: float = Field(default=60.0, gt=0, description="Longest a whole download may take.")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="Per connection attempt.")
+    max_redirects: int = Field(default=3, ge=0, le=10, description="Redirects followed at most.")
+    allow_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Trusted hosts (`name` or `name:port`) fetched even at private addresses.",
+    )
+    allow_cidrs: tuple[str, ...] = Field(
+        default=(),
+        description="Trusted networks (e.g. 10.20.0.0/16) fetched even though they are private.",
+    )
+    local_dir: Path | None = Field(
+        default=None,
+        description="Directory whose files `file://` URLs may name (a shared volume); unset: off.",
+    )
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"url_fetch.allow_cidrs: {cidr!r} is not a network like 10.0.0.0/8"
+                ) from None
+        return value
+
+
 class AppArgs(StrictModel):
     """`args:` of the vidserve application in serve_config.yaml."""
 
@@ -330,6 +367,7 @@ class AppArgs(StrictModel):
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    url_fetch: UrlFetchSettings = Field(default_factory=UrlFetchSettings)
 
     @property
     def ollama_model(self) -> str:
