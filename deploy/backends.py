@@ -203,7 +203,9 @@ class BackendRouter:
                 self._maybe_probe(backend)
             first_reason = first_reason or reason
             if position + 1 < len(self._backends):
-                self._note_fallback(backend.name, self._backends[position + 1].name, states)
+                self._note_fallback(
+                    backend.name, self._backends[position + 1].name, reason, states[backend.name]
+                )
         raise self._exhausted(states, errors)
 
     async def status(self, timeout_s: float) -> dict[str, dict[str, Any]]:
@@ -225,11 +227,8 @@ class BackendRouter:
             status[backend.name] = entry
         return status
 
-    def _note_fallback(self, source: str, target: str, states: dict[str, str]) -> None:
-        reason = states[source].split(":", 1)[0]
-        if reason.startswith("circuit"):
-            reason = "circuit_open"
-        logger.warning("falling back from %s to %s: %s", source, target, states[source])
+    def _note_fallback(self, source: str, target: str, reason: str, state: str) -> None:
+        logger.warning("falling back from %s to %s: %s", source, target, state)
         if self._metrics is not None:
             self._metrics.fallback(source, target, reason)
 

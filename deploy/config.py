@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -359,6 +360,22 @@ class UrlFetchSettings(StrictModel):
         return value
 
 
+def _ollama_host_url() -> str | None:
+    host = env.ollama_host()
+    return host if host is None or "://" in host else f"http://{host}"
+
+
+# (section, key) of AppArgs that an environment variable overrides, and its reader (env.py).
+_ENV_OVERRIDES: dict[tuple[str, str], Callable[[], str | None]] = {
+    ("llm", "model"): env.model_path,
+    ("llm", "accelerator"): env.accelerator,
+    ("backends", "primary"): env.primary_backend,
+    ("backends", "fallback"): env.fallback_backend,
+    ("ollama", "host"): _ollama_host_url,
+    ("ollama", "model"): env.ollama_model,
+}
+
+
 class AppArgs(StrictModel):
     """`args:` of the vidserve application in serve_config.yaml."""
 
@@ -410,22 +427,7 @@ class AppArgs(StrictModel):
     def from_args(cls, args: dict[str, Any] | None) -> AppArgs:
         """Validate `args`, then apply the environment overrides (env.py)."""
         data: dict[str, Any] = dict(args or {})
-        llm = dict(data.get("llm") or {})
-        if (path := env.model_path()) is not None:
-            llm["model"] = path
-        if (acc := env.accelerator()) is not None:
-            llm["accelerator"] = acc
-        data["llm"] = llm
-        backends = dict(data.get("backends") or {})
-        if (primary := env.primary_backend()) is not None:
-            backends["primary"] = primary
-        if (fallback := env.fallback_backend()) is not None:
-            backends["fallback"] = fallback
-        data["backends"] = backends
-        ollama = dict(data.get("ollama") or {})
-        if (host := env.ollama_host()) is not None:
-            ollama["host"] = host if "://" in host else f"http://{host}"
-        if (tag := env.ollama_model()) is not None:
-            ollama["model"] = tag
-        data["ollama"] = ollama
+        for (section, key), read in _ENV_OVERRIDES.items():
+            if (value := read()) is not None:
+                data[section] = {**(data.get(section) or {}), key: value}
         return cls.model_validate(data)

@@ -75,6 +75,8 @@ class OllamaServer:
             timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
         )
         self._vision: bool | None = ollama_model_vision(model)
+        # Asked of the server once (for tags the catalog does not know), not per request.
+        self._vision_asked = self._vision is not None
         if settings.pull_on_start:
             await self._pull()
 
@@ -92,14 +94,13 @@ class OllamaServer:
         present = {normalize_tag(m.model or "") for m in listing.models}
         if normalize_tag(self._model) not in present:
             raise self._model_missing()
-        if self._vision is None:
-            self._vision = await self._capable_of_vision()
+        await self._learn_vision()
         return self._model
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
         started = time.perf_counter()
-        if request.media is not None and self._vision is None:
-            self._vision = await self._capable_of_vision()
+        if request.media is not None:
+            await self._learn_vision()
         if request.media is not None and self._vision is False:
             raise UnprocessableInput(
                 f"the Ollama model {self._model!r} cannot take images or video; use a vision "
@@ -149,15 +150,18 @@ class OllamaServer:
             inference_s=time.perf_counter() - started,
         )
 
-    async def _capable_of_vision(self) -> bool | None:
-        """Ollama's `/api/show` capabilities, for tags the catalog does not know."""
+    async def _learn_vision(self) -> None:
+        """Ollama's `/api/show` capabilities, for tags the catalog does not know; asked until
+        the server answers once (an old server without capabilities leaves it unknown)."""
+        if self._vision_asked:
+            return
         try:
             shown = await self._client.show(self._model)
         except (ConnectionError, httpx.HTTPError, ollama.ResponseError):
-            return None
-        if shown.capabilities is None:
-            return None
-        return "vision" in shown.capabilities
+            return
+        self._vision_asked = True
+        if shown.capabilities is not None:
+            self._vision = "vision" in shown.capabilities
 
     async def _pull(self) -> None:
         logger.info("pulling %s from %s", self._model, self._settings.host)

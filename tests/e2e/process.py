@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -87,3 +88,14 @@ def vidserve_run(profile: str, port: int, **env: str) -> Iterator[VidserveProces
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def curl_analyze(video: Path, port: int) -> dict[str, object]:
+    """Ask the running app about `video` with curl, as the README shows; the JSON answer."""
+    answer = subprocess.run(
+        ["curl", "-sS", "-F", f"file=@{video}", "-F", "prompt=What happens?",
+         f"http://127.0.0.1:{port}/v1/video/analyze"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    body: dict[str, object] = json.loads(answer.stdout)
+    return body

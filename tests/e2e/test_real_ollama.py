@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.process import vidserve_run
-from tests.e2e.test_vidserve_run import START_TIMEOUT_S, _curl
+from tests.e2e.process import curl_analyze, vidserve_run
+from tests.e2e.test_vidserve_run import START_TIMEOUT_S
 from tests.ports import free_port
 from tests.videos import write_h264
 
@@ -50,7 +50,7 @@ def test_a_real_ollama_answers_a_question_about_a_video(tmp_path: Path) -> None:
     video = write_h264(tmp_path / "clip.mp4", 30, 10.0, (320, 240))
     with vidserve_run("ollama", port, OLLAMA_HOST=url, OLLAMA_MODEL=model) as run:
         run.wait_for("vidserve is ready", START_TIMEOUT_S)
-        body = _curl(video, port)
+        body = curl_analyze(video, port)
         assert body["backend"] == "ollama"
         assert body["model"] == model
         assert isinstance(body["answer"], str)

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.process import vidserve_run
+from tests.e2e.process import curl_analyze, vidserve_run
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
 from tests.videos import write_h264
 
 START_TIMEOUT_S = 600.0
-
-
-def _curl(video: Path, port: int) -> dict[str, object]:
-    answer = subprocess.run(
-        ["curl", "-sS", "-F", f"file=@{video}", "-F", "prompt=What happens?",
-         f"http://127.0.0.1:{port}/v1/video/analyze"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    body: dict[str, object] = json.loads(answer.stdout)
-    return body
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -40,7 +28,7 @@ def test_run_answers_curl_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         run.wait_for(f"http://127.0.0.1:{port}/v1/video/analyze", 10)
         assert "answers are MEANINGLESS" in run.output
 
-        body = _curl(video, port)
+        body = curl_analyze(video, port)
         assert body["backend"] == "vllm"
         assert body["frames"]["count"] == 8  # type: ignore[index]
 
@@ -65,7 +53,7 @@ def test_ollama_profile_runs_without_vllm(tmp_path: Path) -> None:
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()
             assert ready["status"] == "ready"
             assert list(ready["backends"]) == ["ollama"]
-            body = _curl(video, port)
+            body = curl_analyze(video, port)
             assert body["backend"] == "ollama"
             assert body["model"] == "qwen2.5vl:7b"
             (chat,) = stub.chats
