@@ -17,13 +17,38 @@ from deploy.schemas import GenerationParams, SamplingOptions
 FIELDS = (
     "file",
     "image",
+    "url",
     "prompt",
     "num_frames",
     "fps",
+    "start_s",
+    "end_s",
     "max_tokens",
     "temperature",
     "response_format",
 )
+
+
+# A time window's bounds: a day of video is more than anyone sends.
+MAX_SECONDS = 86400.0
+
+
+def sampling_options(
+    num_frames: int | None,
+    fps: float | None,
+    start_s: float | None,
+    end_s: float | None,
+    *,
+    param_prefix: str,
+) -> SamplingOptions:
+    """Options already range-checked one by one; this checks them together."""
+    if start_s is not None and end_s is not None and end_s <= start_s:
+        raise InvalidRequest(
+            f"'end_s' ({end_s:g}) must be after 'start_s' ({start_s:g})",
+            param=f"{param_prefix}end_s",
+            code="out_of_range",
+        )
+    return SamplingOptions(num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s)
 
 
 @dataclass(frozen=True)
@@ -59,12 +84,14 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
     extraction = args.extraction
     num_frames = _number(form, "num_frames", int, low=1, high=extraction.max_num_frames)
     fps = _number(form, "fps", float, low=0.0, high=extraction.max_fps, low_open=True)
+    start_s = _number(form, "start_s", float, low=0.0, high=MAX_SECONDS)
+    end_s = _number(form, "end_s", float, low=0.0, high=MAX_SECONDS, low_open=True)
     generation = args.generation
     max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
     temperature = _number(form, "temperature", float, low=0.0, high=2.0)
     return AnalyzeRequest(
         prompt=prompt,
-        sampling=SamplingOptions(num_frames=num_frames, fps=fps),
+        sampling=sampling_options(num_frames, fps, start_s, end_s, param_prefix=""),
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,

@@ -17,22 +17,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from deploy.config import CircuitBreakerSettings
 from deploy.errors import BackendTimeout, EngineError, ServiceUnavailable, VidserveError
-from deploy.handles import call_stage
+from deploy.handles import call_stage, next_item
 from deploy.metrics import BackendMetrics
-from deploy.schemas import FallbackInfo, InferenceRequest, InferenceResult
+from deploy.schemas import Delta, FallbackInfo, InferenceRequest, InferenceResult
 
 logger = logging.getLogger("ray.serve.vidserve.backends")
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 class BackendClient(Protocol):
@@ -42,7 +43,19 @@ class BackendClient(Protocol):
 
     async def answer(self, request: InferenceRequest) -> InferenceResult: ...
 
+    async def open_stream(self, request: InferenceRequest) -> OpenedStream:
+        """Start a streamed answer: returns once the first piece has arrived."""
+        ...
+
     async def ready(self, timeout_s: float) -> str: ...
+
+
+@dataclass(frozen=True)
+class OpenedStream:
+    """A streamed answer whose first piece has arrived (so the backend is known to answer)."""
+
+    first: Delta
+    rest: AsyncIterator[Delta]
 
 
 class HandleBackend:
@@ -58,6 +71,34 @@ class HandleBackend:
             self._handle.answer.remote(request), stage=self.name, timeout_s=self._timeout_s
         )
         return result
+
+    async def open_stream(self, request: InferenceRequest) -> OpenedStream:
+        stream = self._handle.options(stream=True).answer_stream.remote(request)
+        try:
+            first = await next_item(stream, stage=self.name, timeout_s=self._timeout_s)
+        except StopAsyncIteration:
+            raise EngineError(
+                f"{self.name} ended its answer without any output", code=f"{self.name}_failed"
+            ) from None
+        return OpenedStream(first, self._rest(stream))
+
+    async def _rest(
+        self, stream: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]
+    ) -> AsyncIterator[Delta]:
+        finished = False
+        try:
+            while True:
+                try:
+                    delta: Delta = await next_item(
+                        stream, stage=self.name, timeout_s=self._timeout_s
+                    )
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                yield delta
+        finally:
+            if not finished:  # the client went away, or an error: stop generating
+                stream.cancel()
 
     async def ready(self, timeout_s: float) -> str:
         model: str = await call_stage(
@@ -139,8 +180,10 @@ class CircuitBreaker:
 
 
 @dataclass(frozen=True)
-class Routed:
-    result: InferenceResult
+class Routed(Generic[T]):
+    """What a backend returned, and why it was not the primary when it was not."""
+
+    result: T
     fallback: FallbackInfo | None
 
 
@@ -169,7 +212,28 @@ class BackendRouter:
     def breaker(self, name: str) -> CircuitBreaker:
         return self._breakers[name]
 
-    async def answer(self, request: InferenceRequest) -> Routed:
+    async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
+        return await self._route(lambda backend: backend.answer(request))
+
+    async def stream(self, request: InferenceRequest) -> Routed[OpenedStream]:
+        """A streamed answer. The policy applies until the first piece arrives; a failure after
+        that ends the stream with the error (the text already sent cannot be taken back)."""
+        routed = await self._route(lambda backend: backend.open_stream(request))
+        opened = routed.result
+        watched = self._watch(opened.first.backend, opened.rest)
+        return Routed(OpenedStream(opened.first, watched), routed.fallback)
+
+    async def _watch(self, name: str, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+        try:
+            async for delta in rest:
+                yield delta
+        except VidserveError as exc:
+            if exc.status_code >= 500 and name in self._breakers:
+                self._breakers[name].record_failure(exc.message)
+            logger.warning("%s failed while streaming: %s", name, exc.message)
+            raise
+
+    async def _route(self, call: Callable[[BackendClient], Awaitable[T]]) -> Routed[T]:
         states: dict[str, str] = {}
         errors: list[VidserveError] = []
         first_reason: str | None = None
@@ -177,7 +241,7 @@ class BackendRouter:
             breaker = self._breakers[backend.name]
             if breaker.allows_requests():
                 try:
-                    result = await backend.answer(request)
+                    result = await call(backend)
                 except VidserveError as exc:
                     if exc.status_code < 500:
                         breaker.record_success()  # the backend answered; the request was bad

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from deploy import env
 
@@ -360,6 +360,37 @@ class UrlFetchSettings(StrictModel):
         return value
 
 
+class AuthSettings(StrictModel):
+    """Bearer-token API keys. None configured anywhere: the API is open (local use)."""
+
+    api_keys: tuple[SecretStr, ...] = Field(
+        default=(), description="Accepted keys (prefer api_keys_file or VIDSERVE_API_KEYS)."
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A file with one key per line ('#' comments), e.g. a mounted Secret; "
+        "VIDSERVE_API_KEYS_FILE overrides.",
+    )
+    open_paths: tuple[str, ...] = Field(
+        default=("/healthz", "/readyz"), description="Paths answered without a key."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_enough(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(value):
+            if len(key.get_secret_value()) < MIN_API_KEY_CHARS:
+                raise ValueError(
+                    f"auth.api_keys[{position}] is shorter than {MIN_API_KEY_CHARS} characters; "
+                    "use a random key such as `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`"
+                )
+        return value
+
+
+MIN_API_KEY_CHARS = 16
+
+
 def _ollama_host_url() -> str | None:
     host = env.ollama_host()
     return host if host is None or "://" in host else f"http://{host}"
@@ -373,6 +404,7 @@ _ENV_OVERRIDES: dict[tuple[str, str], Callable[[], str | None]] = {
     ("backends", "fallback"): env.fallback_backend,
     ("ollama", "host"): _ollama_host_url,
     ("ollama", "model"): env.ollama_model,
+    ("auth", "api_keys_file"): lambda: str(path) if (path := env.api_keys_file()) else None,
 }
 
 
@@ -385,6 +417,7 @@ class AppArgs(StrictModel):
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     url_fetch: UrlFetchSettings = Field(default_factory=UrlFetchSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def ollama_model(self) -> str:

@@ -81,3 +81,15 @@ def ollama_host() -> str | None:
 def ollama_model() -> str | None:
     """`OLLAMA_MODEL`: the Ollama tag to use (default: the tag of the vLLM model, see catalog)."""
     return _get("OLLAMA_MODEL")
+
+
+def api_keys() -> tuple[str, ...]:
+    """`VIDSERVE_API_KEYS`: comma-separated API keys, added to `auth.api_keys`."""
+    value = _get("VIDSERVE_API_KEYS")
+    return tuple(k.strip() for k in value.split(",") if k.strip()) if value else ()
+
+
+def api_keys_file() -> Path | None:
+    """`VIDSERVE_API_KEYS_FILE`: a file of API keys, one per line (a mounted Secret)."""
+    value = _get("VIDSERVE_API_KEYS_FILE")
+    return Path(value) if value else None

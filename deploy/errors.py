@@ -78,6 +78,13 @@ class PayloadTooLarge(VidserveError):
         return "payload_too_large"
 
 
+class Unauthorized(VidserveError):
+    """No API key, or not a valid one."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+
+
 class NotFound(VidserveError):
     status_code = 404
     error_type = "not_found_error"

@@ -15,7 +15,7 @@ import ray
 
 from deploy.config import ExtractionSettings
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
-from deploy.video import extract
+from deploy.video import extract, frames_from_images
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -34,9 +34,21 @@ class FrameExtractor:
         self._settings = settings
         cv2.setNumThreads(_replica_cpus())
 
-    async def extract(self, data: bytes, options: SamplingOptions, kind: MediaKind) -> FrameBatch:
-        batch = await asyncio.to_thread(extract, data, options, self._settings, kind)
+    async def extract(
+        self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None = None
+    ) -> FrameBatch:
+        batch = await asyncio.to_thread(extract, data, options, self._settings, kind, param)
         logger.info(
             "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
+        )
+        return batch
+
+    async def from_images(
+        self, images: list[bytes], options: SamplingOptions, param: str
+    ) -> FrameBatch:
+        """A video sent as a list of frames (`data:video/jpeg;base64,f1,f2,...`)."""
+        batch = await asyncio.to_thread(frames_from_images, images, options, self._settings, param)
+        logger.info(
+            "took %d of %d listed frames in %.3fs", batch.count, batch.total_frames, batch.extract_s
         )
         return batch

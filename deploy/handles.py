@@ -1,7 +1,8 @@
 """Calling a deployment through its handle: a timeout, and Ray's failures as typed errors.
 
-Every call from the ingress to another deployment goes through `call_stage`, so a client sees
-one of our errors (with its status) and never a hang or a Ray traceback:
+Every call from the ingress to another deployment goes through `call_stage` (or `next_item`
+for a streamed answer), so a client sees one of our errors (with its status) and never a hang or
+a Ray traceback:
 
     our own error raised in the replica    -> itself (e.g. a 400 from the engine)
     any other exception in the replica     -> EngineError           `<stage>_failed`       500
@@ -14,7 +15,8 @@ one of our errors (with its status) and never a hang or a Ray traceback:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -33,10 +35,30 @@ async def call_stage(
     timeout_s: float,
 ) -> Any:
     """Await one deployment call; typed errors come through, Ray's failures become 5xx."""
-    try:
+    with _ray_errors(stage, timeout_s, response.cancel):
         return await asyncio.wait_for(_await(response), timeout=timeout_s)  # type: ignore[arg-type]
+
+
+async def next_item(
+    stream: DeploymentResponse[Any] | DeploymentResponseGenerator[Any],
+    *,
+    stage: str,
+    timeout_s: float,
+) -> Any:
+    """The next item of a streaming call (StopAsyncIteration at its end), errors as above;
+    `timeout_s` bounds the wait for this one item."""
+    if not isinstance(stream, DeploymentResponseGenerator):
+        raise TypeError("next_item needs a handle called with .options(stream=True)")
+    with _ray_errors(stage, timeout_s, stream.cancel):
+        return await asyncio.wait_for(stream.__anext__(), timeout=timeout_s)
+
+
+@contextmanager
+def _ray_errors(stage: str, timeout_s: float, cancel: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
     except TimeoutError:
-        response.cancel()
+        cancel()
         raise BackendTimeout(
             f"the {stage} stage did not answer within {timeout_s:g}s", code=f"{stage}_timeout"
         ) from None

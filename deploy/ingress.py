@@ -1,9 +1,12 @@
 """HTTP ingress: Starlette routes, each a few lines that hand off to `AnalyzePipeline`.
 
 Routes:
-    POST /v1/video/analyze   multipart video ('file') or image ('image') + prompt -> JSON answer
-    GET  /healthz            200 while the process is alive
-    GET  /readyz             200 once a backend can answer (each backend's state), 503 before
+    POST /v1/video/analyze      multipart video ('file'), image ('image') or 'url' + prompt
+    POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (openai_api.py)
+    GET  /v1/models             the served models, OpenAI's shape
+    GET  /healthz               200 while the process is alive
+    GET  /readyz                200 once a backend can answer (each backend's state), 503 before
+Every route but /healthz and /readyz needs an API key when keys are configured (auth.py).
 Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
 """
 
@@ -17,22 +20,24 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from deploy.analyze_request import parse_analyze_form
+from deploy.auth import ApiKeyMiddleware, ApiKeys
 from deploy.backends import BackendRouter, HandleBackend
 from deploy.config import AppArgs, Backend
 from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
 from deploy.metrics import ServeBackendMetrics
+from deploy.openai_api import BACKEND_HEADER, OpenAIRoutes
 from deploy.pipeline import AnalyzePipeline
-from deploy.upload import read_media, read_multipart
+from deploy.upload import read_multipart, read_source
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
 DEPLOYMENT_NAME = "Ingress"
-BACKEND_HEADER = "X-Vidserve-Backend"
 
 
 def error_response(error: VidserveError) -> JSONResponse:
@@ -62,16 +67,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
+def build_http_app(pipeline: AnalyzePipeline, args: AppArgs, keys: ApiKeys) -> Starlette:
     async def analyze(request: Request) -> Response:
         received_at = time.perf_counter()
         form = await read_multipart(request, args.extraction.max_upload_bytes)
         try:
             parsed = parse_analyze_form(form, args)
-            kind, data = await read_media(form)
+            source = await read_source(form)
         finally:
             await form.close()
-        result = await pipeline.analyze(kind, data, parsed, received_at)
+        result = await pipeline.analyze(source, parsed, received_at)
         return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
 
     async def healthz(request: Request) -> Response:
@@ -87,12 +92,16 @@ def build_http_app(pipeline: AnalyzePipeline, args: AppArgs) -> Starlette:
         status = "ready" if backends[primary]["ready"] else "degraded"
         return JSONResponse({"status": status, "backends": backends})
 
+    openai = OpenAIRoutes(pipeline, args)
     return Starlette(
         routes=[
             Route("/v1/video/analyze", analyze, methods=["POST"]),
+            Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+            Route("/v1/models", openai.models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
+        middleware=[Middleware(ApiKeyMiddleware, keys=keys, open_paths=args.auth.open_paths)],
         exception_handlers={VidserveError: _on_vidserve_error, HTTPException: _on_http_error},
     )
 
@@ -118,6 +127,9 @@ class Ingress:
             ServeBackendMetrics(),
         )
         self._pipeline = AnalyzePipeline(extractor, router, args)
+        self._keys = ApiKeys.load(args.auth)
+        if self._keys.enabled:
+            logger.info("API keys required (%d configured)", len(self._keys))
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        return build_http_app(self._pipeline, self._args)
+        return build_http_app(self._pipeline, self._args, self._keys)

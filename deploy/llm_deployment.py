@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ray.serve.deployment import Application
@@ -20,7 +21,7 @@ from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 from deploy.catalog import DEFAULT_VISION_HF_ID
 from deploy.config import Accelerator, LLMSettings
 from deploy.errors import EngineError, InvalidRequest, ServiceUnavailable, UnprocessableInput
-from deploy.schemas import FrameBatch, InferenceRequest, InferenceResult, MediaKind
+from deploy.schemas import Delta, FrameBatch, InferenceRequest, InferenceResult, MediaKind
 
 if TYPE_CHECKING:
     from vllm.sampling_params import SamplingParams
@@ -31,12 +32,16 @@ BACKEND_NAME = "vllm"
 
 
 def chat_messages(request: InferenceRequest) -> list[dict[str, Any]]:
-    """The chat turn the model's own template renders: the media part, then the question."""
-    content: list[dict[str, Any]] = []
-    if request.media is not None:
-        content.append({"type": request.media.kind.value})
-    content.append({"type": "text", "text": request.prompt})
-    return [{"role": "user", "content": content}]
+    """The conversation the model's own template renders; the media part opens its turn."""
+    messages: list[dict[str, Any]] = []
+    for turn in request.turns:
+        if turn.media and request.media is not None:
+            content: list[dict[str, Any]] = [{"type": request.media.kind.value}]
+            content.append({"type": "text", "text": turn.text})
+            messages.append({"role": turn.role.value, "content": content})
+        else:
+            messages.append({"role": turn.role.value, "content": turn.text})
+    return messages
 
 
 def multi_modal_data(media: FrameBatch | None) -> dict[str, Any]:
@@ -49,12 +54,19 @@ def multi_modal_data(media: FrameBatch | None) -> dict[str, Any]:
 
 
 def sampling_params(request: InferenceRequest) -> SamplingParams:
-    from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
     params = request.params
-    kwargs: dict[str, Any] = {"max_tokens": params.max_tokens}
-    if params.temperature is not None:
-        kwargs["temperature"] = params.temperature
+    # DELTA: each output carries only the new text, for streaming and for joining.
+    kwargs: dict[str, Any] = {
+        "max_tokens": params.max_tokens,
+        "output_kind": RequestOutputKind.DELTA,
+    }
+    for name in ("temperature", "top_p", "seed"):
+        if (value := getattr(params, name)) is not None:
+            kwargs[name] = value
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
     if params.json_schema is not None:
         kwargs["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
     return SamplingParams(**kwargs)
@@ -69,9 +81,28 @@ class VideoLLMServer(LLMServer):
         return self._llm_config.model_id
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
+        started = time.perf_counter()
+        pieces: list[str] = []
+        last: Delta | None = None
+        async for delta in self.answer_stream(request):
+            pieces.append(delta.text)
+            last = delta
+        if last is None:
+            raise EngineError("the engine finished without producing an output")
+        return InferenceResult(
+            text="".join(pieces),
+            model=last.model,
+            backend=BACKEND_NAME,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            finish_reason=last.finish_reason,
+            inference_s=time.perf_counter() - started,
+        )
+
+    async def answer_stream(self, request: InferenceRequest) -> AsyncIterator[Delta]:
+        """The answer as it is generated; the last delta has the finish reason and counts."""
         from vllm.exceptions import QueueOverflowError, VLLMClientError, VLLMServerError
 
-        started = time.perf_counter()
         client = self._vllm_client()
         if request.media is not None and not client.model_config.is_multimodal_model:
             raise UnprocessableInput(
@@ -86,10 +117,23 @@ class VideoLLMServer(LLMServer):
         if request.media is not None:
             inputs["multi_modal_data"] = multi_modal_data(request.media)
         request_id = request.request_id or uuid.uuid4().hex
-        final = None
+        model = self._llm_config.model_id
+        prompt_tokens = completion_tokens = 0
         try:
             async for output in client.generate(inputs, sampling_params(request), request_id):
-                final = output
+                prompt_tokens = max(prompt_tokens, len(output.prompt_token_ids or []))
+                if not output.outputs:
+                    continue
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                yield Delta(
+                    text=completion.text,
+                    model=model,
+                    backend=BACKEND_NAME,
+                    finish_reason=completion.finish_reason if output.finished else None,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                )
         except (VLLMClientError, ValueError) as exc:
             raise InvalidRequest(str(exc), code="invalid_for_model") from None
         except QueueOverflowError as exc:
@@ -100,18 +144,6 @@ class VideoLLMServer(LLMServer):
             raise EngineError(
                 f"the vLLM engine failed: {type(exc).__name__}: {exc}", code="vllm_engine_error"
             ) from None
-        if final is None or not final.outputs:
-            raise EngineError("the engine finished without producing an output")
-        completion = final.outputs[0]
-        return InferenceResult(
-            text=completion.text,
-            model=self._llm_config.model_id,
-            backend=BACKEND_NAME,
-            prompt_tokens=len(final.prompt_token_ids or []),
-            completion_tokens=len(completion.token_ids),
-            finish_reason=completion.finish_reason,
-            inference_s=time.perf_counter() - started,
-        )
 
     def _vllm_client(self) -> Any:
         # Ray Serve LLM keeps vLLM's AsyncLLM on its engine wrapper; no public accessor exists.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import cv2
@@ -28,7 +29,7 @@ from deploy.errors import (
     ServiceUnavailable,
     UnprocessableInput,
 )
-from deploy.schemas import FrameBatch, InferenceRequest, InferenceResult
+from deploy.schemas import Delta, GenerationParams, InferenceRequest, InferenceResult
 
 logger = logging.getLogger("ray.serve.vidserve.ollama")
 
@@ -49,19 +50,23 @@ def encode_jpeg(frames: np.ndarray, quality: int) -> list[bytes]:
     return images
 
 
-def chat_message(prompt: str, images: list[bytes], media: FrameBatch | None) -> dict[str, Any]:
-    """One user turn. For a video, the frames' timestamps go in the text: Ollama sees images."""
-    content = prompt
-    if media is not None and media.count > 1:
-        times = ", ".join(f"{t:.1f}s" for t in media.timestamps_s)
-        content = (
-            f"The images are {media.count} frames of one video, in order, taken at {times}.\n"
-            f"{prompt}"
-        )
-    message: dict[str, Any] = {"role": "user", "content": content}
-    if images:
-        message["images"] = images
-    return message
+def chat_messages(request: InferenceRequest, images: list[bytes]) -> list[dict[str, Any]]:
+    """The conversation for `/api/chat`. The frames go on the turn that holds the media; for a
+    video, their timestamps go in its text, as Ollama sees only images."""
+    messages: list[dict[str, Any]] = []
+    media = request.media
+    for turn in request.turns:
+        message: dict[str, Any] = {"role": turn.role.value, "content": turn.text}
+        if turn.media and media is not None:
+            if media.count > 1:
+                times = ", ".join(f"{t:.1f}s" for t in media.timestamps_s)
+                message["content"] = (
+                    f"The images are {media.count} frames of one video, in order, taken at "
+                    f"{times}.\n{turn.text}"
+                )
+            message["images"] = images
+        messages.append(message)
+    return messages
 
 
 class OllamaServer:
@@ -99,6 +104,25 @@ class OllamaServer:
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
         started = time.perf_counter()
+        pieces: list[str] = []
+        last: Delta | None = None
+        async for delta in self.answer_stream(request):
+            pieces.append(delta.text)
+            last = delta
+        if last is None:
+            raise EngineError("Ollama finished without an answer", code="ollama_failed")
+        return InferenceResult(
+            text="".join(pieces),
+            model=self._model,
+            backend=BACKEND_NAME,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            finish_reason=last.finish_reason,
+            inference_s=time.perf_counter() - started,
+        )
+
+    async def answer_stream(self, request: InferenceRequest) -> AsyncIterator[Delta]:
+        """The answer as Ollama streams it; the last delta has the finish reason and counts."""
         if request.media is not None:
             await self._learn_vision()
         if request.media is not None and self._vision is False:
@@ -112,20 +136,24 @@ class OllamaServer:
             images = await asyncio.to_thread(
                 encode_jpeg, request.media.frames, self._settings.jpeg_quality
             )
-        params = request.params
-        options: dict[str, Any] = {**self._settings.options, "num_predict": params.max_tokens}
-        if self._settings.num_ctx is not None:
-            options["num_ctx"] = self._settings.num_ctx
-        if params.temperature is not None:
-            options["temperature"] = params.temperature
         try:
-            response = await self._client.chat(
+            chunks = await self._client.chat(
                 model=self._model,
-                messages=[chat_message(request.prompt, images, request.media)],
-                format=params.json_schema,
-                options=options,
+                messages=chat_messages(request, images),
+                format=request.params.json_schema,
+                options=self._options(request.params),
                 keep_alive=self._settings.keep_alive,
+                stream=True,
             )
+            async for chunk in chunks:
+                yield Delta(
+                    text=chunk.message.content or "",
+                    model=self._model,
+                    backend=BACKEND_NAME,
+                    finish_reason=(chunk.done_reason or "stop") if chunk.done else None,
+                    prompt_tokens=int(chunk.prompt_eval_count or 0),
+                    completion_tokens=int(chunk.eval_count or 0),
+                )
         except (ConnectionError, httpx.ConnectError) as exc:
             raise self._unreachable(exc) from None
         except httpx.TimeoutException:
@@ -140,15 +168,18 @@ class OllamaServer:
             ) from None
         except ollama.ResponseError as exc:
             raise self._response_error(exc) from None
-        return InferenceResult(
-            text=response.message.content or "",
-            model=self._model,
-            backend=BACKEND_NAME,
-            prompt_tokens=int(response.prompt_eval_count or 0),
-            completion_tokens=int(response.eval_count or 0),
-            finish_reason=response.done_reason,
-            inference_s=time.perf_counter() - started,
-        )
+
+    def _options(self, params: GenerationParams) -> dict[str, Any]:
+        """Ollama's options: the config's, then what the request asks."""
+        options: dict[str, Any] = {**self._settings.options, "num_predict": params.max_tokens}
+        if self._settings.num_ctx is not None:
+            options["num_ctx"] = self._settings.num_ctx
+        for name in ("temperature", "top_p", "seed"):
+            if (value := getattr(params, name)) is not None:
+                options[name] = value
+        if params.stop:
+            options["stop"] = list(params.stop)
+        return options
 
     async def _learn_vision(self) -> None:
         """Ollama's `/api/show` capabilities, for tags the catalog does not know; asked until

@@ -1,33 +1,39 @@
-"""Where an analyze request goes after the HTTP layer: extractor, then the backend policy.
+"""Where a request goes after the HTTP layer: download (URLs), extractor, backend policy.
 
-No HTTP here: the ingress parses the request and renders the answer; this module checks that the
-model can see what was sent, calls the extractor through its handle, hands the frames to the
-`BackendRouter` (vLLM, Ollama, fallback) and times each stage.
+No HTTP here: the ingress (analyze) and `openai_api` (chat) parse requests and render answers;
+this module checks that the model can see what was sent, downloads URLs through the SSRF guard,
+calls the extractor through its handle, hands the frames to the `BackendRouter` (vLLM, Ollama,
+fallback) and times each stage.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
 from deploy.analyze_request import AnalyzeRequest
-from deploy.backends import BackendRouter
+from deploy.backends import BackendRouter, OpenedStream, Routed
 from deploy.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
 from deploy.config import AppArgs, Backend
 from deploy.errors import ServiceUnavailable, UnprocessableInput
+from deploy.fetch import UrlFetcher
 from deploy.handles import call_stage
 from deploy.schemas import (
     AnalyzeResponse,
     FrameBatch,
     FramesInfo,
     InferenceRequest,
+    InferenceResult,
     MediaKind,
+    SamplingOptions,
     Timings,
     Usage,
 )
+from deploy.video.container import sniff
 
 logger = logging.getLogger("ray.serve.vidserve.pipeline")
 
@@ -36,11 +42,34 @@ EXTRACT_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 2.0
 
 
+@dataclass(frozen=True)
+class MediaSource:
+    """Where a request's video or image is: uploaded bytes, a URL, or a list of frame images.
+    `kind` None: told by the bytes. `param` names it in errors (e.g. `messages[0].content[1]`)."""
+
+    param: str
+    kind: MediaKind | None = None
+    data: bytes | None = None
+    url: str | None = None
+    frames: list[bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    batch: FrameBatch
+    download_s: float
+    extract_s: float
+
+
 class AnalyzePipeline:
     def __init__(self, extractor: DeploymentHandle[Any], router: BackendRouter, args: AppArgs):
         self._extractor = extractor
         self._router = router
         self._args = args
+        self._fetcher = UrlFetcher(
+            args.url_fetch,
+            max_bytes=min(args.url_fetch.max_bytes, args.extraction.max_upload_bytes),
+        )
         # Known once (it may read the model's config.json), not per request.
         self._primary_sees = args.vision_of(args.backends.primary)
 
@@ -58,20 +87,44 @@ class AnalyzePipeline:
             code="model_cannot_see",
         )
 
-    async def analyze(
-        self, kind: MediaKind, data: bytes, request: AnalyzeRequest, received_at: float
-    ) -> AnalyzeResponse:
-        """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
-        self.check_can_see(kind)
+    async def load(self, source: MediaSource, sampling: SamplingOptions) -> Loaded:
+        """Frames from an upload, a URL (downloaded here, SSRF-guarded) or a list of frames."""
+        self.check_can_see(source.kind or MediaKind.VIDEO)
         started = time.perf_counter()
-        batch: FrameBatch = await call_stage(
-            self._extractor.extract.remote(data, request.sampling, kind),
+        if source.frames is not None:
+            batch: FrameBatch = await call_stage(
+                self._extractor.from_images.remote(source.frames, sampling, source.param),
+                stage="extract",
+                timeout_s=EXTRACT_TIMEOUT_S,
+            )
+            return Loaded(batch, 0.0, time.perf_counter() - started)
+        data = source.data
+        if data is None:
+            data = await self._fetcher.fetch(source.url or "")
+        downloaded = time.perf_counter()
+        kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
+        batch = await call_stage(
+            self._extractor.extract.remote(data, sampling, kind, source.param),
             stage="extract",
             timeout_s=EXTRACT_TIMEOUT_S,
         )
+        return Loaded(batch, downloaded - started, time.perf_counter() - downloaded)
+
+    async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
+        return await self._router.answer(request)
+
+    async def stream(self, request: InferenceRequest) -> Routed[OpenedStream]:
+        return await self._router.stream(request)
+
+    async def analyze(
+        self, source: MediaSource, request: AnalyzeRequest, received_at: float
+    ) -> AnalyzeResponse:
+        """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
+        loaded = await self.load(source, request.sampling)
+        batch = loaded.batch
         extracted = time.perf_counter()
         routed = await self._router.answer(
-            InferenceRequest(prompt=request.prompt, media=batch, params=request.params)
+            InferenceRequest.ask(request.prompt, batch, request.params)
         )
         result = routed.result
         finished = time.perf_counter()
@@ -82,7 +135,8 @@ class AnalyzePipeline:
             fallback=routed.fallback,
             frames=FramesInfo(count=batch.count, timestamps=batch.timestamps_s),
             timings=Timings(
-                extract_s=round(extracted - started, 4),
+                download_s=round(loaded.download_s, 4),
+                extract_s=round(loaded.extract_s, 4),
                 inference_s=round(finished - extracted, 4),
                 total_s=round(finished - received_at, 4),
             ),

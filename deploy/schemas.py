@@ -28,6 +28,8 @@ class SamplingOptions(BaseModel):
     fps: float | None = Field(
         default=None, gt=0, description="Frames per second of video; num_frames caps the count."
     )
+    start_s: float | None = Field(default=None, ge=0, description="Sample from this time on.")
+    end_s: float | None = Field(default=None, gt=0, description="Sample up to this time.")
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,44 @@ class FrameBatch:
 class GenerationParams:
     max_tokens: int
     temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation. `media`: the request's frames belong to this turn (they
+    go before its text, the way Qwen's chat template places them)."""
+
+    role: Role
+    text: str
+    media: bool = False
 
 
 @dataclass(frozen=True)
 class InferenceRequest:
-    """What the ingress asks an engine deployment: a prompt about some frames."""
+    """What the ingress asks an engine deployment: a conversation about (at most) one video or
+    image, whose frames travel once in `media`."""
 
-    prompt: str
+    turns: tuple[Turn, ...]
     media: FrameBatch | None
     params: GenerationParams
     request_id: str = ""
+
+    @classmethod
+    def ask(
+        cls, prompt: str, media: FrameBatch | None, params: GenerationParams
+    ) -> InferenceRequest:
+        """A single question about `media` (the analyze endpoint)."""
+        return cls((Turn(Role.USER, prompt, media=media is not None),), media, params)
 
 
 @dataclass(frozen=True)
@@ -90,12 +119,25 @@ class InferenceResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Delta:
+    """One piece of a streamed answer. The last one has `finish_reason` and the token counts."""
+
+    text: str
+    model: str
+    backend: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class FramesInfo(BaseModel):
     count: int
     timestamps: list[float]
 
 
 class Timings(BaseModel):
+    download_s: float = 0.0
     extract_s: float
     inference_s: float
     total_s: float

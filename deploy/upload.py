@@ -9,7 +9,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from deploy.errors import InvalidRequest, PayloadTooLarge
-from deploy.schemas import MediaKind
+from deploy.pipeline import MediaSource
 from deploy.video.decode import FIELD_FOR
 
 # Room for the multipart boundaries and the small text fields around the file.
@@ -60,22 +60,29 @@ async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
         raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
 
 
-async def read_media(form: FormData) -> tuple[MediaKind, bytes]:
-    """The one uploaded media: a video in 'file', or an image in 'image'."""
-    present = [kind for kind, name in FIELD_FOR.items() if form.get(name) is not None]
+async def read_source(form: FormData) -> MediaSource:
+    """The one media of an analyze request: a video in 'file', an image in 'image', or a 'url'
+    to download (video or image, told by its bytes)."""
+    present = [name for name in (*FIELD_FOR.values(), "url") if form.get(name) is not None]
     if len(present) != 1:
-        problem = "no" if not present else "both a"
+        problem = "no" if not present else "more than one"
         raise InvalidRequest(
-            f"{problem} 'file' field: attach the video as multipart field 'file' "
-            "(or an image as field 'image', not both)",
+            f"{problem} media field: attach the video as multipart field 'file', an image as "
+            "field 'image', or give a 'url' to download it from (exactly one of them)",
             param="file",
             code="missing_file",
         )
-    kind = present[0]
-    name = FIELD_FOR[kind]
+    name = present[0]
     value = form.get(name)
+    if name == "url":
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequest(
+                "'url' must be a text field holding an http(s) URL", param="url", code="invalid_url"
+            )
+        return MediaSource(param="url", url=value.strip())
     if not isinstance(value, UploadFile):
         raise InvalidRequest(
             f"'{name}' must be a file upload, not a text field", param=name, code="missing_file"
         )
-    return kind, await value.read()
+    kind = next(k for k, field in FIELD_FOR.items() if field == name)
+    return MediaSource(param=name, kind=kind, data=await value.read())

@@ -2,7 +2,7 @@
 (https://github.com/ollama/ollama/blob/main/docs/api.md), the way the official `ollama` Python
 client tests itself. No Ollama server can be installed on the CI machines.
 
-Endpoints: GET /api/tags, POST /api/show, POST /api/chat (stream false), POST /api/pull (NDJSON
+Endpoints: GET /api/tags, POST /api/show, POST /api/chat (streamed NDJSON, or one body with stream false), POST /api/pull (NDJSON
 progress). Tests change its behaviour (models present, delay, an error status) and read what the
 client sent (`chats`).
 """
@@ -120,22 +120,37 @@ class OllamaStub:
             return _json({"error": f'model "{tag}" not found, try pulling it first'}, 404)
         if behaviour.chat_status != 200:
             return _json({"error": "stand-in failure"}, behaviour.chat_status)
-        images = body["messages"][-1].get("images") or []
+        images = [i for m in body["messages"] for i in m.get("images") or []]
         content = behaviour.answer
         if body.get("format") is not None:
             content = json.dumps({"answer": behaviour.answer})
-        return _json(
+        final = {
+            "model": tag,
+            "created_at": CREATED_AT,
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": "stop",
+            "done": True,
+            "total_duration": 1_000_000,
+            "prompt_eval_count": 10 + 100 * len(images),
+            "eval_count": 7,
+        }
+        if body.get("stream") is False:
+            final["message"]["content"] = content
+            return _json(final)
+        # Ollama streams by default: one NDJSON line per piece, then the counts.
+        pieces = [content[i : i + 5] for i in range(0, len(content), 5)]
+        lines = [
             {
                 "model": tag,
                 "created_at": CREATED_AT,
-                "message": {"role": "assistant", "content": content},
-                "done_reason": "stop",
-                "done": True,
-                "total_duration": 1_000_000,
-                "prompt_eval_count": 10 + 100 * len(images),
-                "eval_count": 7,
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
             }
-        )
+            for piece in pieces
+        ]
+        lines.append(final)
+        ndjson = "".join(json.dumps(line) + "\n" for line in lines)
+        return Response(ndjson, status=200, content_type="application/x-ndjson")
 
     def _pull(self, request: Request) -> Response:
         tag = json.loads(request.data)["model"]
@@ -158,7 +173,7 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
 def decode_images(chat: dict[str, Any]) -> list[np.ndarray]:
     """The images of a recorded chat request, decoded (RGB)."""
     images = []
-    for encoded in chat["messages"][-1].get("images") or []:
+    for encoded in [i for m in chat["messages"] for i in m.get("images") or []]:
         data = np.frombuffer(base64.b64decode(encoded), np.uint8)
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
         if bgr is None:

@@ -1,5 +1,5 @@
 """Pure video code (no Ray): identify, sample, decode and resize frames."""
 
-from deploy.video.decode import extract
+from deploy.video.decode import extract, frames_from_images
 
-__all__ = ["extract"]
+__all__ = ["extract", "frames_from_images"]

@@ -22,7 +22,7 @@ from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video.container import sniff
 from deploy.video.resize import fit_size, per_frame_max_pixels
-from deploy.video.sampling import fps_indices, uniform_indices
+from deploy.video.sampling import fps_indices, uniform_indices, window
 
 logger = logging.getLogger("ray.serve.vidserve.extract")
 
@@ -42,32 +42,85 @@ def extract(
     options: SamplingOptions,
     settings: ExtractionSettings,
     expected: MediaKind = MediaKind.VIDEO,
+    param: str | None = None,
 ) -> FrameBatch:
-    """Decode `data` into the frames `options` ask for; `data` must be of the `expected` kind."""
+    """Decode `data` into the frames `options` ask for; `data` must be of the `expected` kind.
+    `param` names where the media came from in errors (default: the upload field)."""
     started = time.perf_counter()
-    field = FIELD_FOR[expected]
-    if not data:
-        raise InvalidRequest(f"the uploaded {field} is empty", param=field, code="empty_file")
-    sniffed = sniff(data[:512])
-    if sniffed.kind is not expected:
-        raise UnprocessableInput(
-            _wrong_kind(expected, sniffed.kind, sniffed.format),
-            param=field,
-            code="unsupported_media",
-        )
-    if expected is MediaKind.IMAGE:
-        batch = _decode_image(data, sniffed.format, settings)
-    else:
-        batch = _decode_video(data, options, settings)
+    try:
+        batch = _decode(data, options, settings, expected, param)
+    except (InvalidRequest, UnprocessableInput) as exc:
+        exc.param = param or FIELD_FOR[expected]
+        raise
     return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
 
 
-def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str) -> str:
+def _decode(
+    data: bytes,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    expected: MediaKind,
+    param: str | None,
+) -> FrameBatch:
+    if not data:
+        raise InvalidRequest(f"the {expected.value} is empty", code="empty_file")
+    sniffed = sniff(data[:512])
+    if sniffed.kind is not expected:
+        raise UnprocessableInput(
+            _wrong_kind(expected, sniffed.kind, sniffed.format, param), code="unsupported_media"
+        )
+    if expected is MediaKind.IMAGE:
+        return _decode_image(data, sniffed.format, settings)
+    return _decode_video(data, options, settings)
+
+
+def frames_from_images(
+    images: list[bytes], options: SamplingOptions, settings: ExtractionSettings, param: str
+) -> FrameBatch:
+    """A video sent as its frames (JPEG or PNG images), taken as 1 s apart as vLLM does; thinned
+    uniformly to `num_frames` (or `max_num_frames`) and resized like decoded frames."""
+    started = time.perf_counter()
+    if not images:
+        raise InvalidRequest("the list of frames is empty", param=param, code="empty_file")
+    count = options.num_frames or min(len(images), settings.max_num_frames)
+    indices = uniform_indices(len(images), count)
+    frames: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    source = (0, 0)
+    for index in indices:
+        bgr = cv2.imdecode(np.frombuffer(images[index], dtype=np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UnprocessableInput(
+                f"frame {index} of the list is not a decodable JPEG or PNG image",
+                param=param,
+                code="corrupt_media",
+            )
+        if size is None:
+            source = (bgr.shape[0], bgr.shape[1])
+            size = _frame_size(source, len(indices), settings)
+        frames.append(_to_rgb(bgr, size))
+    return FrameBatch(
+        kind=MediaKind.VIDEO,
+        frames=np.stack(frames),
+        indices=indices,
+        timestamps_s=[float(i) for i in indices],
+        source_fps=1.0,
+        duration_s=float(len(images)),
+        source_width=source[1],
+        source_height=source[0],
+        total_frames=len(images),
+        extract_s=time.perf_counter() - started,
+    )
+
+
+def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str, param: str | None) -> str:
     if found is None:
         return (
-            f"the uploaded {FIELD_FOR[expected]} is not a {expected.value} (its bytes look like "
-            f"{fmt}); send {_SUPPORTED[expected]}"
+            f"{param or 'the uploaded ' + FIELD_FOR[expected]} is not a {expected.value} (its "
+            f"bytes look like {fmt}); send {_SUPPORTED[expected]}"
         )
+    if param is not None:
+        return f"{param} holds a {fmt} {found.value}, not a {expected.value}"
     return (
         f"the '{FIELD_FOR[expected]}' field holds a {fmt} {found.value}, not a {expected.value}; "
         f"send it as the '{FIELD_FOR[found]}' field instead"
@@ -79,7 +132,6 @@ def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameB
     if bgr is None:
         raise UnprocessableInput(
             f"the {fmt} image could not be decoded: it is corrupt or truncated",
-            param="image",
             code="corrupt_media",
         )
     height, width = bgr.shape[:2]
@@ -131,7 +183,6 @@ def _open(path: str) -> Iterator[cv2.VideoCapture]:
             raise UnprocessableInput(
                 "the video could not be opened: it is corrupt, truncated or in a format OpenCV "
                 f"cannot decode; send {_SUPPORTED[MediaKind.VIDEO]}",
-                param="file",
                 code="corrupt_media",
             )
         yield capture
@@ -162,7 +213,6 @@ def _count_frames(path: str) -> int:
     if count == 0:
         raise UnprocessableInput(
             "the video has no decodable frame: it is corrupt or truncated",
-            param="file",
             code="corrupt_media",
         )
     return count
@@ -171,9 +221,16 @@ def _count_frames(path: str) -> int:
 def _choose(
     total: int, fps: float, options: SamplingOptions, settings: ExtractionSettings
 ) -> list[int]:
-    if options.fps is not None:
-        return fps_indices(total, fps, options.fps, options.num_frames or settings.max_num_frames)
-    return uniform_indices(total, options.num_frames or settings.default_num_frames)
+    try:
+        span = window(total, fps, options.start_s, options.end_s)
+        if options.fps is not None:
+            cap = options.num_frames or settings.max_num_frames
+            picked = fps_indices(len(span), fps, options.fps, cap)
+        else:
+            picked = uniform_indices(len(span), options.num_frames or settings.default_num_frames)
+    except ValueError as exc:
+        raise UnprocessableInput(str(exc), code="out_of_range") from None
+    return [span.start + i for i in picked]
 
 
 def _read(
@@ -249,7 +306,6 @@ def _check_complete(kept: list[int], wanted: list[int], last_decoded: int, total
     if not kept:
         raise UnprocessableInput(
             "no frame of the video could be decoded: it is corrupt or truncated",
-            param="file",
             code="corrupt_media",
         )
     if len(kept) == len(wanted):
@@ -259,7 +315,6 @@ def _check_complete(kept: list[int], wanted: list[int], last_decoded: int, total
         raise UnprocessableInput(
             f"the video is truncated or corrupt: its header promises {total} frames but decoding "
             f"stopped after frame {last_decoded + 1}",
-            param="file",
             code="corrupt_media",
         )
     logger.info(

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from deploy.backends import BackendRouter
 from deploy.config import AppArgs
+from deploy.auth import ApiKeys
 from deploy.ingress import build_http_app
 from deploy.pipeline import AnalyzePipeline
 from tests.videos import encode_index
@@ -20,7 +21,7 @@ from tests.videos import encode_index
 def _client(args: AppArgs) -> TestClient:
     router = BackendRouter([_Unreachable()], args.backends.circuit_breaker)
     pipeline = AnalyzePipeline(extractor=None, router=router, args=args)  # type: ignore[arg-type]
-    return TestClient(build_http_app(pipeline, args))
+    return TestClient(build_http_app(pipeline, args, ApiKeys([])))
 
 
 class _Unreachable:

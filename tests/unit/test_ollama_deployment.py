@@ -16,7 +16,15 @@ import pytest
 from deploy.config import OllamaSettings
 from deploy.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
 from deploy.ollama_deployment import OllamaServer
-from deploy.schemas import FrameBatch, GenerationParams, InferenceRequest, MediaKind
+from deploy.schemas import (
+    Delta,
+    FrameBatch,
+    GenerationParams,
+    InferenceRequest,
+    MediaKind,
+    Role,
+    Turn,
+)
 from tests.ollama_stub import TEXT, VISION, OllamaStub, decode_images
 from tests.ports import free_port
 
@@ -61,8 +69,8 @@ def _video(count: int = 3, height: int = 56, width: int = 84) -> FrameBatch:
 
 
 def _ask(server: OllamaServer, media: FrameBatch | None, **params: Any) -> Any:
-    request = InferenceRequest(
-        prompt="What changes?", media=media, params=GenerationParams(max_tokens=64, **params)
+    request = InferenceRequest.ask(
+        "What changes?", media, GenerationParams(max_tokens=64, **params)
     )
     return asyncio.run(server.answer(request))
 
@@ -76,7 +84,7 @@ def test_frames_go_to_api_chat_as_jpeg_images_with_the_options(stub: OllamaStub)
     assert (result.prompt_tokens, result.completion_tokens) == (310, 7)
     (chat,) = stub.chats
     assert chat["model"] == "qwen2.5vl:7b"
-    assert chat["stream"] is False
+    assert chat["stream"] is True  # one path for streamed and whole answers
     assert chat["keep_alive"] == "5m"
     assert chat["options"] == {"top_k": 20, "num_predict": 64, "num_ctx": 4096, "temperature": 0.2}
     message = chat["messages"][0]
@@ -89,6 +97,43 @@ def test_frames_go_to_api_chat_as_jpeg_images_with_the_options(stub: OllamaStub)
     # The frames arrive in order and in RGB: frame i's left half is (40 i, 200, 10).
     for i, image in enumerate(images):
         assert np.abs(image[28, 10].astype(int) - (40 * i, 200, 10)).max() <= 8
+
+
+def test_a_conversation_streams_with_its_options_and_frames_on_the_media_turn(
+    stub: OllamaStub,
+) -> None:
+    server = _server(stub.url)
+    request = InferenceRequest(
+        turns=(
+            Turn(Role.SYSTEM, "Be brief."),
+            Turn(Role.USER, "What is this?", media=True),
+            Turn(Role.ASSISTANT, "Bars."),
+            Turn(Role.USER, "Which colour first?"),
+        ),
+        media=_video(2),
+        params=GenerationParams(max_tokens=9, top_p=0.5, seed=7, stop=("END", "\n\n")),
+    )
+
+    async def collect() -> list[Delta]:
+        return [delta async for delta in server.answer_stream(request)]
+
+    deltas = asyncio.run(collect())
+    assert "".join(d.text for d in deltas) == "a stand-in answer from ollama"
+    assert len(deltas) > 2  # pieces, as they come
+    assert [d.finish_reason for d in deltas[:-1]] == [None] * (len(deltas) - 1)
+    assert (deltas[-1].finish_reason, deltas[-1].completion_tokens) == ("stop", 7)
+    (chat,) = stub.chats
+    assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "user"]
+    assert [bool(m.get("images")) for m in chat["messages"]] == [False, True, False, False]
+    assert chat["messages"][1]["content"].endswith("What is this?")
+    assert chat["messages"][3]["content"] == "Which colour first?"
+    assert chat["options"] == {
+        "num_predict": 9,
+        "num_ctx": 8192,
+        "top_p": 0.5,
+        "seed": 7,
+        "stop": ["END", "\n\n"],
+    }
 
 
 def test_a_json_schema_becomes_ollamas_format(stub: OllamaStub) -> None:
@@ -120,7 +165,7 @@ def test_an_unreachable_server_is_a_503_naming_the_host() -> None:
 
 
 def _request_with(media: FrameBatch) -> InferenceRequest:
-    return InferenceRequest(prompt="q", media=media, params=GenerationParams(max_tokens=4))
+    return InferenceRequest.ask("q", media, GenerationParams(max_tokens=4))
 
 
 def test_a_slow_server_is_a_timeout_not_a_hang(stub: OllamaStub) -> None:

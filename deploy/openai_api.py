@@ -1,0 +1,553 @@
+"""The OpenAI-compatible API: `POST /v1/chat/completions` and `GET /v1/models`.
+
+    JSON body (size-capped) ─► ChatCompletionRequest (strict; unknown fields are 400s)
+        ─► ChatPlan: turns, the one video/image (URL, data URL or frame list), options
+        ─► AnalyzePipeline.load (download, extract) ─► .answer or .stream (backend policy)
+        ─► chat.completion JSON, or server-sent `chat.completion.chunk`s ending `data: [DONE]`
+
+Content parts: `text`, `image_url` and `video_url`, whose `url` is http(s) (downloaded through the
+SSRF guard), `file://` (inside `url_fetch.local_dir`), `data:<video or image type>;base64,...`,
+or a video as its frames, `data:video/jpeg;base64,<frame1>,<frame2>,...` (as vLLM accepts; the
+frames are taken as 1 s apart). One video or image per request. Sampling options go in the
+extension field `video_options` (the OpenAI SDK sends it with `extra_body=`). Errors have
+OpenAI's shape and status codes, so the SDK raises its own exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from deploy.analyze_request import MAX_SECONDS, sampling_options
+from deploy.config import AppArgs
+from deploy.errors import InvalidRequest, NotFound, PayloadTooLarge, VidserveError
+from deploy.pipeline import AnalyzePipeline, Loaded, MediaSource
+from deploy.schemas import (
+    Delta,
+    FallbackInfo,
+    GenerationParams,
+    InferenceRequest,
+    MediaKind,
+    Role,
+    SamplingOptions,
+    Turn,
+)
+
+BACKEND_HEADER = "X-Vidserve-Backend"
+# base64 grows data by 4/3; the JSON around the media is small.
+_BASE64_RATIO = 4 / 3
+_JSON_OVERHEAD_BYTES = 1024 * 1024
+_MAX_STOP_SEQUENCES = 4
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """Parts of the request whose extra fields clients add freely (e.g. `detail`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MediaUrl(_Open):
+    url: str = Field(min_length=1)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: MediaUrl
+
+
+class VideoPart(_Strict):
+    type: Literal["video_url"]
+    video_url: MediaUrl
+
+
+Part = Annotated[TextPart | ImagePart | VideoPart, Field(discriminator="type")]
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[Part] | None = None
+    name: str | None = None
+
+
+class VideoOptions(_Strict):
+    """vidserve's extension: how to sample the video (extra_body={"video_options": {...}})."""
+
+    num_frames: int | None = Field(default=None, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    start_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    end_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class JsonSchemaSpec(_Open):
+    name: str = "response"
+    json_schema: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class ChatCompletionRequest(_Strict):
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    user: str | None = None
+    video_options: VideoOptions | None = None
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    model: str
+    turns: tuple[Turn, ...]
+    media: MediaSource | None
+    sampling: SamplingOptions
+    params: GenerationParams
+    stream: bool
+    include_usage: bool
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
+    """The request body -> a plan, or a 4xx naming the field. Blocking (JSON, base64)."""
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    try:
+        request = ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    if request.model not in served:
+        raise NotFound(
+            f"the model {request.model!r} is not served here; GET /v1/models lists "
+            f"{', '.join(map(repr, served))}",
+            param="model",
+            code="model_not_found",
+        )
+    turns, media = _conversation(request.messages, args)
+    return ChatPlan(
+        model=request.model,
+        turns=turns,
+        media=media,
+        sampling=_sampling(request.video_options, args),
+        params=_generation(request, args),
+        stream=request.stream,
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+    )
+
+
+def _validation_error(exc: ValidationError) -> InvalidRequest:
+    # The most specific error: for `content`, the list branch's, not "should be a string".
+    errors = exc.errors()
+    error = max(errors, key=lambda e: len(e["loc"]))
+    where = _location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(
+            f"unrecognized request argument {where!r}; vidserve's own options go in "
+            "'video_options' (num_frames, fps, start_s, end_s)",
+            param=where,
+            code="unknown_parameter",
+        )
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return InvalidRequest(f"{where}: {error['msg']}{more}", param=where, code="invalid_value")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location as a path: ('messages', 0, 'content', 'list[...]', 1, 'video_url',
+    'video_url', 'url') -> messages[0].content[1].video_url.url (union branches dropped)."""
+    text = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "[" not in part and part not in ("str", previous):
+            text += f".{part}" if text else part
+        previous = part
+    return text
+
+
+def _conversation(
+    messages: list[Message], args: AppArgs
+) -> tuple[tuple[Turn, ...], MediaSource | None]:
+    turns: list[Turn] = []
+    media: MediaSource | None = None
+    total_chars = 0
+    for m, message in enumerate(messages):
+        role = Role.SYSTEM if message.role in ("system", "developer") else Role(message.role)
+        content = message.content
+        parts: list[Any] = (
+            []
+            if content is None
+            else ([TextPart(type="text", text=content)] if isinstance(content, str) else content)
+        )
+        texts: list[str] = []
+        has_media = False
+        for p, part in enumerate(parts):
+            where = f"messages[{m}].content[{p}]"
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+                continue
+            if role is not Role.USER:
+                raise InvalidRequest(
+                    f"{where}: only user messages may carry images or video",
+                    param=where,
+                    code="invalid_value",
+                )
+            if media is not None:
+                raise InvalidRequest(
+                    f"{where}: one video or image per request is supported and "
+                    f"{media.param} already holds one; ask about each in its own request",
+                    param=where,
+                    code="too_many_media",
+                )
+            kind = MediaKind.IMAGE if isinstance(part, ImagePart) else MediaKind.VIDEO
+            url = part.image_url.url if isinstance(part, ImagePart) else part.video_url.url
+            media = media_source(url, kind, f"{where}.{part.type}.url", args)
+            has_media = True
+        text = "\n".join(texts)
+        total_chars += len(text)
+        turns.append(Turn(role, text, media=has_media))
+    if total_chars > args.generation.max_prompt_chars:
+        raise InvalidRequest(
+            f"the messages hold {total_chars} characters of text; the limit is "
+            f"{args.generation.max_prompt_chars} (generation.max_prompt_chars)",
+            param="messages",
+            code="prompt_too_long",
+        )
+    if turns[-1].role is not Role.USER:
+        raise InvalidRequest(
+            "the last message must be the user's: it is what the model answers",
+            param=f"messages[{len(turns) - 1}].role",
+            code="invalid_value",
+        )
+    return tuple(turns), media
+
+
+def media_source(url: str, kind: MediaKind, param: str, args: AppArgs) -> MediaSource:
+    """A URL of an image_url / video_url part: data URLs decoded here, others fetched later."""
+    if not url.lower().startswith("data:"):
+        return MediaSource(param=param, kind=kind, url=url)
+    match = _DATA_URL.match(url)
+    if match is None or ";base64" not in match.group("params").lower():
+        raise InvalidRequest(
+            f"{param}: a data URL must be 'data:<type>;base64,<data>'",
+            param=param,
+            code="invalid_data_url",
+        )
+    mime = (match.group("mime") or "").lower()
+    payload = url[match.end() :]
+    if kind is MediaKind.VIDEO and mime in ("video/jpeg", "video/png", "image/jpeg"):
+        frames = [_b64(chunk, param) for chunk in payload.split(",")]
+        limit = args.extraction.max_num_frames
+        if len(frames) > limit * 16:
+            raise InvalidRequest(
+                f"{param}: {len(frames)} frames is too many to send; send at most {limit * 16} "
+                f"(at most {limit} are used)",
+                param=param,
+                code="too_many_frames",
+            )
+        return MediaSource(param=param, kind=kind, frames=frames)
+    return MediaSource(param=param, kind=kind, data=_b64(payload, param))
+
+
+def _b64(data: str, param: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(
+            f"{param}: the data URL's payload is not valid base64",
+            param=param,
+            code="invalid_data_url",
+        ) from None
+
+
+def _sampling(options: VideoOptions | None, args: AppArgs) -> SamplingOptions:
+    if options is None:
+        return SamplingOptions()
+    extraction = args.extraction
+    if options.num_frames is not None and options.num_frames > extraction.max_num_frames:
+        raise InvalidRequest(
+            f"video_options.num_frames must be at most {extraction.max_num_frames} "
+            f"(extraction.max_num_frames), got {options.num_frames}",
+            param="video_options.num_frames",
+            code="out_of_range",
+        )
+    if options.fps is not None and options.fps > extraction.max_fps:
+        raise InvalidRequest(
+            f"video_options.fps must be at most {extraction.max_fps:g} (extraction.max_fps), "
+            f"got {options.fps:g}",
+            param="video_options.fps",
+            code="out_of_range",
+        )
+    return sampling_options(
+        options.num_frames,
+        options.fps,
+        options.start_s,
+        options.end_s,
+        param_prefix="video_options.",
+    )
+
+
+def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationParams:
+    generation = args.generation
+    asked = request.max_completion_tokens or request.max_tokens
+    name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    if asked is not None and asked > generation.max_tokens_limit:
+        raise InvalidRequest(
+            f"{name} must be at most {generation.max_tokens_limit} "
+            f"(generation.max_tokens_limit), got {asked}",
+            param=name,
+            code="out_of_range",
+        )
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    if len(stop) > _MAX_STOP_SEQUENCES or any(not s for s in stop):
+        raise InvalidRequest(
+            f"stop takes at most {_MAX_STOP_SEQUENCES} non-empty sequences",
+            param="stop",
+            code="invalid_value",
+        )
+    return GenerationParams(
+        max_tokens=asked or generation.default_max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop=stop,
+        json_schema=_json_schema(request.response_format),
+    )
+
+
+def _json_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    from deploy.analyze_request import parse_json_schema
+
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return {"type": "object"}
+    if response_format.json_schema is None:
+        raise InvalidRequest(
+            "response_format of type json_schema needs a 'json_schema' object with a 'schema'",
+            param="response_format.json_schema",
+            code="invalid_json_schema",
+        )
+    return parse_json_schema(json.dumps(response_format.json_schema.json_schema))
+
+
+# --- the routes -----------------------------------------------------------------------------
+
+
+class OpenAIRoutes:
+    def __init__(self, pipeline: AnalyzePipeline, args: AppArgs) -> None:
+        self._pipeline = pipeline
+        self._args = args
+        self._served = [args.model_of(b) for b in args.backends.order]
+        self._backend_of = {args.model_of(b): b.value for b in args.backends.order}
+        self._created = int(time.time())
+        self._max_body = (
+            int(args.extraction.max_upload_bytes * _BASE64_RATIO) + _JSON_OVERHEAD_BYTES
+        )
+
+    async def models(self, request: Request) -> Response:
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "created": self._created,
+                "owned_by": "vidserve",
+                "backend": self._backend_of[model],
+            }
+            for model in self._served
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat_completions(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body = await self._read_body(request)
+        plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
+        loaded = None
+        if plan.media is not None:
+            loaded = await self._pipeline.load(plan.media, plan.sampling)
+        inference = InferenceRequest(
+            turns=plan.turns,
+            media=loaded.batch if loaded else None,
+            params=plan.params,
+            request_id=f"chatcmpl-{uuid.uuid4().hex}",
+        )
+        if plan.stream:
+            return await self._stream(plan, inference, loaded)
+        started = time.perf_counter()
+        routed = await self._pipeline.answer(inference)
+        result = routed.result
+        finished = time.perf_counter()
+        usage = _usage(result.prompt_tokens, result.completion_tokens)
+        body_out = {
+            "id": inference.request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": _finish_reason(result.finish_reason),
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+            "vidserve": _extension(result.backend, routed.fallback, loaded)
+            | {
+                "timings": {
+                    "inference_s": round(finished - started, 4),
+                    "total_s": round(finished - received_at, 4),
+                }
+            },
+        }
+        return JSONResponse(body_out, headers={BACKEND_HEADER: result.backend})
+
+    async def _stream(
+        self, plan: ChatPlan, inference: InferenceRequest, loaded: Loaded | None
+    ) -> Response:
+        # The policy (fallback) applies until the first piece arrives, so errors before it are
+        # still plain HTTP errors; after it, an error ends the stream as an `error` event.
+        routed = await self._pipeline.stream(inference)
+        opened = routed.result
+        first = opened.first
+        chunk_base = {
+            "id": inference.request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": first.model,
+        }
+        extension = _extension(first.backend, routed.fallback, loaded)
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+            chunk = {**chunk_base, "choices": choices, **extra}
+            if plan.include_usage and "usage" not in extra:
+                chunk["usage"] = None
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            last: Delta = first
+            yield event([_choice({"role": "assistant", "content": first.text})])
+            try:
+                async for delta in opened.rest:
+                    last = delta
+                    if delta.text:
+                        yield event([_choice({"content": delta.text})])
+            except VidserveError as exc:
+                yield f"data: {json.dumps(exc.to_dict())}\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            finish = _finish_reason(last.finish_reason)
+            yield event([_choice({}, finish)], vidserve=extension)
+            if plan.include_usage:
+                yield event([], usage=_usage(last.prompt_tokens, last.completion_tokens))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={
+                BACKEND_HEADER: first.backend,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("application/json"):
+            raise InvalidRequest(
+                f"expected an application/json body, got {content_type or 'no content type'!r}",
+                code="unsupported_content_type",
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            raise self._too_large()
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > self._max_body:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body exceeds {self._max_body} bytes (extraction.max_upload_bytes "
+            "as base64, plus the JSON); send the video by URL instead"
+        )
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _finish_reason(reason: str | None) -> str:
+    """OpenAI's values: `length` when max_tokens cut the answer, else `stop`."""
+    return "length" if reason == "length" else "stop"
+
+
+def _extension(
+    backend: str, fallback: FallbackInfo | None, loaded: Loaded | None
+) -> dict[str, Any]:
+    """vidserve's extra response field: who answered, and what was seen."""
+    extra: dict[str, Any] = {
+        "backend": backend,
+        "fallback": fallback.model_dump() if fallback else None,
+    }
+    if loaded is not None:
+        extra["frames"] = {
+            "count": loaded.batch.count,
+            "timestamps": loaded.batch.timestamps_s,
+            "download_s": round(loaded.download_s, 4),
+            "extract_s": round(loaded.extract_s, 4),
+        }
+    return extra
