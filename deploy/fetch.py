@@ -212,17 +212,19 @@ class UrlFetcher:
         if url.host not in ("", "localhost"):
             raise UrlNotAllowed(f"file URL with host {url.host!r}: only local files", param="url")
         root = base.expanduser().resolve()
-        try:
-            path = Path(unquote(url.path)).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise UnprocessableInput(
-                f"no such file: {unquote(url.path)}", param="url", code="url_fetch_failed"
-            ) from None
-        if not path.is_relative_to(root) or not path.is_file():
+        # Containment first, so that a refused path says nothing about what exists outside.
+        path = Path(unquote(url.path)).resolve()
+        if not path.is_relative_to(root):
             raise UrlNotAllowed(
-                f"{unquote(url.path)} is not a file inside url_fetch.local_dir ({root}); "
-                "paths and symlinks that leave it are refused",
+                f"{unquote(url.path)} is not inside url_fetch.local_dir ({root}); paths and "
+                "symlinks that leave it are refused",
                 param="url",
+            )
+        if not path.is_file():
+            raise UnprocessableInput(
+                f"no such file in url_fetch.local_dir: {unquote(url.path)}",
+                param="url",
+                code="url_fetch_failed",
             )
         if path.stat().st_size > self._max_bytes:
             raise self._too_large(str(url))

@@ -19,7 +19,7 @@ from deploy.analyze_request import AnalyzeRequest
 from deploy.backends import BackendRouter, OpenedStream, Routed
 from deploy.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
 from deploy.config import AppArgs, Backend
-from deploy.errors import ServiceUnavailable, UnprocessableInput
+from deploy.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.fetch import UrlFetcher
 from deploy.handles import call_stage
 from deploy.schemas import (
@@ -100,7 +100,11 @@ class AnalyzePipeline:
             return Loaded(batch, 0.0, time.perf_counter() - started)
         data = source.data
         if data is None:
-            data = await self._fetcher.fetch(source.url or "")
+            try:
+                data = await self._fetcher.fetch(source.url or "")
+            except VidserveError as exc:
+                exc.param = source.param
+                raise
         downloaded = time.perf_counter()
         kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
         batch = await call_stage(

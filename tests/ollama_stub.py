@@ -2,9 +2,9 @@
 (https://github.com/ollama/ollama/blob/main/docs/api.md), the way the official `ollama` Python
 client tests itself. No Ollama server can be installed on the CI machines.
 
-Endpoints: GET /api/tags, POST /api/show, POST /api/chat (streamed NDJSON, or one body with stream false), POST /api/pull (NDJSON
-progress). Tests change its behaviour (models present, delay, an error status) and read what the
-client sent (`chats`).
+Endpoints: GET /api/tags, POST /api/show, POST /api/chat (NDJSON pieces, or one body with
+`stream: false`), POST /api/pull (NDJSON progress). Tests change its behaviour (models present,
+delay, an error status) and read what the client sent (`chats`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 with the Ollama stand-in (tests/ollama_stub.py) as its fallback.
 
 Two applications run side by side in the one Serve instance:
-  * `vidserve` at `/`: primary vLLM, fallback Ollama (the stand-in);
-  * `vidserve-ollama` at `/ollama-only`: primary Ollama, no fallback, no vLLM deployment.
+  * `vidserve` at `/`: primary vLLM, fallback Ollama (the stand-in); open (no API keys);
+    fetches URLs from `media_server` (allowlisted) and `file://` inside `media_dir`;
+  * `vidserve-ollama` at `/ollama-only`: primary Ollama, no fallback, no vLLM deployment;
+    API keys required (one in the config, one in a keys file). The `client` fixture sends one.
+`internal_server` stands for a private service: nothing may ever reach it.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ import copy
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from deploy import runner
 from deploy.serve_config import Profile, load_config, merge, validate
 from deploy.tiny_model import ensure_tiny_model
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
+from tests.videos import encode_index, write_h264
 
 # Small enough that the oversize-upload test sends little, large enough for every test video.
 TEST_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
@@ -33,6 +41,20 @@ OLLAMA_ONLY_TIMEOUT_S = 3.0
 # The fault tests wait for these: a short circuit-breaker cycle and bounded vLLM waits.
 BREAKER = {"failure_threshold": 2, "open_s": 3, "probe_timeout_s": 3}
 VLLM_TIMEOUT_S = 90.0
+URL_FETCH_TIMEOUT_S = 3.0
+# The ollama-only app's keys: one from its config, one from its keys file.
+CONFIG_KEY = "vidserve-test-key-from-config"
+FILE_KEY = "vidserve-test-key-from-the-file"
+VIDEO_FRAMES, VIDEO_FPS = 40, 10.0
+
+
+@dataclass(frozen=True)
+class Media:
+    """The test media, as bytes and where the app may fetch them."""
+
+    video: bytes
+    image: bytes
+    local_dir: Path
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +71,66 @@ def ollama_stub() -> Iterator[OllamaStub]:
     stub.stop()
 
 
-def _test_config(tiny_model_dir: Path, port: int, ollama_url: str) -> dict[str, Any]:
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    local_dir = tmp_path_factory.mktemp("shared-volume")
+    video = write_h264(local_dir / "clip.mp4", VIDEO_FRAMES, VIDEO_FPS, (320, 240))
+    image = cv2.imencode(".png", encode_index(5, 224, 224))[1].tobytes()
+    return Media(video.read_bytes(), image, local_dir)
+
+
+@pytest.fixture(scope="session")
+def internal_server() -> Iterator[HTTPServer]:
+    """A private service on loopback, not allowlisted: every SSRF test checks its log."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.expect_request("/secret").respond_with_data("the metadata token")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def media_server(media: Media, internal_server: HTTPServer) -> Iterator[HTTPServer]:
+    """Trusted storage on the allowlist (`url_fetch.allow_hosts: [127.0.0.1:<port>]`)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    # Served without a telling name or type: the kind must come from the bytes.
+    server.expect_request("/media/clip").respond_with_data(media.video, content_type="text/plain")
+    server.expect_request("/media/picture").respond_with_data(media.image)
+    server.expect_request("/media/notes.mp4").respond_with_data(b"just some text\n" * 100)
+    big = b"\0\0\0\x18ftypmp42" + b"\0" * (TEST_MAX_UPLOAD_BYTES + 1024)
+    server.expect_request("/media/big.mp4").respond_with_data(big)
+    server.expect_request("/media/slow.mp4").respond_with_handler(_slow)
+    server.expect_request("/media/redirect-to-internal").respond_with_data(
+        "", status=302, headers={"Location": internal_server.url_for("/secret")}
+    )
+    server.expect_request("/media/redirect-to-clip").respond_with_data(
+        "", status=302, headers={"Location": "/media/clip"}
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def _slow(request: Request) -> Response:
+    """Headers at once, then the body a little at a time for longer than the time cap."""
+
+    def trickle() -> Iterator[bytes]:
+        yield b"\0\0\0\x18ftypmp42"
+        for _ in range(int(URL_FETCH_TIMEOUT_S * 4)):
+            time.sleep(0.5)
+            yield b"\0" * 1024
+
+    return Response(trickle(), content_type="video/mp4")
+
+
+def _test_config(
+    tiny_model_dir: Path,
+    port: int,
+    ollama_url: str,
+    media_port: int,
+    local_dir: Path,
+    keys_file: Path,
+) -> dict[str, Any]:
     overlay = {
         "http_options": {"host": "127.0.0.1", "port": port},
         "applications": [
@@ -64,6 +145,11 @@ def _test_config(tiny_model_dir: Path, port: int, ollama_url: str) -> dict[str, 
                     },
                     "ollama": {"host": ollama_url},
                     "extraction": {"max_upload_bytes": TEST_MAX_UPLOAD_BYTES},
+                    "url_fetch": {
+                        "allow_hosts": [f"127.0.0.1:{media_port}"],
+                        "timeout_s": URL_FETCH_TIMEOUT_S,
+                        "local_dir": str(local_dir),
+                    },
                 },
             }
         ],
@@ -76,6 +162,7 @@ def _test_config(tiny_model_dir: Path, port: int, ollama_url: str) -> dict[str, 
         {
             "backends": {"primary": "ollama", "fallback": "none"},
             "ollama": {"model": OLLAMA_ONLY_MODEL, "request_timeout_s": OLLAMA_ONLY_TIMEOUT_S},
+            "auth": {"api_keys": [CONFIG_KEY], "api_keys_file": str(keys_file)},
         },
     )
     ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] != "VLLM"]
@@ -85,11 +172,24 @@ def _test_config(tiny_model_dir: Path, port: int, ollama_url: str) -> dict[str, 
 
 
 @pytest.fixture(scope="session")
-def serve_url(tiny_model_dir: Path, ollama_stub: OllamaStub) -> Iterator[str]:
-    for name in ("VLLM_MODEL_PATH", "VIDSERVE_BACKEND", "VIDSERVE_FALLBACK", "OLLAMA_HOST"):
+def serve_url(
+    tiny_model_dir: Path,
+    ollama_stub: OllamaStub,
+    media: Media,
+    media_server: HTTPServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    for name in (
+        "VLLM_MODEL_PATH", "VIDSERVE_BACKEND", "VIDSERVE_FALLBACK", "OLLAMA_HOST",
+        "VIDSERVE_API_KEYS", "VIDSERVE_API_KEYS_FILE",
+    ):  # fmt: skip
         os.environ.pop(name, None)
+    keys_file = tmp_path_factory.mktemp("secret") / "api-keys"
+    keys_file.write_text(f"# mounted from a Secret\n{FILE_KEY}\n")
     port = free_port()
-    config = _test_config(tiny_model_dir, port, ollama_stub.url)
+    config = _test_config(
+        tiny_model_dir, port, ollama_stub.url, media_server.port, media.local_dir, keys_file
+    )
     runner.start_local_ray()
     try:
         runner.deploy(config)
@@ -116,7 +216,9 @@ def _wait_ready(url: str, timeout_s: float = 120.0) -> None:
 
 @pytest.fixture(scope="session")
 def client(serve_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=serve_url, timeout=120) as http:
+    """Sends the ollama-only app's key (the main app has none and ignores it)."""
+    headers = {"Authorization": f"Bearer {CONFIG_KEY}"}
+    with httpx.Client(base_url=serve_url, timeout=120, headers=headers) as http:
         yield http
 
 

@@ -10,9 +10,9 @@ import cv2
 import pytest
 from starlette.testclient import TestClient
 
+from deploy.auth import ApiKeys
 from deploy.backends import BackendRouter
 from deploy.config import AppArgs
-from deploy.auth import ApiKeys
 from deploy.ingress import build_http_app
 from deploy.pipeline import AnalyzePipeline
 from tests.videos import encode_index
