@@ -218,22 +218,28 @@ class BackendRouter:
     async def stream(self, request: InferenceRequest) -> Routed[OpenedStream]:
         """A streamed answer. The policy applies until the first piece arrives; a failure after
         that ends the stream with the error (the text already sent cannot be taken back)."""
-        routed = await self._route(lambda backend: backend.open_stream(request))
+        # The backend's health is judged when the stream ends, not when it starts.
+        routed = await self._route(lambda backend: backend.open_stream(request), settle=False)
         opened = routed.result
         watched = self._watch(opened.first.backend, opened.rest)
         return Routed(OpenedStream(opened.first, watched), routed.fallback)
 
     async def _watch(self, name: str, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+        breaker = self._breakers[name]
         try:
             async for delta in rest:
                 yield delta
         except VidserveError as exc:
-            if exc.status_code >= 500 and name in self._breakers:
-                self._breakers[name].record_failure(exc.message)
+            if exc.status_code >= 500:
+                breaker.record_failure(exc.message)
             logger.warning("%s failed while streaming: %s", name, exc.message)
             raise
+        breaker.record_success()
 
-    async def _route(self, call: Callable[[BackendClient], Awaitable[T]]) -> Routed[T]:
+    async def _route(
+        self, call: Callable[[BackendClient], Awaitable[T]], settle: bool = True
+    ) -> Routed[T]:
+        """`settle`: a result counts as the backend's success (False: the caller decides)."""
         states: dict[str, str] = {}
         errors: list[VidserveError] = []
         first_reason: str | None = None
@@ -254,7 +260,8 @@ class BackendRouter:
                     errors.append(exc)
                     self._count(backend.name, reason)
                 else:
-                    breaker.record_success()
+                    if settle:
+                        breaker.record_success()
                     self._count(backend.name, "ok")
                     fallback = None
                     if position > 0 and first_reason is not None:

@@ -7,12 +7,19 @@ each backend is a small object with the same two methods, so every branch is rea
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from deploy.backends import BackendRouter, CircuitBreaker, CircuitState, failure_reason
+from deploy.backends import (
+    BackendRouter,
+    CircuitBreaker,
+    CircuitState,
+    OpenedStream,
+    failure_reason,
+)
 from deploy.config import CircuitBreakerSettings
 from deploy.errors import (
     BackendTimeout,
@@ -22,6 +29,7 @@ from deploy.errors import (
     VidserveError,
 )
 from deploy.schemas import (
+    Delta,
     FrameBatch,
     GenerationParams,
     InferenceRequest,
@@ -45,6 +53,7 @@ class Backend:
     name: str
     error: VidserveError | None = None
     ready_error: VidserveError | None = None
+    mid_stream_error: VidserveError | None = None
     calls: int = 0
     probes: int = 0
     seen: list[InferenceRequest] = field(default_factory=list)
@@ -61,6 +70,19 @@ class Backend:
             prompt_tokens=1,
             completion_tokens=1,
         )
+
+    async def open_stream(self, request: InferenceRequest) -> OpenedStream:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        pieces = [Delta(p, "m", self.name) for p in ("from ", self.name)]
+        return OpenedStream(pieces[0], self._rest(pieces[1:]))
+
+    async def _rest(self, pieces: list[Delta]) -> AsyncIterator[Delta]:
+        for piece in pieces:
+            yield piece
+        if self.mid_stream_error is not None:
+            raise self.mid_stream_error
 
     async def ready(self, timeout_s: float) -> str:
         self.probes += 1
@@ -233,3 +255,34 @@ def test_status_reports_each_backend_and_its_circuit() -> None:
         "vllm": {"circuit": "closed", "ready": False, "reason": "loading"},
         "ollama": {"circuit": "closed", "ready": True, "model": "ollama-model"},
     }
+
+
+async def _drain(router: BackendRouter) -> tuple[str, str, object]:
+    routed = await router.stream(_request())
+    pieces = [routed.result.first.text]
+    async for delta in routed.result.rest:
+        pieces.append(delta.text)
+    return "".join(pieces), routed.result.first.backend, routed.fallback
+
+
+def test_a_stream_falls_back_when_the_primary_fails_before_its_first_piece() -> None:
+    vllm = Backend("vllm", error=EngineError("dead", code="vllm_engine_error"))
+    ollama = Backend("ollama")
+    router, metrics = _router(vllm, ollama)
+    text, backend, fallback = asyncio.run(_drain(router))
+    assert (text, backend) == ("from ollama", "ollama")
+    assert fallback is not None
+    assert metrics.fallbacks == [("vllm", "ollama", "engine_error")]
+
+
+def test_a_failure_after_the_first_piece_ends_the_stream_and_counts_against_the_backend() -> None:
+    vllm = Backend("vllm", mid_stream_error=EngineError("died", code="vllm_engine_error"))
+    ollama = Backend("ollama")
+    router, _ = _router(vllm, ollama)
+    for _ in range(SETTINGS.failure_threshold):
+        with pytest.raises(EngineError):
+            asyncio.run(_drain(router))
+    assert ollama.calls == 0  # text already sent cannot be taken back: no fallback mid-stream
+    assert router.breaker("vllm").state is CircuitState.OPEN
+    text, backend, _ = asyncio.run(_drain(router))
+    assert (text, backend) == ("from ollama", "ollama")
