@@ -21,7 +21,14 @@ from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 from deploy.catalog import DEFAULT_VISION_HF_ID
 from deploy.config import Accelerator, LLMSettings
 from deploy.errors import EngineError, InvalidRequest, ServiceUnavailable, UnprocessableInput
-from deploy.schemas import Delta, FrameBatch, InferenceRequest, InferenceResult, MediaKind
+from deploy.schemas import (
+    Delta,
+    FrameBatch,
+    InferenceRequest,
+    InferenceResult,
+    MediaKind,
+    join_deltas,
+)
 
 if TYPE_CHECKING:
     from vllm.sampling_params import SamplingParams
@@ -82,22 +89,10 @@ class VideoLLMServer(LLMServer):
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
         started = time.perf_counter()
-        pieces: list[str] = []
-        last: Delta | None = None
-        async for delta in self.answer_stream(request):
-            pieces.append(delta.text)
-            last = delta
-        if last is None:
+        result = await join_deltas(self.answer_stream(request), started)
+        if result is None:
             raise EngineError("the engine finished without producing an output")
-        return InferenceResult(
-            text="".join(pieces),
-            model=last.model,
-            backend=BACKEND_NAME,
-            prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens,
-            finish_reason=last.finish_reason,
-            inference_s=time.perf_counter() - started,
-        )
+        return result
 
     async def answer_stream(self, request: InferenceRequest) -> AsyncIterator[Delta]:
         """The answer as it is generated; the last delta has the finish reason and counts."""

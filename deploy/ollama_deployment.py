@@ -29,7 +29,7 @@ from deploy.errors import (
     ServiceUnavailable,
     UnprocessableInput,
 )
-from deploy.schemas import Delta, GenerationParams, InferenceRequest, InferenceResult
+from deploy.schemas import Delta, GenerationParams, InferenceRequest, InferenceResult, join_deltas
 
 logger = logging.getLogger("ray.serve.vidserve.ollama")
 
@@ -104,22 +104,10 @@ class OllamaServer:
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
         started = time.perf_counter()
-        pieces: list[str] = []
-        last: Delta | None = None
-        async for delta in self.answer_stream(request):
-            pieces.append(delta.text)
-            last = delta
-        if last is None:
+        result = await join_deltas(self.answer_stream(request), started)
+        if result is None:
             raise EngineError("Ollama finished without an answer", code="ollama_failed")
-        return InferenceResult(
-            text="".join(pieces),
-            model=self._model,
-            backend=BACKEND_NAME,
-            prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens,
-            finish_reason=last.finish_reason,
-            inference_s=time.perf_counter() - started,
-        )
+        return result
 
     async def answer_stream(self, request: InferenceRequest) -> AsyncIterator[Delta]:
         """The answer as Ollama streams it; the last delta has the finish reason and counts."""

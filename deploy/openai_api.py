@@ -304,20 +304,17 @@ def _sampling(options: VideoOptions | None, args: AppArgs) -> SamplingOptions:
     if options is None:
         return SamplingOptions()
     extraction = args.extraction
-    if options.num_frames is not None and options.num_frames > extraction.max_num_frames:
-        raise InvalidRequest(
-            f"video_options.num_frames must be at most {extraction.max_num_frames} "
-            f"(extraction.max_num_frames), got {options.num_frames}",
-            param="video_options.num_frames",
-            code="out_of_range",
-        )
-    if options.fps is not None and options.fps > extraction.max_fps:
-        raise InvalidRequest(
-            f"video_options.fps must be at most {extraction.max_fps:g} (extraction.max_fps), "
-            f"got {options.fps:g}",
-            param="video_options.fps",
-            code="out_of_range",
-        )
+    for name, value, limit in (
+        ("num_frames", options.num_frames, extraction.max_num_frames),
+        ("fps", options.fps, extraction.max_fps),
+    ):
+        if value is not None and value > limit:
+            raise InvalidRequest(
+                f"video_options.{name} must be at most {limit:g} (extraction.max_{name}), "
+                f"got {value:g}",
+                param=f"video_options.{name}",
+                code="out_of_range",
+            )
     return sampling_options(
         options.num_frames,
         options.fps,

@@ -6,6 +6,8 @@ small pydantic data.
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -129,6 +131,27 @@ class Delta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+async def join_deltas(deltas: AsyncIterator[Delta], started: float) -> InferenceResult | None:
+    """A whole answer from its streamed pieces (None when there was none); `started` is the
+    perf_counter time the request began."""
+    pieces: list[str] = []
+    last: Delta | None = None
+    async for delta in deltas:
+        pieces.append(delta.text)
+        last = delta
+    if last is None:
+        return None
+    return InferenceResult(
+        text="".join(pieces),
+        model=last.model,
+        backend=last.backend,
+        prompt_tokens=last.prompt_tokens,
+        completion_tokens=last.completion_tokens,
+        finish_reason=last.finish_reason,
+        inference_s=time.perf_counter() - started,
+    )
 
 
 class FramesInfo(BaseModel):
