@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin
@@ -26,7 +28,10 @@ import httpx
 from deploy.config import UrlFetchSettings
 from deploy.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
 
+logger = logging.getLogger("ray.serve.vidserve.fetch")
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+PROGRESS_LOG_EVERY_S = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -187,13 +192,22 @@ class UrlFetcher:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self._max_bytes:
             raise self._too_large(url)
+        total = f" of {int(declared) / 2**20:.1f} MiB" if declared and declared.isdigit() else ""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_raw():
+        started = last_log = time.monotonic()
+        # Decoded bytes (gzip and the like undone), so the cap also bounds a compression bomb.
+        async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > self._max_bytes:
                 raise self._too_large(url)
             chunks.append(chunk)
+            if time.monotonic() - last_log >= PROGRESS_LOG_EVERY_S:
+                last_log = time.monotonic()
+                logger.info("downloading %s: %.1f MiB%s", url, size / 2**20, total)
+        logger.info(
+            "downloaded %s: %.1f MiB in %.2fs", url, size / 2**20, time.monotonic() - started
+        )
         return b"".join(chunks)
 
     def _too_large(self, url: str) -> PayloadTooLarge:

@@ -76,6 +76,15 @@ def test_models_lists_what_is_served(sdk: OpenAI, ollama_sdk: OpenAI) -> None:
     assert [m.id for m in ollama_sdk.models.list()] == [OLLAMA_ONLY_MODEL]
 
 
+def test_a_question_without_media_is_answered_too(sdk: OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=3
+    )
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 3
+    assert "frames" not in _vidserve(completion)
+
+
 def test_a_video_by_url_gets_an_answer(sdk: OpenAI, media_server: HTTPServer) -> None:
     completion = sdk.chat.completions.create(
         model=MODEL,
