@@ -21,8 +21,10 @@ from deploy.config import ExtractionSettings
 from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video.container import sniff
+from deploy.video.plan import Plan, plan_reads
+from deploy.video.probe import VideoIndex, probe
 from deploy.video.resize import fit_size, per_frame_max_pixels
-from deploy.video.sampling import fps_indices, uniform_indices, window
+from deploy.video.sampling import fps_indices, time_indices, uniform_indices, window
 
 logger = logging.getLogger("ray.serve.vidserve.extract")
 
@@ -194,14 +196,58 @@ def _decode_video(
     data: bytes, options: SamplingOptions, settings: ExtractionSettings
 ) -> FrameBatch:
     with _as_file(data) as path:
+        index = probe(path)
         with _open(path) as capture:
+            if index is not None:
+                _check_not_truncated(index, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+                fps = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
+                chosen = _choose(index.frame_count, fps, options, settings, index.times_s)
+                keyframes = None if is_variable_rate(index.times_s) else index.keyframes
+                try:
+                    return _read(capture, plan_reads(chosen, keyframes), index, fps, settings)
+                except _SeekMissed as exc:
+                    logger.warning("seeking is not frame-accurate here (%s); reading in order", exc)
+                with _open(path) as again:
+                    return _read(again, plan_reads(chosen, None), index, fps, settings)
+            # No packet index (rare containers): the header's count, else count by grabbing.
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(capture.get(cv2.CAP_PROP_FPS))
-            if total > 0:  # the common case: the header knows its frame count, one open
-                return _read(capture, _choose(total, fps, options, settings), total, fps, settings)
+            if total > 0:
+                chosen = _choose(total, fps, options, settings, None)
+                return _read(capture, plan_reads(chosen, None), None, fps, settings, total=total)
         total = _count_frames(path)
         with _open(path) as capture:
-            return _read(capture, _choose(total, fps, options, settings), total, fps, settings)
+            chosen = _choose(total, fps, options, settings, None)
+            return _read(capture, plan_reads(chosen, None), None, fps, settings, total=total)
+
+
+def _check_not_truncated(index: VideoIndex, header_total: int) -> None:
+    """The container's header promises `header_total` frames; far fewer packets: truncated."""
+    slack = max(_COUNT_SLACK_FRAMES, int(header_total * _COUNT_SLACK_RATIO))
+    if header_total > 0 and index.frame_count < header_total - slack:
+        raise UnprocessableInput(
+            f"the video is truncated or corrupt: its header promises {header_total} frames but "
+            f"only {index.frame_count} are in the file",
+            code="corrupt_media",
+        )
+
+
+class _SeekMissed(Exception):
+    """A seek landed on another frame than asked (some containers and codecs)."""
+
+
+def _nominal_fps(times: list[float]) -> float:
+    span = times[-1] - times[0]
+    return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def is_variable_rate(times: list[float], tolerance: float = 0.1) -> bool:
+    """Whether frame intervals differ by more than `tolerance` of their median."""
+    if len(times) < 3:
+        return False
+    steps = np.diff(np.asarray(times))
+    median = float(np.median(steps))
+    return median <= 0 or float(np.abs(steps - median).max()) > tolerance * median
 
 
 def _count_frames(path: str) -> int:
@@ -219,12 +265,18 @@ def _count_frames(path: str) -> int:
 
 
 def _choose(
-    total: int, fps: float, options: SamplingOptions, settings: ExtractionSettings
+    total: int,
+    fps: float,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    times: list[float] | None,
 ) -> list[int]:
     try:
-        span = window(total, fps, options.start_s, options.end_s)
+        span = window(total, fps, options.start_s, options.end_s, times)
         if options.fps is not None:
             cap = options.num_frames or settings.max_num_frames
+            if times is not None:
+                return time_indices(times, span, options.fps, cap)
             picked = fps_indices(len(span), fps, options.fps, cap)
         else:
             picked = uniform_indices(len(span), options.num_frames or settings.default_num_frames)
@@ -235,45 +287,66 @@ def _choose(
 
 def _read(
     capture: cv2.VideoCapture,
-    indices: list[int],
-    total: int,
+    plan: Plan,
+    index: VideoIndex | None,
     fps: float,
     settings: ExtractionSettings,
+    *,
+    total: int | None = None,
 ) -> FrameBatch:
-    wanted = set(indices)
+    """Follow the plan: seek or grab to each chosen frame; only those are retrieved, converted
+    and resized."""
+    total = index.frame_count if index is not None else int(total or 0)
+    wanted = [step.target for step in plan.steps]
     frames: list[np.ndarray] = []
     kept: list[int] = []
     stamps: list[float] = []
     size: tuple[int, int] | None = None
     source_size = (0, 0)
+    position = 0  # the frame the next grab decodes
     last_decoded = -1
-    for index in range(indices[-1] + 1):
-        if not capture.grab():
-            break
-        last_decoded = index
-        if index not in wanted:
-            continue
+    for step in plan.steps:
+        if step.seek:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, step.target)
+            position = step.target
+        while position <= step.target and capture.grab():
+            last_decoded = position
+            position += 1
+        if last_decoded != step.target:
+            break  # the video ended early
         ok, bgr = capture.retrieve()
         if not ok:
             break
+        stamp = _timestamp(capture, step.target, fps, index)
+        if step.seek and index is not None:
+            _check_landed(capture, step.target, index, fps)
         if size is None:
             source_size = (bgr.shape[0], bgr.shape[1])
-            size = _frame_size(source_size, len(indices), settings)
+            size = _frame_size(source_size, len(wanted), settings)
         frames.append(_to_rgb(bgr, size))
-        kept.append(index)
-        stamps.append(_timestamp(capture, index, fps))
-    _check_complete(kept, indices, last_decoded, total)
+        kept.append(step.target)
+        stamps.append(stamp)
+    _check_complete(kept, wanted, last_decoded, total)
+    duration = index.duration_s if index is not None else (total / fps if fps > 0 else 0.0)
     return FrameBatch(
         kind=MediaKind.VIDEO,
         frames=np.stack(frames),
         indices=kept,
         timestamps_s=stamps,
         source_fps=fps,
-        duration_s=total / fps if fps > 0 else 0.0,
+        duration_s=duration,
         source_width=source_size[1],
         source_height=source_size[0],
         total_frames=total,
     )
+
+
+def _check_landed(capture: cv2.VideoCapture, target: int, index: VideoIndex, fps: float) -> None:
+    decoded = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+    expected = index.times_s[target] - index.times_s[0]
+    half_frame = 0.5 / fps if fps > 0 else 0.02
+    if abs(decoded - expected) > half_frame:
+        raise _SeekMissed(f"asked frame {target} at {expected:.3f}s, got {decoded:.3f}s")
 
 
 def _frame_size(
@@ -294,8 +367,13 @@ def _frame_size(
     )
 
 
-def _timestamp(capture: cv2.VideoCapture, index: int, fps: float) -> float:
-    """The decoder's presentation time (true for variable frame rates), else index / fps."""
+def _timestamp(
+    capture: cv2.VideoCapture, index: int, fps: float, video: VideoIndex | None
+) -> float:
+    """The frame's presentation time from the index (true for variable frame rates), else the
+    decoder's, else index / fps."""
+    if video is not None:
+        return round(video.times_s[index] - video.times_s[0], 6)
     msec = float(capture.get(cv2.CAP_PROP_POS_MSEC))
     if msec > 0 or index == 0:
         return round(msec / 1000.0, 6)

@@ -29,17 +29,63 @@ def fps_indices(total_frames: int, source_fps: float, target_fps: float, cap: in
     return [int(i) for i in picked]
 
 
-def window(total_frames: int, fps: float, start_s: float | None, end_s: float | None) -> range:
-    """The frame indices inside [start_s, end_s] (seconds; either may be open)."""
+def time_indices(times: list[float], span: range, target_fps: float, cap: int) -> list[int]:
+    """By presentation time (true for variable frame rates): the frame shown at each multiple of
+    1/target_fps from the window's start, thinned uniformly to `cap` if more."""
+    stamps = np.asarray(times[span.start : span.stop])
+    wanted = np.arange(stamps[0], stamps[-1] + 1e-9, 1.0 / target_fps)
+    shown = np.searchsorted(stamps, wanted + 1e-6, side="right") - 1
+    picked = np.unique(shown)
+    if len(picked) > cap:
+        keep = np.linspace(0, len(picked) - 1, cap).round().astype(int)
+        picked = picked[np.unique(keep)]
+    return [span.start + int(i) for i in picked]
+
+
+def window(
+    total_frames: int,
+    fps: float,
+    start_s: float | None,
+    end_s: float | None,
+    times: list[float] | None = None,
+) -> range:
+    """The frame indices inside [start_s, end_s] (seconds; either may be open), placed by the
+    frames' presentation times when known, else by the frame rate."""
     if start_s is None and end_s is None:
         return range(total_frames)
+    if times is not None:
+        stamps = np.asarray(times) - times[0]
+        duration = float(stamps[-1])
+        first = int(np.searchsorted(stamps, (start_s or 0.0) - 1e-6, side="left"))
+        stop = (
+            int(np.searchsorted(stamps, end_s + 1e-6, side="right"))
+            if end_s is not None
+            else total_frames
+        )
+        return _checked(
+            first, stop, total_frames=total_frames, duration=duration, start_s=start_s, end_s=end_s
+        )
     if fps <= 0:
         raise ValueError("the video reports no frame rate, so start_s / end_s cannot be placed")
     duration = total_frames / fps
     first = math.ceil(start_s * fps) if start_s else 0
     stop = min(total_frames, math.floor(end_s * fps) + 1) if end_s is not None else total_frames
+    return _checked(
+        first, stop, total_frames=total_frames, duration=duration, start_s=start_s, end_s=end_s
+    )
+
+
+def _checked(
+    first: int,
+    stop: int,
+    *,
+    total_frames: int,
+    duration: float,
+    start_s: float | None,
+    end_s: float | None,
+) -> range:
     if first >= total_frames:
-        raise ValueError(f"start_s={start_s:g} is past the end of the video ({duration:.2f}s)")
+        raise ValueError(f"start_s={start_s or 0:g} is past the end of the video ({duration:.2f}s)")
     if stop <= first:
         raise ValueError(f"no frame lies between start_s={start_s} and end_s={end_s}")
     return range(first, stop)

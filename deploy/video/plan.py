@@ -1,0 +1,64 @@
+"""How to reach the chosen frames with the least decoding: grab forward, or seek.
+
+A decoder can only start at a keyframe. To reach frame `t` from the next frame to decode `p`:
+
+    grab forward:  t - p decodes                      (only when t >= p)
+    seek:          SEEK_COST + t - key(t) decodes     (key(t): the last keyframe at or before t)
+
+For each chosen frame, in order, the plan takes the cheaper of the two, so dense choices become
+one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
+seek overhead, in frame decodes, is measured by `bench/extract.py` (the crossover it prints).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+# A seek costs about this many decoded frames (demuxer reset, decoder flush); bench/extract.py
+# measures it on H.264 720p/1080p.
+SEEK_COST_FRAMES = 4.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """Reach `target`: seek to it first when `seek`, else grab forward to it."""
+
+    target: int
+    seek: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: list[Step]
+    decodes: int  # frames the plan decodes (grabs), the measure of its cost
+    sequential_decodes: int  # what one sequential pass would decode
+
+    @property
+    def seeks(self) -> int:
+        return sum(step.seek for step in self.steps)
+
+
+def plan_reads(
+    targets: list[int], keyframes: list[int] | None, seek_cost: float = SEEK_COST_FRAMES
+) -> Plan:
+    """The cheapest way to decode `targets` (sorted, distinct frame indices). Without a
+    keyframe index (`None`: unknown) the plan is one sequential pass."""
+    sequential = targets[-1] + 1 if targets else 0
+    if not keyframes:
+        return Plan([Step(t, False) for t in targets], sequential, sequential)
+    steps: list[Step] = []
+    position = 0  # the next frame a grab would decode
+    decodes = 0
+    for target in targets:
+        key = keyframes[max(0, bisect.bisect_right(keyframes, target) - 1)]
+        forward = target - position + 1 if target >= position else None
+        seek = seek_cost + target - key + 1
+        if forward is not None and forward <= seek:
+            steps.append(Step(target, False))
+            decodes += forward
+        else:
+            steps.append(Step(target, True))
+            decodes += target - key + 1
+        position = target + 1
+    return Plan(steps, decodes, sequential)

@@ -1,0 +1,59 @@
+"""An index of a video without decoding it: every frame's presentation time and the keyframes.
+
+OpenCV's FFmpeg backend opened with `CAP_PROP_FORMAT = -1` returns raw packets from `grab()`
+(demuxing only, no decoding): per packet its presentation time (`CAP_PROP_POS_MSEC`) and whether
+it is a keyframe (`CAP_PROP_LRF_HAS_KEY_FRAME`). Packets come in decode order; sorting their
+times gives presentation order, so B-frames and variable frame rates are handled. This pass
+reads the file once and costs milliseconds per thousand frames; it gives the exact frame count
+(headers may be wrong), true timestamps, and the keyframes the read plan (plan.py) needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    times_s: list[float]  # presentation time of every frame, in presentation order
+    keyframes: list[int]  # presentation indices of the keyframes, sorted
+    fps: float  # the header's (nominal) frame rate
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.times_s)
+
+    @property
+    def duration_s(self) -> float:
+        if not self.times_s:
+            return 0.0
+        step = 1.0 / self.fps if self.fps > 0 else 0.0
+        return self.times_s[-1] - self.times_s[0] + step
+
+
+def probe(path: str) -> VideoIndex | None:
+    """The index, or None when the container gives no usable packet times (the caller then
+    decodes sequentially and reads times from the decoder)."""
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+    try:
+        if not capture.isOpened():
+            return None
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        times: list[float] = []
+        keys: list[bool] = []
+        while capture.grab():
+            times.append(float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
+            keys.append(bool(capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME)))
+    finally:
+        capture.release()
+    if len(times) < 2 or len(set(times)) != len(times) or not any(keys):
+        return None  # no per-packet times (or duplicates): not an index to trust
+    order = np.argsort(np.asarray(times), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    sorted_times = [round(times[i], 6) for i in order]
+    keyframes = sorted(int(rank[i]) for i, key in enumerate(keys) if key)
+    return VideoIndex(times_s=sorted_times, keyframes=keyframes, fps=fps)
