@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from deploy.config import AppArgs
 from deploy.errors import InvalidRequest
-from deploy.schemas import GenerationParams, SamplingOptions
+from deploy.schemas import GenerationParams, SamplingOptions, Strategy
 
 FIELDS = (
     "file",
@@ -23,6 +23,9 @@ FIELDS = (
     "fps",
     "start_s",
     "end_s",
+    "strategy",
+    "scene_threshold",
+    "min_gap_s",
     "max_tokens",
     "temperature",
     "response_format",
@@ -33,22 +36,29 @@ FIELDS = (
 MAX_SECONDS = 86400.0
 
 
-def sampling_options(
-    num_frames: int | None,
-    fps: float | None,
-    start_s: float | None,
-    end_s: float | None,
-    *,
-    param_prefix: str,
-) -> SamplingOptions:
-    """Options already range-checked one by one; this checks them together."""
+def sampling_options(values: dict[str, Any], *, param_prefix: str) -> SamplingOptions:
+    """Options already range-checked one by one (None: not given); this checks them together."""
+    given = {name: value for name, value in values.items() if value is not None}
+    start_s, end_s = given.get("start_s"), given.get("end_s")
     if start_s is not None and end_s is not None and end_s <= start_s:
         raise InvalidRequest(
             f"'end_s' ({end_s:g}) must be after 'start_s' ({start_s:g})",
             param=f"{param_prefix}end_s",
             code="out_of_range",
         )
-    return SamplingOptions(num_frames=num_frames, fps=fps, start_s=start_s, end_s=end_s)
+    if given.get("strategy") not in (None, *Strategy):
+        raise InvalidRequest(
+            f"'strategy' must be one of {', '.join(Strategy)}, got {given['strategy']!r}",
+            param=f"{param_prefix}strategy",
+            code="invalid_value",
+        )
+    if given.get("strategy") == Strategy.FPS and "fps" not in given:
+        raise InvalidRequest(
+            "the fps strategy needs 'fps' (frames per second to sample)",
+            param=f"{param_prefix}fps",
+            code="invalid_value",
+        )
+    return SamplingOptions(**given)
 
 
 @dataclass(frozen=True)
@@ -84,14 +94,23 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
     extraction = args.extraction
     num_frames = _number(form, "num_frames", int, low=1, high=extraction.max_num_frames)
     fps = _number(form, "fps", float, low=0.0, high=extraction.max_fps, low_open=True)
-    start_s = _number(form, "start_s", float, low=0.0, high=MAX_SECONDS)
-    end_s = _number(form, "end_s", float, low=0.0, high=MAX_SECONDS, low_open=True)
+    sampling = {
+        "num_frames": num_frames,
+        "fps": fps,
+        "start_s": _number(form, "start_s", float, low=0.0, high=MAX_SECONDS),
+        "end_s": _number(form, "end_s", float, low=0.0, high=MAX_SECONDS, low_open=True),
+        "strategy": _text(form, "strategy"),
+        "scene_threshold": _number(
+            form, "scene_threshold", float, low=0.0, high=1.0, low_open=True
+        ),
+        "min_gap_s": _number(form, "min_gap_s", float, low=0.0, high=MAX_SECONDS),
+    }
     generation = args.generation
     max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
     temperature = _number(form, "temperature", float, low=0.0, high=2.0)
     return AnalyzeRequest(
         prompt=prompt,
-        sampling=sampling_options(num_frames, fps, start_s, end_s, param_prefix=""),
+        sampling=sampling_options(sampling, param_prefix=""),
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,

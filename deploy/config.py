@@ -176,6 +176,15 @@ class ExtractionSettings(StrictModel):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest upload accepted (413 above it)."
     )
+    scene_threshold: float = Field(
+        default=0.2, gt=0, le=1, description="Scene sampling: mean frame difference of a cut."
+    )
+    scene_min_gap_s: float = Field(
+        default=1.0, ge=0, description="Scene sampling: fewest seconds between chosen frames."
+    )
+    scene_analysis_fps: float = Field(
+        default=4.0, gt=0, description="Scene sampling: frames per second compared for cuts."
+    )
     patch_factor: int = Field(
         default=28, ge=1, description="Frame sides are multiples of this (patch 14 x merge 2)."
     )

@@ -42,6 +42,7 @@ from deploy.schemas import (
     MediaKind,
     Role,
     SamplingOptions,
+    Strategy,
     Turn,
 )
 
@@ -98,6 +99,9 @@ class VideoOptions(_Strict):
     fps: float | None = Field(default=None, gt=0)
     start_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
     end_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    strategy: Strategy | None = None
+    scene_threshold: float | None = Field(default=None, gt=0, le=1)
+    min_gap_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
 
 
 class StreamOptions(_Strict):
@@ -183,7 +187,8 @@ def _validation_error(exc: ValidationError) -> InvalidRequest:
     if error["type"] == "extra_forbidden":
         return InvalidRequest(
             f"unrecognized request argument {where!r}; vidserve's own options go in "
-            "'video_options' (num_frames, fps, start_s, end_s)",
+            "'video_options' (num_frames, fps, start_s, end_s, strategy, scene_threshold, "
+            "min_gap_s)",
             param=where,
             code="unknown_parameter",
         )
@@ -315,13 +320,7 @@ def _sampling(options: VideoOptions | None, args: AppArgs) -> SamplingOptions:
                 param=f"video_options.{name}",
                 code="out_of_range",
             )
-    return sampling_options(
-        options.num_frames,
-        options.fps,
-        options.start_s,
-        options.end_s,
-        param_prefix="video_options.",
-    )
+    return sampling_options(options.model_dump(), param_prefix="video_options.")
 
 
 def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationParams:

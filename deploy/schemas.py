@@ -21,10 +21,27 @@ class MediaKind(StrEnum):
     IMAGE = "image"
 
 
+class Strategy(StrEnum):
+    UNIFORM = "uniform"  # num_frames evenly spaced
+    FPS = "fps"  # a fixed rate, capped by num_frames
+    SCENE = "scene"  # the first frame of each scene, topped up uniformly
+    KEYFRAMES = "keyframes"  # keyframes only (no decoding between them): quick previews
+
+
 class SamplingOptions(BaseModel):
     """How to pick frames from one video; validated against the app's limits by the ingress."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Strategy | None = Field(
+        default=None, description="Default: fps when fps is given, else uniform."
+    )
+    scene_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="Scene sampling: frame difference that is a cut."
+    )
+    min_gap_s: float | None = Field(
+        default=None, ge=0, description="Scene sampling: fewest seconds between chosen frames."
+    )
 
     num_frames: int | None = Field(default=None, ge=1, description="Frames sampled uniformly.")
     fps: float | None = Field(
@@ -32,6 +49,12 @@ class SamplingOptions(BaseModel):
     )
     start_s: float | None = Field(default=None, ge=0, description="Sample from this time on.")
     end_s: float | None = Field(default=None, gt=0, description="Sample up to this time.")
+
+    @property
+    def resolved_strategy(self) -> Strategy:
+        if self.strategy is not None:
+            return self.strategy
+        return Strategy.FPS if self.fps is not None else Strategy.UNIFORM
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Only the frames that are kept are retrieved, converted and resized; the others a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import tempfile
@@ -19,12 +20,19 @@ import numpy as np
 
 from deploy.config import ExtractionSettings
 from deploy.errors import InvalidRequest, UnprocessableInput
-from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
+from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video.container import sniff
 from deploy.video.plan import Plan, plan_reads
 from deploy.video.probe import VideoIndex, probe
 from deploy.video.resize import fit_size, per_frame_max_pixels
-from deploy.video.sampling import fps_indices, time_indices, uniform_indices, window
+from deploy.video.sampling import (
+    fps_indices,
+    keyframe_indices,
+    scene_indices,
+    time_indices,
+    uniform_indices,
+    window,
+)
 
 logger = logging.getLogger("ray.serve.vidserve.extract")
 
@@ -158,13 +166,15 @@ def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameB
     )
 
 
-def _to_rgb(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _to_rgb(bgr: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Resize first (less to convert), then BGR -> RGB, into `out` when given."""
     height, width = size
     if bgr.shape[0] != height or bgr.shape[1] != width:
-        shrinking = height * width < bgr.shape[0] * bgr.shape[1]
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+        scale = (bgr.shape[0] * bgr.shape[1]) / (height * width)
+        # Area averaging only pays (against aliasing) beyond a 2x shrink per side.
+        interpolation = cv2.INTER_AREA if scale > 4 else cv2.INTER_LINEAR
         bgr = cv2.resize(bgr, (width, height), interpolation=interpolation)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)
 
 
 @contextmanager
@@ -201,7 +211,7 @@ def _decode_video(
             if index is not None:
                 _check_not_truncated(index, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
                 fps = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
-                chosen = _choose(index.frame_count, fps, options, settings, index.times_s)
+                chosen = _choose(index.frame_count, fps, options, settings, index=index, path=path)
                 keyframes = None if is_variable_rate(index.times_s) else index.keyframes
                 try:
                     return _read(capture, plan_reads(chosen, keyframes), index, fps, settings)
@@ -213,11 +223,11 @@ def _decode_video(
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(capture.get(cv2.CAP_PROP_FPS))
             if total > 0:
-                chosen = _choose(total, fps, options, settings, None)
+                chosen = _choose(total, fps, options, settings)
                 return _read(capture, plan_reads(chosen, None), None, fps, settings, total=total)
         total = _count_frames(path)
         with _open(path) as capture:
-            chosen = _choose(total, fps, options, settings, None)
+            chosen = _choose(total, fps, options, settings)
             return _read(capture, plan_reads(chosen, None), None, fps, settings, total=total)
 
 
@@ -269,20 +279,88 @@ def _choose(
     fps: float,
     options: SamplingOptions,
     settings: ExtractionSettings,
-    times: list[float] | None,
+    *,
+    index: VideoIndex | None = None,
+    path: str | None = None,
 ) -> list[int]:
+    """The frame indices the request's strategy picks (sorted); 422 when it cannot."""
     try:
-        span = window(total, fps, options.start_s, options.end_s, times)
-        if options.fps is not None:
-            cap = options.num_frames or settings.max_num_frames
-            if times is not None:
-                return time_indices(times, span, options.fps, cap)
-            picked = fps_indices(len(span), fps, options.fps, cap)
-        else:
-            picked = uniform_indices(len(span), options.num_frames or settings.default_num_frames)
+        return _pick(total, fps, options, settings, index=index, path=path)
     except ValueError as exc:
         raise UnprocessableInput(str(exc), code="out_of_range") from None
-    return [span.start + i for i in picked]
+
+
+def _pick(
+    total: int,
+    fps: float,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    *,
+    index: VideoIndex | None,
+    path: str | None,
+) -> list[int]:
+    times = index.times_s if index is not None else None
+    span = window(total, fps, options.start_s, options.end_s, times)
+    strategy = options.resolved_strategy
+    cap = options.num_frames or settings.max_num_frames
+    if strategy is Strategy.FPS:
+        if options.fps is None:
+            raise ValueError("the fps strategy needs fps (frames per second to sample)")
+        if times is not None:
+            return time_indices(times, span, options.fps, cap)
+        return [span.start + i for i in fps_indices(len(span), fps, options.fps, cap)]
+    if strategy is Strategy.KEYFRAMES or strategy is Strategy.SCENE:
+        if index is None or path is None:
+            raise ValueError(f"this video has no frame index; {strategy.value} needs one")
+        if strategy is Strategy.KEYFRAMES:
+            return keyframe_indices(index.keyframes, span, cap)
+        return _scene_choose(path, index, span, options, settings)
+    count = options.num_frames or settings.default_num_frames
+    return [span.start + i for i in uniform_indices(len(span), count)]
+
+
+# Frames are compared for scene cuts at this size, in gray: cheap, and blind to noise.
+_SCENE_THUMB = (32, 18)
+
+
+def _scene_choose(
+    path: str,
+    index: VideoIndex,
+    span: range,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+) -> list[int]:
+    """Compare frames at `scene_analysis_fps` (mean absolute difference of small gray
+    thumbnails, 0..1) and keep the first frame of each scene (sampling.scene_indices)."""
+    rate = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
+    step = max(1, round(rate / settings.scene_analysis_fps)) if rate > 0 else 1
+    candidates = list(range(span.start, span.stop, step))
+    keyframes = None if is_variable_rate(index.times_s) else index.keyframes
+    thumbs: list[np.ndarray] = []
+    with _open(path) as capture:
+        position = 0
+        for step_ in plan_reads(candidates, keyframes).steps:
+            if step_.seek:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, step_.target)
+                position = step_.target
+            while position <= step_.target and capture.grab():
+                position += 1
+            ok, bgr = capture.retrieve()
+            if not ok:
+                break
+            small = cv2.resize(bgr, _SCENE_THUMB, interpolation=cv2.INTER_AREA)
+            thumbs.append(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32))
+    candidates = candidates[: len(thumbs)]
+    distances = [0.0] + [float(np.abs(b - a).mean()) / 255.0 for a, b in itertools.pairwise(thumbs)]
+    threshold = options.scene_threshold or settings.scene_threshold
+    gap_s = options.min_gap_s if options.min_gap_s is not None else settings.scene_min_gap_s
+    return scene_indices(
+        candidates,
+        distances,
+        threshold=threshold,
+        min_gap=round(gap_s * rate),
+        count=options.num_frames or settings.default_num_frames,
+    )
 
 
 def _read(
@@ -298,10 +376,9 @@ def _read(
     and resized."""
     total = index.frame_count if index is not None else int(total or 0)
     wanted = [step.target for step in plan.steps]
-    frames: list[np.ndarray] = []
+    frames: np.ndarray | None = None  # allocated once the size is known, filled in place
     kept: list[int] = []
     stamps: list[float] = []
-    size: tuple[int, int] | None = None
     source_size = (0, 0)
     position = 0  # the frame the next grab decodes
     last_decoded = -1
@@ -320,17 +397,20 @@ def _read(
         stamp = _timestamp(capture, step.target, fps, index)
         if step.seek and index is not None:
             _check_landed(capture, step.target, index, fps)
-        if size is None:
+        if frames is None:
             source_size = (bgr.shape[0], bgr.shape[1])
-            size = _frame_size(source_size, len(wanted), settings)
-        frames.append(_to_rgb(bgr, size))
+            height, width = _frame_size(source_size, len(wanted), settings)
+            frames = np.empty((len(wanted), height, width, 3), np.uint8)
+        _to_rgb(bgr, frames.shape[1:3], out=frames[len(kept)])
         kept.append(step.target)
         stamps.append(stamp)
     _check_complete(kept, wanted, last_decoded, total)
+    if frames is None:
+        raise UnprocessableInput("no frame of the video could be decoded", code="corrupt_media")
     duration = index.duration_s if index is not None else (total / fps if fps > 0 else 0.0)
     return FrameBatch(
         kind=MediaKind.VIDEO,
-        frames=np.stack(frames),
+        frames=frames[: len(kept)],
         indices=kept,
         timestamps_s=stamps,
         source_fps=fps,

@@ -2,9 +2,12 @@
 
 A decoder can only start at a keyframe. To reach frame `t` from the next frame to decode `p`:
 
-    grab forward:  t - p decodes                      (only when t >= p)
-    seek:          SEEK_COST + t - key(t) decodes     (key(t): the last keyframe at or before t)
+    grab forward:  t - p + 1 decodes                         (only when t >= p)
+    seek:          SEEK_COST + t - key(t - BACKOFF) + 1      (key(i): last keyframe at or before i)
 
+OpenCV's FFmpeg backend seeks to BACKOFF (16) frames before the target, lands on the keyframe
+before that, and decodes forward to the target: that is what a seek costs (measured in
+bench/extract.py: a seek to a keyframe costs a whole previous GOP, one 30 frames into it 30).
 For each chosen frame, in order, the plan takes the cheaper of the two, so dense choices become
 one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
 seek overhead, in frame decodes, is measured by `bench/extract.py` (the crossover it prints).
@@ -15,9 +18,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-# A seek costs about this many decoded frames (demuxer reset, decoder flush); bench/extract.py
-# measures it on H.264 720p/1080p.
-SEEK_COST_FRAMES = 4.0
+# Beyond the frames decoded, a seek costs about this many frame decodes (demuxer reset, decoder
+# flush); bench/extract.py measures it.
+SEEK_COST_FRAMES = 2.0
+# OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
+SEEK_BACKOFF_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,8 @@ def plan_reads(
     position = 0  # the next frame a grab would decode
     decodes = 0
     for target in targets:
-        key = keyframes[max(0, bisect.bisect_right(keyframes, target) - 1)]
+        landing = max(0, target - SEEK_BACKOFF_FRAMES)
+        key = keyframes[max(0, bisect.bisect_right(keyframes, landing) - 1)]
         forward = target - position + 1 if target >= position else None
         seek = seek_cost + target - key + 1
         if forward is not None and forward <= seek:

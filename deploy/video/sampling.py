@@ -89,3 +89,42 @@ def _checked(
     if stop <= first:
         raise ValueError(f"no frame lies between start_s={start_s} and end_s={end_s}")
     return range(first, stop)
+
+
+def keyframe_indices(keyframes: list[int], span: range, cap: int) -> list[int]:
+    """The keyframes inside the window, thinned uniformly to `cap`."""
+    inside = [k for k in keyframes if span.start <= k < span.stop]
+    if not inside:
+        return [span.start]
+    return [inside[i] for i in uniform_indices(len(inside), cap)]
+
+
+def scene_indices(
+    candidates: list[int],
+    distances: list[float],
+    *,
+    threshold: float,
+    min_gap: int,
+    count: int,
+) -> list[int]:
+    """The first frame of each scene: `candidates[0]`, then every candidate whose distance to
+    the one before is above `threshold` (strongest cuts first, none within `min_gap` frames of
+    another), at most `count`; topped up with uniformly spaced candidates when there are fewer
+    cuts. `distances[k]` compares candidates[k] with candidates[k - 1] (distances[0] unused)."""
+    cuts = sorted(
+        (k for k in range(1, len(candidates)) if distances[k] > threshold),
+        key=lambda k: -distances[k],
+    )
+    chosen = [candidates[0]]
+    for k in cuts:
+        if len(chosen) >= count:
+            break
+        if all(abs(candidates[k] - c) >= min_gap for c in chosen):
+            chosen.append(candidates[k])
+    if len(chosen) < count:
+        for i in uniform_indices(len(candidates), count):
+            if len(chosen) >= count:
+                break
+            if all(abs(candidates[i] - c) >= min_gap for c in chosen):
+                chosen.append(candidates[i])
+    return sorted(chosen)

@@ -1,0 +1,155 @@
+"""Sampling strategies, the read plan and hard sources, on videos made here with known content:
+the frame number is drawn into each frame and read back from the pixels, so every index and
+timestamp is checked exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.config import ExtractionSettings
+from deploy.errors import UnprocessableInput
+from deploy.schemas import SamplingOptions, Strategy
+from deploy.video import extract
+from deploy.video.plan import plan_reads
+from deploy.video.probe import probe
+from deploy.video.sampling import scene_indices
+from tests.videos import decode_index, encode_index, write_frames, write_h264
+
+SETTINGS = ExtractionSettings()
+
+
+def _indices(batch_frames: np.ndarray) -> list[int]:
+    return [decode_index(frame) for frame in batch_frames]
+
+
+def test_keyframes_only(tmp_path: Path) -> None:
+    data = write_h264(tmp_path / "k.mp4", 60, 30.0, (160, 120), gop=10).read_bytes()
+    batch = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES), SETTINGS)
+    assert batch.indices == [0, 10, 20, 30, 40, 50]
+    assert _indices(batch.frames) == batch.indices
+    thinned = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES, num_frames=3), SETTINGS)
+    assert thinned.indices == [0, 20, 50]
+    window = SamplingOptions(strategy=Strategy.KEYFRAMES, start_s=0.5, end_s=1.5)
+    assert extract(data, window, SETTINGS).indices == [20, 30, 40]
+
+
+def test_sparse_frames_are_reached_by_seeking_and_are_exact(tmp_path: Path) -> None:
+    path = write_h264(tmp_path / "long.mp4", 900, 30.0, (160, 120), gop=30)
+    index = probe(str(path))
+    assert index is not None
+    assert index.frame_count == 900
+    assert index.keyframes == list(range(0, 900, 30))
+    wanted = [0, 300, 599, 899]
+    plan = plan_reads(wanted, index.keyframes)
+    assert plan.seeks == 3
+    assert plan.decodes < plan.sequential_decodes / 5
+    batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
+    assert batch.indices == wanted
+    assert _indices(batch.frames) == wanted
+    assert batch.timestamps_s == pytest.approx([i / 30.0 for i in wanted], abs=1e-6)
+
+
+def test_dense_frames_are_one_sequential_pass() -> None:
+    plan = plan_reads(list(range(0, 300, 5)), list(range(0, 300, 30)))
+    assert plan.seeks == 0
+    assert plan.decodes == plan.sequential_decodes == 296
+
+
+def test_without_keyframe_index_the_plan_is_sequential() -> None:
+    plan = plan_reads([10, 500], None)
+    assert (plan.seeks, plan.decodes) == (0, 501)
+
+
+def test_variable_frame_rate_gets_true_timestamps(tmp_path: Path) -> None:
+    # Frames 0-29 last 0.1 s each, then 30-89 last 1/30 s: 3.0 s + 2.0 s.
+    retime = "setpts='if(lt(N,30),N/10,3+(N-30)/30)/TB'"
+    images = (encode_index(i, 160, 120) for i in range(90))
+    path = write_frames(
+        tmp_path / "vfr.mp4", images, 30.0, (160, 120), ["-vf", retime, "-fps_mode", "vfr"]
+    )
+    batch = extract(path.read_bytes(), SamplingOptions(fps=2.0), SETTINGS)
+    expected = [0, 5, 10, 15, 20, 25, 30, 45, 60, 75]
+    assert batch.indices == expected
+    assert _indices(batch.frames) == expected
+    assert batch.timestamps_s == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5], abs=1e-3)
+    uniform = extract(path.read_bytes(), SamplingOptions(num_frames=3), SETTINGS)
+    assert _indices(uniform.frames) == uniform.indices == [0, 44, 89]
+    assert uniform.timestamps_s == pytest.approx([0.0, 3.0 + 14 / 30, 3.0 + 59 / 30], abs=1e-3)
+
+
+def test_rotated_video_comes_out_upright(tmp_path: Path) -> None:
+    images = (encode_index(i, 160, 96) for i in range(20))
+    path = write_frames(
+        tmp_path / "rot.mp4", images, 10.0, (160, 96), input_args=["-display_rotation", "90"]
+    )
+    batch = extract(path.read_bytes(), SamplingOptions(num_frames=3), SETTINGS)
+    frame = batch.frames[0]
+    assert frame.shape[0] > frame.shape[1]  # portrait: the display matrix was applied
+    # Displayed rotated by 90 degrees counter-clockwise: undo it to read the number.
+    assert [decode_index(np.rot90(f, k=-1)) for f in batch.frames] == batch.indices == [0, 10, 19]
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "size"),
+    [("yuv420p10le", (160, 120)), ("gray", (160, 120)), ("yuv444p", (161, 121))],
+    ids=["10-bit", "grayscale", "odd-size"],
+)
+def test_hard_sources_decode_exactly(tmp_path: Path, pix_fmt: str, size: tuple[int, int]) -> None:
+    images = (encode_index(i, *size) for i in range(30))
+    path = write_frames(tmp_path / "v.mp4", images, 10.0, size, pix_fmt=pix_fmt)
+    batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
+    assert batch.indices == [0, 10, 19, 29]
+    assert _indices(batch.frames) == batch.indices
+    assert batch.frames.dtype == np.uint8
+    assert batch.frames.shape[-1] == 3
+    assert (batch.source_width, batch.source_height) == size
+
+
+CUTS = [0, 23, 51, 80]
+LEVELS = [20, 200, 60, 180]
+
+
+def _scene_frame(index: int) -> np.ndarray:
+    scene = max(i for i, start in enumerate(CUTS) if start <= index)
+    frame = np.full((120, 160, 3), LEVELS[scene], np.uint8)
+    x = (index * 3) % 140
+    frame[50:70, x : x + 20] = 255 - LEVELS[scene]  # motion inside a scene
+    return frame
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> bytes:
+    images = (_scene_frame(i) for i in range(100))
+    return write_frames(tmp_path / "scenes.mp4", images, 10.0, (160, 120)).read_bytes()
+
+
+def test_scene_sampling_finds_the_cuts(scenes: bytes) -> None:
+    settings = ExtractionSettings(scene_analysis_fps=10.0)
+    batch = extract(scenes, SamplingOptions(strategy=Strategy.SCENE, num_frames=4), settings)
+    assert batch.indices == CUTS
+    levels = [int(np.median(frame)) for frame in batch.frames]
+    assert levels == pytest.approx(LEVELS, abs=4)
+
+
+def test_scene_sampling_tops_up_uniformly_and_keeps_the_gap(scenes: bytes) -> None:
+    settings = ExtractionSettings(scene_analysis_fps=10.0)
+    options = SamplingOptions(strategy=Strategy.SCENE, num_frames=6, min_gap_s=1.0)
+    # Uniform candidates 0, 20, 40, 59, 79, 99: 20, 59 and 79 are within 1 s of a cut.
+    assert extract(scenes, options, settings).indices == [0, 23, 40, 51, 80, 99]
+
+
+def test_scene_selection_prefers_the_strongest_cuts() -> None:
+    candidates = list(range(0, 100, 10))
+    distances = [0, 0.1, 0.9, 0.35, 0.1, 0.5, 0.1, 0.95, 0.1, 0.1]
+    chosen = scene_indices(candidates, distances, threshold=0.3, min_gap=15, count=3)
+    # Cuts at 20 (0.9), 30 (0.35), 50 (0.5), 70 (0.95): 70 and 20 are strongest.
+    assert chosen == [0, 20, 70]
+
+
+def test_fps_strategy_needs_fps(tmp_path: Path) -> None:
+    data = write_h264(tmp_path / "v.mp4", 10, 10.0, (64, 48)).read_bytes()
+    with pytest.raises(UnprocessableInput, match="needs fps"):
+        extract(data, SamplingOptions(strategy=Strategy.FPS), SETTINGS)
