@@ -176,6 +176,11 @@ class ExtractionSettings(StrictModel):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest upload accepted (413 above it)."
     )
+    cache_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Frames kept per extractor replica for repeated questions (0: no cache).",
+    )
     scene_threshold: float = Field(
         default=0.2, gt=0, le=1, description="Scene sampling: mean frame difference of a cut."
     )

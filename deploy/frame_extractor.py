@@ -8,14 +8,17 @@ Ray gave the replica.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import cv2
 import ray
 
 from deploy.config import ExtractionSettings
+from deploy.metrics import ServeCacheMetrics
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import extract, frames_from_images
+from deploy.video.cache import FrameCache, cache_key
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -33,14 +36,29 @@ class FrameExtractor:
     def __init__(self, settings: ExtractionSettings) -> None:
         self._settings = settings
         cv2.setNumThreads(_replica_cpus())
+        self._cache = FrameCache(settings.cache_max_bytes)
+        self._metrics = ServeCacheMetrics()
 
     async def extract(
         self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None = None
     ) -> FrameBatch:
-        batch = await asyncio.to_thread(extract, data, options, self._settings, kind, param)
+        return await asyncio.to_thread(self._extract, data, options, kind, param)
+
+    def _extract(
+        self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None
+    ) -> FrameBatch:
+        key = cache_key(data, options, kind)
+        cached = self._cache.get(key)
+        self._metrics.lookup(cached is not None)
+        if cached is not None:
+            logger.info("frame cache hit: %d frames (%s)", cached.count, cached.kind.value)
+            return dataclasses.replace(cached, extract_s=0.0, cached=True)
+        batch = extract(data, options, self._settings, kind, param)
         logger.info(
             "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
         )
+        self._cache.put(key, batch)
+        self._metrics.held(self._cache.bytes)
         return batch
 
     async def from_images(

@@ -39,3 +39,25 @@ class ServeBackendMetrics:
         self._fallbacks.inc(
             tags={"from_backend": from_backend, "to_backend": to_backend, "reason": reason}
         )
+
+
+class ServeCacheMetrics:
+    """Frame cache hits and misses, and the bytes it holds, per extractor replica."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._lookups = metrics.Counter(
+            "vidserve_frame_cache_lookups",
+            description="Frame cache lookups by result (hit, miss).",
+            tag_keys=("result",),  # type: ignore[arg-type]
+        )
+        self._bytes = metrics.Gauge(
+            "vidserve_frame_cache_bytes", description="Bytes of frames held by the frame cache."
+        )
+
+    def lookup(self, hit: bool) -> None:
+        self._lookups.inc(tags={"result": "hit" if hit else "miss"})
+
+    def held(self, size: int) -> None:
+        self._bytes.set(size)

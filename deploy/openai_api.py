@@ -543,6 +543,7 @@ def _extension(
         extra["frames"] = {
             "count": loaded.batch.count,
             "timestamps": loaded.batch.timestamps_s,
+            "cached": loaded.batch.cached,
             "download_s": round(loaded.download_s, 4),
             "extract_s": round(loaded.extract_s, 4),
         }

@@ -137,7 +137,9 @@ class AnalyzePipeline:
             model=result.model,
             backend=result.backend,
             fallback=routed.fallback,
-            frames=FramesInfo(count=batch.count, timestamps=batch.timestamps_s),
+            frames=FramesInfo(
+                count=batch.count, timestamps=batch.timestamps_s, cached=batch.cached
+            ),
             timings=Timings(
                 download_s=round(loaded.download_s, 4),
                 extract_s=round(loaded.extract_s, 4),

@@ -71,6 +71,7 @@ class FrameBatch:
     source_height: int
     total_frames: int
     extract_s: float = 0.0
+    cached: bool = False  # served from the extractor's frame cache
 
     @property
     def count(self) -> int:
@@ -180,6 +181,7 @@ async def join_deltas(deltas: AsyncIterator[Delta], started: float) -> Inference
 class FramesInfo(BaseModel):
     count: int
     timestamps: list[float]
+    cached: bool = False
 
 
 class Timings(BaseModel):

@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -177,10 +178,17 @@ def _to_rgb(bgr: np.ndarray, size: tuple[int, int], out: np.ndarray | None = Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)
 
 
+def _fits_in_shm(size: int) -> bool:
+    """Docker's default /dev/shm is 64 MB: use it only with room to spare."""
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        return False
+    return shutil.disk_usage("/dev/shm").free > 2 * size
+
+
 @contextmanager
 def _as_file(data: bytes) -> Iterator[str]:
     """OpenCV's FFmpeg backend reads files: put the bytes in memory-backed tmp when there is one."""
-    directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    directory = "/dev/shm" if _fits_in_shm(len(data)) else None
     with tempfile.NamedTemporaryFile(dir=directory, prefix="vidserve-", suffix=".video") as handle:
         handle.write(data)
         handle.flush()

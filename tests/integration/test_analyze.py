@@ -239,3 +239,34 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 def test_unknown_route_and_method_are_json_errors(client: httpx.Client) -> None:
     assert _error(client.get("/nope"), 404)["type"] == "not_found_error"
     assert _error(client.get(ANALYZE), 405)["type"] == "invalid_request_error"
+
+
+def test_a_second_question_about_the_same_video_skips_decoding(
+    client: httpx.Client, video: bytes
+) -> None:
+    asks = {"num_frames": "3", "start_s": "0.3", "strategy": "uniform"}
+    first = _post(client, {"file": ("c.mp4", video)}, prompt="What?", **asks)
+    second = _post(client, {"file": ("again.mp4", video)}, prompt="And now?", **asks)
+    assert first.status_code == second.status_code == 200, second.text
+    assert first.json()["frames"]["cached"] is False
+    assert second.json()["frames"]["cached"] is True
+    assert second.json()["frames"]["timestamps"] == first.json()["frames"]["timestamps"]
+
+
+@pytest.mark.parametrize(
+    ("options", "count"),
+    [({"strategy": "keyframes"}, None), ({"strategy": "scene", "num_frames": "2"}, 2)],
+)
+def test_strategies_are_accepted(
+    client: httpx.Client, video: bytes, options: dict[str, str], count: int | None
+) -> None:
+    response = _post(client, {"file": ("c.mp4", video)}, prompt="What?", **options)
+    assert response.status_code == 200, response.text
+    if count is not None:
+        assert response.json()["frames"]["count"] == count
+
+
+def test_an_unknown_strategy_is_a_400(client: httpx.Client, video: bytes) -> None:
+    error = _error(_post(client, {"file": ("c.mp4", video)}, prompt="What?", strategy="best"), 400)
+    assert error["code"] == "invalid_value"
+    assert "uniform, fps, scene, keyframes" in error["message"]
