@@ -111,7 +111,7 @@ def ffmpeg_select(path: Path, wanted: list[int]) -> Frames:
         int(capture.get(p)) for p in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)
     )
     capture.release()
-    select = "+".join(f"eq(n\\,{i})" for i in wanted)
+    select = _any_of(wanted)
     command = [
         ffmpeg_exe(), "-loglevel", "error", "-threads", "0", "-i", str(path),
         "-vf", f"select='{select}'", "-fps_mode", "passthrough",
@@ -119,6 +119,15 @@ def ffmpeg_select(path: Path, wanted: list[int]) -> Frames:
     ]  # fmt: skip
     raw = subprocess.run(command, check=True, capture_output=True).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def _any_of(indices: list[int]) -> str:
+    """eq(n,i) for each index, summed as a balanced tree: ffmpeg's expression parser refuses a
+    flat sum of ~100 terms."""
+    if len(indices) == 1:
+        return f"eq(n\\,{indices[0]})"
+    middle = len(indices) // 2
+    return f"({_any_of(indices[:middle])}+{_any_of(indices[middle:])})"
 
 
 def decode_floor(path: Path, wanted: list[int]) -> Frames:

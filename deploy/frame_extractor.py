@@ -19,6 +19,7 @@ from deploy.metrics import ServeCacheMetrics
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import extract, frames_from_images
 from deploy.video.cache import FrameCache, cache_key
+from deploy.video.chunks import Chunk, extract_chunks
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -60,6 +61,20 @@ class FrameExtractor:
         self._cache.put(key, batch)
         self._metrics.held(self._cache.bytes)
         return batch
+
+    async def extract_chunks(
+        self, data: bytes, chunk_s: float, overlap_s: float, frames_per_chunk: int
+    ) -> list[Chunk]:
+        """A long video as chunks of `chunk_s` seconds overlapping by `overlap_s`, each with
+        `frames_per_chunk` frames, decoded in one pass (video/chunks.py)."""
+        return await asyncio.to_thread(
+            extract_chunks,
+            data,
+            chunk_s=chunk_s,
+            overlap_s=overlap_s,
+            frames_per_chunk=frames_per_chunk,
+            settings=self._settings,
+        )
 
     async def from_images(
         self, images: list[bytes], options: SamplingOptions, param: str

@@ -379,6 +379,7 @@ def _read(
     settings: ExtractionSettings,
     *,
     total: int | None = None,
+    budget_frames: int | None = None,
 ) -> FrameBatch:
     """Follow the plan: seek or grab to each chosen frame; only those are retrieved, converted
     and resized."""
@@ -407,7 +408,7 @@ def _read(
             _check_landed(capture, step.target, index, fps)
         if frames is None:
             source_size = (bgr.shape[0], bgr.shape[1])
-            height, width = _frame_size(source_size, len(wanted), settings)
+            height, width = _frame_size(source_size, budget_frames or len(wanted), settings)
             frames = np.empty((len(wanted), height, width, 3), np.uint8)
         _to_rgb(bgr, frames.shape[1:3], out=frames[len(kept)])
         kept.append(step.target)

@@ -182,6 +182,18 @@ def test_a_video_as_a_list_of_frames(sdk: OpenAI) -> None:
     assert _vidserve(completion)["frames"]["timestamps"] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_video_options_choose_the_strategy(sdk: OpenAI, media_server: HTTPServer) -> None:
+    completion = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[_video_turn(media_server.url_for("/media/clip"))],  # type: ignore[list-item]
+        max_tokens=2,
+        extra_body={"video_options": {"strategy": "keyframes", "num_frames": 2}},
+    )
+    frames = _vidserve(completion)["frames"]
+    assert frames["count"] == 2
+    assert frames["timestamps"][0] == 0.0
+
+
 def test_an_image_as_a_data_url(sdk: OpenAI, media: Media) -> None:
     completion = sdk.chat.completions.create(
         model=MODEL,
