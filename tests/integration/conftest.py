@@ -74,7 +74,8 @@ def ollama_stub() -> Iterator[OllamaStub]:
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     local_dir = tmp_path_factory.mktemp("shared-volume")
-    video = write_h264(local_dir / "clip.mp4", VIDEO_FRAMES, VIDEO_FPS, (320, 240))
+    # A keyframe every second: keyframe sampling has four to choose from.
+    video = write_h264(local_dir / "clip.mp4", VIDEO_FRAMES, VIDEO_FPS, (320, 240), gop=10)
     image = cv2.imencode(".png", encode_index(5, 224, 224))[1].tobytes()
     return Media(video.read_bytes(), image, local_dir)
 

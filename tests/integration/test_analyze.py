@@ -82,7 +82,7 @@ def test_image_request(client: httpx.Client) -> None:
     response = _post(client, {"image": ("i.png", png.tobytes(), "image/png")}, prompt="What?")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["frames"] == {"count": 1, "timestamps": [0.0]}
+    assert body["frames"] == {"count": 1, "timestamps": [0.0], "cached": False}
     # A 224x224 image is 64 visual tokens.
     assert body["usage"]["prompt_tokens"] > 64
 
