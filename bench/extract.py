@@ -1,6 +1,6 @@
 """Frame extraction speed: vidserve's extractor against the usual ways of getting N frames.
 
-    python bench/extract.py [--minutes 10] [--frames 8 32 128] [--repeat 1]
+    python bench/extract.py [--minutes 10] [--frames 8 32 128] [--repeat 1] [--only 1080p]
 
 Generates (once, cached under $VIDSERVE_CACHE_DIR/bench) H.264 videos with the frame number drawn
 into every frame over a panning, lightly noisy texture (flat frames decode unrealistically fast):
@@ -12,6 +12,8 @@ then for each and each frame count, times in this one run:
     (b) vllm  the loader vLLM uses for video_url: grab every frame, retrieve the chosen
     (c) ffmpeg  the ffmpeg command line with a select filter, raw frames to a pipe
     (d) floor decode every frame without conversion (grab() only): the floor of any sequential pass
+    (e) floor|| the same split between single-threaded decoders side by side, as ours splits
+              long plans (one per OpenCV thread): the floor for a reader working that way
 
 and prints one table with the ratios against (b) and (d). Every method's frames are checked to
 be the asked ones (read back from the pixels), so a fast wrong answer cannot win. It also prints
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -40,6 +43,8 @@ from deploy import env  # noqa: E402
 from deploy.config import ExtractionSettings  # noqa: E402
 from deploy.schemas import SamplingOptions  # noqa: E402
 from deploy.video import extract  # noqa: E402
+from deploy.video.plan import Plan, plan_reads, split  # noqa: E402
+from deploy.video.probe import probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
 from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
 
@@ -139,6 +144,26 @@ def decode_floor(path: Path, wanted: list[int]) -> Frames:
     return None  # nothing kept: the floor is a time, not an answer
 
 
+def decode_floor_parallel(path: Path, wanted: list[int]) -> Frames:
+    """(d) on as many single-threaded decoders as OpenCV has threads, each grabbing its share
+    of the video from a keyframe: the floor for a reader that splits its work as ours does."""
+    index = probe(str(path))
+    assert index is not None
+    parts = split(plan_reads(list(range(index.frame_count)), index.keyframes), cv2.getNumThreads())
+
+    def grab(part: Plan) -> None:
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        if part.steps[0].seek:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, part.steps[0].target)
+        for _ in part.steps:
+            capture.grab()
+        capture.release()
+
+    with ThreadPoolExecutor(len(parts)) as pool:
+        list(pool.map(grab, parts))
+    return None
+
+
 def ours(path: Path, wanted: list[int]) -> Frames:
     """From the bytes, as the extractor deployment gets them (includes the temp file)."""
     settings = ExtractionSettings(max_num_frames=len(wanted), default_num_frames=len(wanted))
@@ -152,6 +177,7 @@ METHODS: dict[str, Method] = {
     "(b) vllm": vllm_loader,
     "(c) ffmpeg": ffmpeg_select,
     "(d) floor": decode_floor,
+    "(e) floor||": decode_floor_parallel,
 }
 
 
@@ -168,7 +194,9 @@ def _time(method: Method, path: Path, wanted: list[int], repeat: int) -> float:
 
 
 def seek_cost(path: Path, samples: int = 20) -> float:
-    """One seek (to a keyframe, then one decode) in units of one sequential decode."""
+    """One seek's overhead in units of one sequential decode: seeks to 16 frames past a
+    keyframe (OpenCV backs off 16 frames, so it lands on that keyframe and decodes 17 frames),
+    less those 17 decodes."""
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     started = time.perf_counter()
     grabs = 0
@@ -177,14 +205,14 @@ def seek_cost(path: Path, samples: int = 20) -> float:
     per_grab = (time.perf_counter() - started) / grabs
     total = _frame_count(path)
     gop = int(2 * FPS)
-    targets = [int(i) // gop * gop for i in np.linspace(gop, total - gop, samples)]
+    targets = [int(i) // gop * gop + 16 for i in np.linspace(gop, total - gop, samples)]
     started = time.perf_counter()
     for target in targets:
         capture.set(cv2.CAP_PROP_POS_FRAMES, target)
         capture.grab()
     per_seek = (time.perf_counter() - started) / samples
     capture.release()
-    return per_seek / per_grab - 1.0
+    return per_seek / per_grab - 17
 
 
 def main() -> int:
@@ -194,16 +222,19 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the long videos")
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median)")
+    parser.add_argument("--only", default="", help="only the videos whose name contains this")
     args = parser.parse_args()
     videos = _videos(args.minutes)
     ours(videos[next(iter(videos))], [0, 1])  # warm-up: first-call imports and allocations
     print(f"\nOpenCV {cv2.__version__}, {cv2.getNumberOfCPUs()} CPUs; seconds per extraction\n")
     header = f"{'video':<22} {'frames':>6} " + " ".join(f"{m:>10}" for m in METHODS)
-    header += f" {'b/ours':>7} {'ours/d':>7}"
+    header += f" {'b/ours':>7} {'ours/d':>7} {'ours/e':>7}"
     print(header)
     print("-" * len(header))
     once: dict[tuple[str, str], float] = {}
     for name, path in videos.items():
+        if args.only not in name:
+            continue
         total = _frame_count(path)
         for count in args.frames:
             wanted = uniform_indices(total, count)
@@ -211,7 +242,7 @@ def main() -> int:
             for method_name, method in METHODS.items():
                 # (a) and (d) do the same work whatever is asked: timed once per video.
                 key = (name, method_name)
-                if method_name in ("(a) read", "(d) floor") and key in once:
+                if method_name in ("(a) read", "(d) floor", "(e) floor||") and key in once:
                     row[method_name] = once[key]
                     continue
                 row[method_name] = _time(method, path, wanted, args.repeat)
@@ -219,10 +250,14 @@ def main() -> int:
             cells = " ".join(f"{row[m]:>10.3f}" for m in METHODS)
             ratio_b = row["(b) vllm"] / row["ours"]
             ratio_d = row["ours"] / row["(d) floor"]
-            print(f"{name:<22} {count:>6} {cells} {ratio_b:>6.1f}x {ratio_d:>6.2f}x", flush=True)
+            ratio_e = row["ours"] / row["(e) floor||"]
+            print(
+                f"{name:<22} {count:>6} {cells} {ratio_b:>6.1f}x {ratio_d:>6.2f}x {ratio_e:>6.2f}x",
+                flush=True,
+            )
     print(
         f"\none seek costs about {seek_cost(videos[next(iter(videos))]):.1f} frame decodes "
-        "(deploy/video/plan.py SEEK_COST_FRAMES)"
+        "beyond its own (deploy/video/plan.py SEEK_COST_FRAMES)"
     )
     return 0
 

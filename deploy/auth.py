@@ -97,7 +97,7 @@ class ApiKeyMiddleware:
         self._open = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._keys.enabled or _route_path(scope) in self._open:
+        if scope["type"] != "http" or not self._keys.enabled or route_path(scope) in self._open:
             await self.app(scope, receive, send)
             return
         try:
@@ -111,7 +111,7 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path inside the app (Serve's route prefix is the ASGI root_path)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")

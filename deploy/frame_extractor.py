@@ -15,7 +15,7 @@ import cv2
 import ray
 
 from deploy.config import ExtractionSettings
-from deploy.metrics import ServeCacheMetrics
+from deploy.metrics import ServeExtractorMetrics
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import extract, frames_from_images
 from deploy.video.cache import FrameCache, cache_key
@@ -38,7 +38,7 @@ class FrameExtractor:
         self._settings = settings
         cv2.setNumThreads(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
-        self._metrics = ServeCacheMetrics()
+        self._metrics = ServeExtractorMetrics()
 
     async def extract(
         self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None = None
@@ -55,6 +55,7 @@ class FrameExtractor:
             logger.info("frame cache hit: %d frames (%s)", cached.count, cached.kind.value)
             return dataclasses.replace(cached, extract_s=0.0, cached=True)
         batch = extract(data, options, self._settings, kind, param)
+        self._metrics.extracted(kind.value, batch.count, batch.duration_s, len(data))
         logger.info(
             "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
         )
@@ -81,6 +82,7 @@ class FrameExtractor:
     ) -> FrameBatch:
         """A video sent as a list of frames (`data:video/jpeg;base64,f1,f2,...`)."""
         batch = await asyncio.to_thread(frames_from_images, images, options, self._settings, param)
+        self._metrics.extracted("frames", batch.count, 0.0, sum(len(image) for image in images))
         logger.info(
             "took %d of %d listed frames in %.3fs", batch.count, batch.total_frames, batch.extract_s
         )

@@ -30,7 +30,8 @@ from deploy.auth import ApiKeyMiddleware, ApiKeys
 from deploy.backends import BackendRouter, HandleBackend
 from deploy.config import AppArgs, Backend
 from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
-from deploy.metrics import ServeBackendMetrics
+from deploy.http_metrics import MetricsMiddleware
+from deploy.metrics import HttpMetrics, ServeBackendMetrics, ServeHttpMetrics, ServeStageMetrics
 from deploy.openai_api import BACKEND_HEADER, OpenAIRoutes
 from deploy.pipeline import AnalyzePipeline
 from deploy.upload import read_multipart, read_source
@@ -67,10 +68,13 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_http_app(pipeline: AnalyzePipeline, args: AppArgs, keys: ApiKeys) -> Starlette:
+def build_http_app(
+    pipeline: AnalyzePipeline, args: AppArgs, keys: ApiKeys, metrics: HttpMetrics
+) -> Starlette:
     async def analyze(request: Request) -> Response:
         received_at = time.perf_counter()
         form = await read_multipart(request, args.extraction.max_upload_bytes)
+        pipeline.uploaded(time.perf_counter() - received_at)
         try:
             parsed = parse_analyze_form(form, args)
             source = await read_source(form)
@@ -101,7 +105,10 @@ def build_http_app(pipeline: AnalyzePipeline, args: AppArgs, keys: ApiKeys) -> S
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(ApiKeyMiddleware, keys=keys, open_paths=args.auth.open_paths)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(ApiKeyMiddleware, keys=keys, open_paths=args.auth.open_paths),
+        ],
         exception_handlers={VidserveError: _on_vidserve_error, HTTPException: _on_http_error},
     )
 
@@ -126,10 +133,11 @@ class Ingress:
             args.backends.circuit_breaker,
             ServeBackendMetrics(),
         )
-        self._pipeline = AnalyzePipeline(extractor, router, args)
+        self._pipeline = AnalyzePipeline(extractor, router, args, ServeStageMetrics())
+        self._http_metrics = ServeHttpMetrics()
         self._keys = ApiKeys.load(args.auth)
         if self._keys.enabled:
             logger.info("API keys required (%d configured)", len(self._keys))
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        return build_http_app(self._pipeline, self._args, self._keys)
+        return build_http_app(self._pipeline, self._args, self._keys, self._http_metrics)

@@ -1,12 +1,49 @@
 """The application's own metrics, through `ray.serve.metrics` (exported by Ray's metrics agent
-with the replica's deployment/application tags added; Prometheus sees them prefixed `ray_`).
+with the replica's application/deployment/replica tags added; Prometheus sees them prefixed
+`ray_`, counters suffixed `_total`). The dashboards and alert rules in `monitoring/` query them.
 
-Labels take values from small fixed sets only (backend names, outcomes, reasons).
+Labels take values from small fixed sets only (routes, status classes, backends, stages,
+outcomes, reasons): never a path, a model name given by a client, or an error message.
+Each class here is what one deployment records; the code that records takes a Protocol, so
+unit tests pass a plain recorder instead of Ray's.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+# Seconds. Requests run from tens of milliseconds (a cached image, /v1/models) to minutes (a long
+# video on a busy GPU); stages from milliseconds (a cache hit) to the extract timeout (120 s).
+REQUEST_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300]
+STAGE_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
+
+# The label values a request can have; anything else is folded into "other" / "none".
+ROUTES = {
+    "/v1/video/analyze": "analyze",
+    "/v1/chat/completions": "chat",
+    "/v1/models": "models",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+}
+BACKENDS = ("vllm", "ollama")
+STAGES = ("upload", "download", "extract_queue", "extract", "inference")
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+
+
+def backend_label(value: str | None) -> str:
+    return value if value in BACKENDS else "none"
+
+
+class HttpMetrics(Protocol):
+    def started(self, route: str) -> None: ...
+    def finished(self, route: str, status: int, backend: str | None, seconds: float) -> None: ...
+
+
+class StageMetrics(Protocol):
+    def stage(self, stage: str, seconds: float) -> None: ...
 
 
 class BackendMetrics(Protocol):
@@ -14,8 +51,70 @@ class BackendMetrics(Protocol):
     def fallback(self, from_backend: str, to_backend: str, reason: str) -> None: ...
 
 
+class ServeHttpMetrics:
+    """Ingress: requests by route, status class and backend; their latency; those in flight."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._requests = metrics.Counter(
+            "vidserve_requests",
+            description="HTTP requests by route, status class (2xx, 4xx, 5xx) and the backend "
+            "that answered (vllm, ollama, none).",
+            tag_keys=("route", "status_class", "backend"),  # type: ignore[arg-type]
+        )
+        self._latency = metrics.Histogram(
+            "vidserve_request_seconds",
+            description="HTTP request latency, end to end (streams: until the last byte).",
+            boundaries=REQUEST_BUCKETS_S,
+            tag_keys=("route", "status_class"),  # type: ignore[arg-type]
+        )
+        self._in_flight = metrics.Gauge(
+            "vidserve_requests_in_flight",
+            description="HTTP requests being handled by this ingress replica, by route.",
+            tag_keys=("route",),  # type: ignore[arg-type]
+        )
+        self._counts: dict[str, int] = {}
+
+    def started(self, route: str) -> None:
+        self._move(route, +1)
+
+    def finished(self, route: str, status: int, backend: str | None, seconds: float) -> None:
+        self._move(route, -1)
+        klass = status_class(status)
+        self._requests.inc(
+            tags={"route": route, "status_class": klass, "backend": backend_label(backend)}
+        )
+        self._latency.observe(seconds, tags={"route": route, "status_class": klass})
+
+    def _move(self, route: str, step: int) -> None:
+        # One event loop per replica: no lock needed.
+        self._counts[route] = self._counts.get(route, 0) + step
+        self._in_flight.set(self._counts[route], tags={"route": route})
+
+
+class ServeStageMetrics:
+    """Ingress: seconds per stage of a request (upload, download, extract_queue, extract,
+    inference)."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._stages = metrics.Histogram(
+            "vidserve_stage_seconds",
+            description="Seconds per request stage: upload (body received), download (URL "
+            "fetched), extract_queue (waiting for and travelling to an extractor), extract "
+            "(decoding, 0 on a cache hit), inference (the backend's answer, streams included).",
+            boundaries=STAGE_BUCKETS_S,
+            tag_keys=("stage",),  # type: ignore[arg-type]
+        )
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self._stages.observe(max(0.0, seconds), tags={"stage": stage})
+
+
 class ServeBackendMetrics:
-    """Requests per backend and outcome; fallbacks per reason."""
+    """Ingress: inference requests per backend and outcome; fallbacks per reason."""
 
     def __init__(self) -> None:
         from ray.serve import metrics
@@ -41,23 +140,43 @@ class ServeBackendMetrics:
         )
 
 
-class ServeCacheMetrics:
-    """Frame cache hits and misses, and the bytes it holds, per extractor replica."""
+class ServeExtractorMetrics:
+    """Extractor: frames, video seconds and bytes processed; frame cache hits, misses, size."""
 
     def __init__(self) -> None:
         from ray.serve import metrics
 
+        self._frames = metrics.Counter(
+            "vidserve_frames_extracted",
+            description="Frames decoded and resized (cache hits not counted), by media kind.",
+            tag_keys=("kind",),  # type: ignore[arg-type]
+        )
+        self._video_seconds = metrics.Counter(
+            "vidserve_video_seconds_processed",
+            description="Seconds of video decoded from (the whole video's duration).",
+        )
+        self._bytes = metrics.Counter(
+            "vidserve_media_bytes_processed",
+            description="Bytes of video and images received by the extractor, by media kind.",
+            tag_keys=("kind",),  # type: ignore[arg-type]
+        )
         self._lookups = metrics.Counter(
             "vidserve_frame_cache_lookups",
             description="Frame cache lookups by result (hit, miss).",
             tag_keys=("result",),  # type: ignore[arg-type]
         )
-        self._bytes = metrics.Gauge(
+        self._cache_bytes = metrics.Gauge(
             "vidserve_frame_cache_bytes", description="Bytes of frames held by the frame cache."
         )
+
+    def extracted(self, kind: str, frames: int, video_s: float, size: int) -> None:
+        self._frames.inc(frames, tags={"kind": kind})
+        self._bytes.inc(size, tags={"kind": kind})
+        if video_s > 0:
+            self._video_seconds.inc(video_s)
 
     def lookup(self, hit: bool) -> None:
         self._lookups.inc(tags={"result": "hit" if hit else "miss"})
 
     def held(self, size: int) -> None:
-        self._bytes.set(size)
+        self._cache_bytes.set(size)

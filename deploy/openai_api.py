@@ -397,6 +397,7 @@ class OpenAIRoutes:
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.perf_counter()
         body = await self._read_body(request)
+        self._pipeline.uploaded(time.perf_counter() - received_at)
         plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
         loaded = None
         if plan.media is not None:

@@ -8,8 +8,10 @@ fallback) and times each stage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +24,10 @@ from deploy.config import AppArgs, Backend
 from deploy.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.fetch import UrlFetcher
 from deploy.handles import call_stage
+from deploy.metrics import StageMetrics
 from deploy.schemas import (
     AnalyzeResponse,
+    Delta,
     FrameBatch,
     FramesInfo,
     InferenceRequest,
@@ -62,10 +66,17 @@ class Loaded:
 
 
 class AnalyzePipeline:
-    def __init__(self, extractor: DeploymentHandle[Any], router: BackendRouter, args: AppArgs):
+    def __init__(
+        self,
+        extractor: DeploymentHandle[Any],
+        router: BackendRouter,
+        args: AppArgs,
+        metrics: StageMetrics | None = None,
+    ):
         self._extractor = extractor
         self._router = router
         self._args = args
+        self._metrics = metrics
         self._fetcher = UrlFetcher(
             args.url_fetch,
             max_bytes=min(args.url_fetch.max_bytes, args.extraction.max_upload_bytes),
@@ -87,6 +98,14 @@ class AnalyzePipeline:
             code="model_cannot_see",
         )
 
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.stage(stage, seconds)
+
+    def uploaded(self, seconds: float) -> None:
+        """The request body took `seconds` to arrive (the HTTP layer times it)."""
+        self._observe("upload", seconds)
+
     async def load(self, source: MediaSource, sampling: SamplingOptions) -> Loaded:
         """Frames from an upload, a URL (downloaded here, SSRF-guarded) or a list of frames."""
         self.check_can_see(source.kind or MediaKind.VIDEO)
@@ -97,7 +116,7 @@ class AnalyzePipeline:
                 stage="extract",
                 timeout_s=EXTRACT_TIMEOUT_S,
             )
-            return Loaded(batch, 0.0, time.perf_counter() - started)
+            return self._loaded(batch, 0.0, time.perf_counter() - started)
         data = source.data
         if data is None:
             try:
@@ -105,6 +124,7 @@ class AnalyzePipeline:
             except VidserveError as exc:
                 exc.param = source.param
                 raise
+            self._observe("download", time.perf_counter() - started)
         downloaded = time.perf_counter()
         kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
         batch = await call_stage(
@@ -112,13 +132,33 @@ class AnalyzePipeline:
             stage="extract",
             timeout_s=EXTRACT_TIMEOUT_S,
         )
-        return Loaded(batch, downloaded - started, time.perf_counter() - downloaded)
+        return self._loaded(batch, downloaded - started, time.perf_counter() - downloaded)
+
+    def _loaded(self, batch: FrameBatch, download_s: float, extract_s: float) -> Loaded:
+        """`extract_s` is the wall time here; the replica's own decoding time is in the batch:
+        the difference is queueing for (and travelling to) an extractor."""
+        self._observe("extract", batch.extract_s)
+        self._observe("extract_queue", extract_s - batch.extract_s)
+        return Loaded(batch, download_s, extract_s)
 
     async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
-        return await self._router.answer(request)
+        started = time.perf_counter()
+        routed = await self._router.answer(request)
+        self._observe("inference", time.perf_counter() - started)
+        return routed
 
     async def stream(self, request: InferenceRequest) -> Routed[OpenedStream]:
-        return await self._router.stream(request)
+        """The stream, its end timed as the inference stage."""
+        started = time.perf_counter()
+        routed = await self._router.stream(request)
+        opened = routed.result
+
+        async def rest() -> AsyncIterator[Delta]:
+            async for delta in opened.rest:
+                yield delta
+            self._observe("inference", time.perf_counter() - started)
+
+        return dataclasses.replace(routed, result=OpenedStream(opened.first, rest()))
 
     async def analyze(
         self, source: MediaSource, request: AnalyzeRequest, received_at: float
@@ -127,9 +167,7 @@ class AnalyzePipeline:
         loaded = await self.load(source, request.sampling)
         batch = loaded.batch
         extracted = time.perf_counter()
-        routed = await self._router.answer(
-            InferenceRequest.ask(request.prompt, batch, request.params)
-        )
+        routed = await self.answer(InferenceRequest.ask(request.prompt, batch, request.params))
         result = routed.result
         finished = time.perf_counter()
         return AnalyzeResponse(

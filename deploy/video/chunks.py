@@ -12,7 +12,6 @@ from deploy.config import ExtractionSettings
 from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch
 from deploy.video import decode
-from deploy.video.plan import plan_reads
 from deploy.video.probe import probe
 from deploy.video.sampling import uniform_indices, window
 
@@ -71,11 +70,9 @@ def extract_chunks(
                 )
             per_chunk.append([span.start + i for i in uniform_indices(len(span), frames_per_chunk)])
         wanted = sorted({i for chunk in per_chunk for i in chunk})
-        with decode._open(path) as capture:
-            plan = plan_reads(wanted, index.keyframes)
-            whole = decode._read(
-                capture, plan, index, fps, settings, budget_frames=frames_per_chunk
-            )
+        whole = decode.read_frames(
+            path, wanted, index, fps, settings, budget_frames=frames_per_chunk
+        )
     row = {frame: position for position, frame in enumerate(whole.indices)}
     chunks = []
     for (start, end), indices in zip(spans, per_chunk, strict=True):

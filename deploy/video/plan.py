@@ -10,7 +10,9 @@ before that, and decodes forward to the target: that is what a seek costs (measu
 bench/extract.py: a seek to a keyframe costs a whole previous GOP, one 30 frames into it 30).
 For each chosen frame, in order, the plan takes the cheaper of the two, so dense choices become
 one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
-seek overhead, in frame decodes, is measured by `bench/extract.py` (the crossover it prints).
+seek overhead, in frame decodes, is measured by `bench/extract.py` (it prints it).
+
+A long plan can be `split` into parts of equal work that run on separate decoders at once.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import bisect
 from dataclasses import dataclass
 
 # Beyond the frames decoded, a seek costs about this many frame decodes (demuxer reset, decoder
-# flush); bench/extract.py measures it.
-SEEK_COST_FRAMES = 2.0
+# flush); bench/extract.py measures it (6.7 at 1080p, 7.6 at 720p on the development machine).
+SEEK_COST_FRAMES = 7.0
 # OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
 SEEK_BACKOFF_FRAMES = 16
 
@@ -31,6 +33,7 @@ class Step:
 
     target: int
     seek: bool
+    decodes: int = 0  # frames decoded to reach it (the step's cost)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Plan:
     steps: list[Step]
     decodes: int  # frames the plan decodes (grabs), the measure of its cost
     sequential_decodes: int  # what one sequential pass would decode
+    keyframes: list[int] | None = None  # the index it was planned with (None: in order only)
 
     @property
     def seeks(self) -> int:
@@ -51,7 +55,8 @@ def plan_reads(
     keyframe index (`None`: unknown) the plan is one sequential pass."""
     sequential = targets[-1] + 1 if targets else 0
     if not keyframes:
-        return Plan([Step(t, False) for t in targets], sequential, sequential)
+        in_order = [Step(t, False, t - p) for t, p in zip(targets, [-1, *targets], strict=False)]
+        return Plan(in_order, sequential, sequential)
     steps: list[Step] = []
     position = 0  # the next frame a grab would decode
     decodes = 0
@@ -61,10 +66,27 @@ def plan_reads(
         forward = target - position + 1 if target >= position else None
         seek = seek_cost + target - key + 1
         if forward is not None and forward <= seek:
-            steps.append(Step(target, False))
+            steps.append(Step(target, False, forward))
             decodes += forward
         else:
-            steps.append(Step(target, True))
+            steps.append(Step(target, True, target - key + 1))
             decodes += target - key + 1
         position = target + 1
-    return Plan(steps, decodes, sequential)
+    return Plan(steps, decodes, sequential, keyframes)
+
+
+def split(plan: Plan, parts: int) -> list[Plan]:
+    """Cut the plan into at most `parts` plans of about equal decoding work, each reading its
+    own run of targets from a seek (they can then run on separate decoders at once). Without a
+    keyframe index a plan cannot start anywhere but frame 0: it stays whole."""
+    if parts <= 1 or not plan.keyframes or len(plan.steps) < 2:
+        return [plan]
+    share = plan.decodes / parts
+    groups: list[list[int]] = [[]]
+    done = 0
+    for step in plan.steps:
+        if groups[-1] and done >= share * len(groups) and len(groups) < parts:
+            groups.append([])
+        groups[-1].append(step.target)
+        done += step.decodes
+    return [plan_reads(group, plan.keyframes) for group in groups]

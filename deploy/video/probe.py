@@ -21,6 +21,7 @@ class VideoIndex:
     times_s: list[float]  # presentation time of every frame, in presentation order
     keyframes: list[int]  # presentation indices of the keyframes, sorted
     fps: float  # the header's (nominal) frame rate
+    header_frames: int = 0  # the frame count the header claims (0: none)
 
     @property
     def frame_count(self) -> int:
@@ -42,6 +43,7 @@ def probe(path: str) -> VideoIndex | None:
         if not capture.isOpened():
             return None
         fps = float(capture.get(cv2.CAP_PROP_FPS))
+        header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         times: list[float] = []
         keys: list[bool] = []
         while capture.grab():
@@ -56,4 +58,4 @@ def probe(path: str) -> VideoIndex | None:
     rank[order] = np.arange(len(order))
     sorted_times = [round(times[i], 6) for i in order]
     keyframes = sorted(int(rank[i]) for i, key in enumerate(keys) if key)
-    return VideoIndex(times_s=sorted_times, keyframes=keyframes, fps=fps)
+    return VideoIndex(sorted_times, keyframes, fps, header_frames)

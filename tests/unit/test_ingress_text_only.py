@@ -15,13 +15,14 @@ from deploy.backends import BackendRouter
 from deploy.config import AppArgs
 from deploy.ingress import build_http_app
 from deploy.pipeline import AnalyzePipeline
+from tests.recorders import MetricsRecorder
 from tests.videos import encode_index
 
 
 def _client(args: AppArgs) -> TestClient:
     router = BackendRouter([_Unreachable()], args.backends.circuit_breaker)
     pipeline = AnalyzePipeline(extractor=None, router=router, args=args)  # type: ignore[arg-type]
-    return TestClient(build_http_app(pipeline, args, ApiKeys([])))
+    return TestClient(build_http_app(pipeline, args, ApiKeys([]), MetricsRecorder()))
 
 
 class _Unreachable:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from deploy.config import ExtractionSettings
 from deploy.errors import UnprocessableInput
 from deploy.schemas import SamplingOptions, Strategy
 from deploy.video import extract
-from deploy.video.plan import plan_reads
+from deploy.video.plan import plan_reads, split
 from deploy.video.probe import probe
 from deploy.video.sampling import scene_indices
 from tests.videos import decode_index, encode_index, write_frames, write_h264
@@ -56,6 +57,37 @@ def test_dense_frames_are_one_sequential_pass() -> None:
     plan = plan_reads(list(range(0, 300, 5)), list(range(0, 300, 30)))
     assert plan.seeks == 0
     assert plan.decodes == plan.sequential_decodes == 296
+
+
+def test_a_plan_splits_into_parts_of_equal_work_that_start_with_a_seek() -> None:
+    keyframes = list(range(0, 900, 30))
+    plan = plan_reads(list(range(0, 900, 7)), keyframes)
+    parts = split(plan, 3)
+    assert len(parts) == 3
+    # Every target once, in order, and each part after the first starts with a seek.
+    assert [step.target for part in parts for step in part.steps] == list(range(0, 900, 7))
+    assert [part.steps[0].seek for part in parts] == [False, True, True]
+    work = [part.decodes for part in parts]
+    assert max(work) - min(work) <= 2 * 30  # equal up to a GOP each
+    assert split(plan, 1) == [plan]
+    assert split(plan_reads([10, 500], None), 4) == [plan_reads([10, 500], None)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
+    tmp_path: Path, threads: int
+) -> None:
+    data = write_h264(tmp_path / "p.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)  # one part per OpenCV thread
+    try:
+        dense = extract(data, SamplingOptions(num_frames=50), SETTINGS)
+        sparse = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES), SETTINGS)
+    finally:
+        cv2.setNumThreads(before)
+    assert _indices(dense.frames) == dense.indices == [round(i * 599 / 49) for i in range(50)]
+    assert dense.timestamps_s == pytest.approx([i / 30.0 for i in dense.indices], abs=1e-6)
+    assert _indices(sparse.frames) == sparse.indices == list(range(0, 600, 30))
 
 
 def test_without_keyframe_index_the_plan_is_sequential() -> None:
