@@ -105,11 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        runner.start_local_ray()
+        runner.start_local_ray(metrics_port=env.metrics_port())
         runner.deploy(config)
         print("vidserve: starting (the engine loads the model; this takes a while)", flush=True)
         runner.wait_until_running(START_TIMEOUT_S, progress=lambda line: print(line, flush=True))
-        _print_ready(port)
+        _print_ready(port, env.metrics_port())
         _block()
     except KeyboardInterrupt:
         print("\nvidserve: stopping", flush=True)
@@ -136,13 +136,15 @@ def _block() -> None:
         signal.pause()
 
 
-def _print_ready(port: int) -> None:
+def _print_ready(port: int, metrics_port: int) -> None:
     url = f"http://127.0.0.1:{port}"
     print(
         f"\nvidserve is ready at {url}\n\n"
         "Ask a question about a video:\n"
         "  curl -F file=@video.mp4 -F prompt='What happens in this video?' \\\n"
         f"       {url}/v1/video/analyze\n"
+        f"\nMetrics for Prometheus: http://127.0.0.1:{metrics_port}/metrics "
+        "(make monitor starts one)\n"
         "\nPress Ctrl-C to stop.\n",
         flush=True,
     )

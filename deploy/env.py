@@ -54,6 +54,16 @@ def http_port() -> int:
         raise ValueError(f"VIDSERVE_PORT must be an integer port, got {value!r}") from exc
 
 
+def metrics_port() -> int:
+    """`VIDSERVE_METRICS_PORT`: where the local Ray exports Prometheus metrics (default 8080,
+    the port monitoring/prometheus.yml scrapes)."""
+    value = _get("VIDSERVE_METRICS_PORT")
+    try:
+        return int(value) if value else 8080
+    except ValueError as exc:
+        raise ValueError(f"VIDSERVE_METRICS_PORT must be an integer port, got {value!r}") from exc
+
+
 def ray_num_cpus() -> int | None:
     """`VIDSERVE_RAY_NUM_CPUS`: logical CPUs the local Ray declares (default: max(8, cores))."""
     value = _get("VIDSERVE_RAY_NUM_CPUS")

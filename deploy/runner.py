@@ -24,13 +24,20 @@ logger = logging.getLogger("ray.serve.vidserve.runner")
 Progress = Callable[[str], None]
 
 
-def start_local_ray(num_cpus: int | None = None) -> None:
-    """A Ray of our own on this machine (never touches other Ray clusters)."""
+def start_local_ray(num_cpus: int | None = None, metrics_port: int | None = None) -> None:
+    """A Ray of our own on this machine (never touches other Ray clusters), exporting its
+    metrics for Prometheus on `metrics_port` (default VIDSERVE_METRICS_PORT, 8080)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     cores = os.cpu_count() or 2
     # Declare more logical CPUs than cores: replicas asking for 1 CPU must still be scheduled.
     declared = num_cpus or env.ray_num_cpus() or max(8, cores)
-    ray.init(address="local", num_cpus=declared, include_dashboard=False, log_to_driver=True)
+    ray.init(
+        address="local",
+        num_cpus=declared,
+        include_dashboard=False,
+        log_to_driver=True,
+        _metrics_export_port=metrics_port or env.metrics_port(),
+    )
 
 
 def deploy(config: dict[str, Any]) -> None:

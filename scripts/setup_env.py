@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def main() -> int:
     parser.add_argument("--profile", choices=sorted(PROFILE_EXTRAS), required=True)
     parser.add_argument("--dev", action="store_true", help="also install the test and lint tools")
     args = parser.parse_args()
+    if args.dev:
+        ensure_prometheus()
     stamp = _stamp_file(args.profile, args.dev)
     expected = _stamp(args.profile, args.dev)
     if stamp.is_file() and stamp.read_text() == expected:
@@ -108,6 +111,27 @@ def main() -> int:
         apply_cpu_fixups()
     stamp.write_text(expected)
     return 0
+
+
+def ensure_prometheus() -> None:
+    """The monitoring tests run the real Prometheus and promtool (Debian's `prometheus`
+    package). Installed with apt-get when missing and this runs as root; else say how."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print(
+            "Prometheus is not installed; the monitoring tests need it: "
+            "`sudo apt-get install prometheus` (Debian, Ubuntu) or `brew install prometheus`",
+            flush=True,
+        )
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+    print("installing Prometheus (Debian package, for the monitoring tests)", flush=True)
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        subprocess.run([apt, "update", "-q"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.ports import free_port
+
 STOP_TIMEOUT_S = 90.0
 
 
@@ -69,7 +71,12 @@ class VidserveProcess:
 @contextmanager
 def vidserve_run(profile: str, port: int, **env: str) -> Iterator[VidserveProcess]:
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
-    environment = {**os.environ, "VIDSERVE_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
+    environment = {
+        **os.environ,
+        "VIDSERVE_CACHE_DIR": str(cache),
+        "PYTHONUNBUFFERED": "1",
+        "VIDSERVE_METRICS_PORT": str(free_port()),
+    }
     for name in ("VLLM_MODEL_PATH", "VIDSERVE_BACKEND", "VIDSERVE_FALLBACK"):
         environment.pop(name, None)
     environment.update(env)

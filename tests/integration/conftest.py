@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from deploy.serve_config import Profile, load_config, merge, validate
 from deploy.tiny_model import ensure_tiny_model
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
+from tests.prometheus import Prometheus, run_prometheus
 from tests.videos import encode_index, write_h264
 
 # Small enough that the oversize-upload test sends little, large enough for every test video.
@@ -46,6 +48,7 @@ URL_FETCH_TIMEOUT_S = 3.0
 CONFIG_KEY = "vidserve-test-key-from-config"
 FILE_KEY = "vidserve-test-key-from-the-file"
 VIDEO_FRAMES, VIDEO_FPS = 40, 10.0
+SCRAPE_INTERVAL_S = 2
 
 
 @dataclass(frozen=True)
@@ -172,14 +175,44 @@ def _test_config(
     return config
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The monitoring tests run last: by then the session has sent traffic down every path
+    (the fault tests' fallbacks included) for the dashboards to show."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0].endswith("test_monitoring.py"))
+
+
+@pytest.fixture(scope="session")
+def metrics_port() -> int:
+    """Where the test Ray exports its Prometheus metrics."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    metrics_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus | None]:
+    """A real Prometheus scraping the test app from before it starts to the session's end, so
+    that the dashboards can be checked over everything the session did (None when Prometheus
+    is not installed: the monitoring tests then fail saying how to install it)."""
+    if shutil.which("prometheus") is None:
+        yield None
+        return
+    workdir = tmp_path_factory.mktemp("prometheus")
+    with run_prometheus(f"127.0.0.1:{metrics_port}", workdir, SCRAPE_INTERVAL_S) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def serve_url(
+    metrics_port: int,
+    prometheus: Prometheus | None,
     tiny_model_dir: Path,
     ollama_stub: OllamaStub,
     media: Media,
     media_server: HTTPServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
+    del prometheus  # requested only to be scraping before the app starts
     for name in (
         "VLLM_MODEL_PATH", "VIDSERVE_BACKEND", "VIDSERVE_FALLBACK", "OLLAMA_HOST",
         "VIDSERVE_API_KEYS", "VIDSERVE_API_KEYS_FILE",
@@ -191,7 +224,7 @@ def serve_url(
     config = _test_config(
         tiny_model_dir, port, ollama_stub.url, media_server.port, media.local_dir, keys_file
     )
-    runner.start_local_ray()
+    runner.start_local_ray(metrics_port=metrics_port)
     try:
         runner.deploy(config)
         runner.wait_until_running(START_TIMEOUT_S, progress=print)
