@@ -47,8 +47,31 @@ def test_every_deployment_of_the_app_is_configured_in_the_yaml(
     names = {d["name"] for d in config["applications"][0]["deployments"]}
     assert names == deployments
     for deployment in config["applications"][0]["deployments"]:
-        assert "autoscaling_config" in deployment
         assert "max_ongoing_requests" in deployment
+        scaling = deployment["autoscaling_config"]
+        assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"], deployment["name"]
+        assert scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"]
+        for key in ("graceful_shutdown_timeout_s", "health_check_period_s"):
+            assert key in deployment, (deployment["name"], key)
+        assert deployment["health_check_timeout_s"] > deployment["health_check_period_s"]
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_no_replica_is_stopped_under_a_request_it_may_still_answer(profile: Profile) -> None:
+    """graceful_shutdown_timeout_s (how long a stopping replica may finish its requests) is at
+    least the longest a request may take there: a scale-down or upgrade never cuts one off."""
+    config = load_config(profile=profile)
+    args = AppArgs.model_validate(app_args(config))
+    grace = {
+        d["name"]: d["graceful_shutdown_timeout_s"]
+        for d in config["applications"][0]["deployments"]
+    }
+    longest = {OLLAMA: args.ollama.request_timeout_s}
+    if VLLM in grace:
+        longest[VLLM] = args.llm.request_timeout_s
+    for name, timeout_s in longest.items():
+        assert grace[name] >= timeout_s, (name, grace[name], timeout_s)
+    assert grace[INGRESS] >= sum(longest.values()), (grace[INGRESS], longest)
 
 
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
