@@ -138,7 +138,7 @@ def main() -> int:
         print("model: the tiny random test model (set VLLM_MODEL_PATH for a real one)")
     args = AppArgs.model_validate(app_args(config))
 
-    runner.start_local_ray()
+    runner.start_local_ray(metrics_port=free_port())  # not 8080: a vidserve run may be up
     try:
         runner.deploy(config)
         runner.wait_until_running(1800, progress=print)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import sys
@@ -89,6 +90,7 @@ def _config(port: int, ollama_url: str, max_replicas: int) -> dict[str, Any]:
                             "upscale_delay_s": 2,
                             "downscale_delay_s": 10,
                             "look_back_period_s": 3,
+                            "metrics_interval_s": 0.5,
                         },
                     }
                 ],
@@ -169,11 +171,12 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vidserve-autoscale-"))
     print("generating a 30 s 720p H.264 video ...", flush=True)
     video = write_h264(tmp / "bench.mp4", 900, 30.0, (1280, 720), gop=60).read_bytes()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the stand-in's access log
     stub = OllamaStub()
     stub.start()
     port = free_port()
     config = _config(port, stub.url, options.max_replicas)
-    runner.start_local_ray()
+    runner.start_local_ray(metrics_port=free_port())  # not 8080: a vidserve run may be up
     load = Load()
     try:
         runner.deploy(config)
