@@ -9,7 +9,7 @@ PROFILE ?= $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo gpu; \
 	elif [ "$$(uname -s)" = Darwin ]; then echo ollama; else echo cpu; fi)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-dev lint typecheck bench clean-venv
+.PHONY: run test setup setup-dev lint typecheck bench monitor clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: lint typecheck
 
 bench: setup-dev
 	$(PY) bench/analyze.py
+
+# A local Prometheus (http://127.0.0.1:9090) scraping a running `make run` (Ray's metrics on
+# VIDSERVE_METRICS_PORT, 8080) with the alert rules loaded. Data kept in .prometheus/.
+monitor:
+	@command -v prometheus >/dev/null || { echo "prometheus is not installed: sudo apt-get install prometheus (Debian, Ubuntu) or brew install prometheus"; exit 1; }
+	prometheus --config.file=monitoring/prometheus.yml --storage.tsdb.path=.prometheus \
+		--web.listen-address=127.0.0.1:9090
 
 clean-venv:
 	rm -rf $(VENV)
