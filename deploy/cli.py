@@ -157,6 +157,21 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kuberay(args: argparse.Namespace) -> int:
+    from deploy import kuberay
+
+    if args.check:
+        stale = kuberay.stale()
+        for path in stale:
+            print(
+                f"stale: {path.relative_to(kuberay.ROOT)} (run `vidserve kuberay`)", file=sys.stderr
+            )
+        return 1 if stale else 0
+    for path in kuberay.write():
+        print(f"wrote {path.relative_to(kuberay.ROOT)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidserve", description="Answer questions about videos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("path", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
+
+    kuberay = sub.add_parser(
+        "kuberay",
+        help="write k8s/'s generated files (serveConfigV2 from serve_config.yaml, alert rules, "
+        "dashboard); exit 1 with --check when one is stale",
+    )
+    kuberay.add_argument("--check", action="store_true", help="only check, write nothing")
+    kuberay.set_defaults(func=cmd_kuberay)
     return parser
 
 

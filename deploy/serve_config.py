@@ -119,8 +119,27 @@ def validate(config: dict[str, Any]) -> None:
         raise ValueError(f"the serve config is not valid for Ray Serve:\n{exc}") from None
     _no_unknown_keys(config)
     for app in config.get("applications", []):
+        for deployment in app.get("deployments", []):
+            _validate_autoscaling(app.get("name"), deployment)
         if app.get("import_path") == IMPORT_PATH:
             _validate_app(app)
+
+
+def _validate_autoscaling(app: str | None, deployment: dict[str, Any]) -> None:
+    """Ray's schema takes `autoscaling_config` as a plain mapping and checks it only when the
+    deployment is created; check it now, with Ray's own AutoscalingConfig."""
+    from pydantic import ValidationError
+    from ray.serve.config import AutoscalingConfig
+
+    scaling = deployment.get("autoscaling_config")
+    if scaling is None:
+        return
+    where = f"application {app!r}, deployment {deployment.get('name')!r}"
+    _known(scaling, AutoscalingConfig.model_fields, f"autoscaling_config of {where}")
+    try:
+        AutoscalingConfig.model_validate(scaling)
+    except ValidationError as exc:
+        raise ValueError(f"autoscaling_config of {where} is not valid:\n{exc}") from None
 
 
 def _validate_app(app: dict[str, Any]) -> None:

@@ -123,6 +123,26 @@ def test_invalid_config_is_rejected_with_the_reason(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"min_replicas": 3, "max_replicas": 2}, "must be greater than or equal to min_replicas"),
+        ({"upscale_delay_z": 3}, "unknown key.*upscale_delay_z"),
+    ],
+)
+def test_autoscaling_config_is_checked_before_deploy(
+    tmp_path: Path, scaling: dict[str, Any], message: str
+) -> None:
+    """Ray's schema takes autoscaling_config as any mapping; Serve would refuse it only when
+    the deployment is created, on the cluster."""
+    config = yaml.safe_load(BASE_CONFIG.read_text())
+    config["applications"][0]["deployments"][1]["autoscaling_config"].update(scaling)
+    path = tmp_path / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
 def test_settings_for_a_deployment_the_policy_does_not_create_are_refused(tmp_path: Path) -> None:
     config = yaml.safe_load(BASE_CONFIG.read_text())
     config["applications"][0]["args"]["backends"] = {"primary": "vllm", "fallback": "none"}
