@@ -9,13 +9,50 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CATALOG_FILE = Path(__file__).with_name("models.yaml")
 DEFAULT_VISION_HF_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_VISION_OLLAMA_TAG = "qwen2.5vl:7b"
+
+
+GPU_SIZES_GB = (24, 48, 80)
+
+
+class Architecture(BaseModel):
+    """The language model's shape, from its config.json."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: int = Field(description="num_hidden_layers")
+    hidden: int = Field(description="hidden_size")
+    intermediate: int = Field(description="intermediate_size")
+    heads: int = Field(description="num_attention_heads")
+    kv_heads: int = Field(description="num_key_value_heads")
+    head_dim: int
+    vocab: int = Field(description="vocab_size")
+    tied_embeddings: bool = Field(description="tie_word_embeddings")
+    max_position: int = Field(description="max_position_embeddings: the longest context")
+
+
+class VisionEncoder(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden: int
+    intermediate: int
+
+
+class EngineSettings(BaseModel):
+    """vLLM settings recommended for one GPU size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tensor_parallel_size: int = Field(ge=1)
+    max_model_len: int = Field(ge=256)
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
 
 
 class CatalogEntry(BaseModel):
@@ -26,12 +63,55 @@ class CatalogEntry(BaseModel):
     ollama_aliases: tuple[str, ...] = ()
     vision: bool
     quantized_of: str | None = Field(default=None, description="The unquantized model's HF id.")
+    quantization: Literal["awq"] | None = None
+    params_b: float = Field(default=0, ge=0, description="Parameters, billions (all of them).")
+    vision_params_b: float = Field(default=0, ge=0)
+    architecture: Architecture | None = None
+    vision_encoder: VisionEncoder | None = None
+    recommended: dict[int, EngineSettings] = Field(
+        default_factory=dict, description="Engine settings per GPU memory size (GB)."
+    )
+
+    @property
+    def modality(self) -> str:
+        return "image+video" if self.vision else "text"
+
+    @property
+    def embedding_params(self) -> int:
+        """Input embeddings and, when not tied, the output head: kept unquantized by AWQ."""
+        if self.architecture is None:
+            return 0
+        arch = self.architecture
+        return arch.vocab * arch.hidden * (1 if arch.tied_embeddings else 2)
 
 
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[CatalogEntry, ...]
+
+    @model_validator(mode="after")
+    def _complete_quantized(self) -> Catalog:
+        """A quantized entry takes the size and shape of the model it quantizes."""
+        full = {m.hf_id: m for m in self.models if m.quantized_of is None}
+        completed = []
+        for entry in self.models:
+            if entry.quantized_of is not None:
+                base = full.get(entry.quantized_of)
+                if base is None:
+                    raise ValueError(f"{entry.hf_id}: quantized_of {entry.quantized_of} is unknown")
+                shape = ("params_b", "vision_params_b", "architecture", "vision_encoder")
+                complete = entry.model_copy(update={key: getattr(base, key) for key in shape})
+            elif entry.architecture is None or not entry.params_b:
+                raise ValueError(f"{entry.hf_id}: params_b and architecture are required")
+            else:
+                complete = entry
+            for size in GPU_SIZES_GB:
+                if size not in complete.recommended:
+                    raise ValueError(f"{entry.hf_id}: no recommended settings for {size} GB")
+            completed.append(complete)
+        object.__setattr__(self, "models", tuple(completed))
+        return self
 
     def by_hf_id(self, hf_id: str) -> CatalogEntry | None:
         wanted = hf_id.lower()
