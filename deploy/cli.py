@@ -1,8 +1,16 @@
 """The `vidserve` command.
 
-vidserve run [--profile auto|gpu|cpu|ollama] [--config serve_config.yaml] [--port 8000]
-vidserve config [--profile ...]      print the merged Serve config (for `serve deploy`)
-vidserve tiny-model PATH             build the tiny random Qwen2.5-VL test model
+vidserve run [--profile auto|gpu|cpu|ollama] [--config F] [--port 8000] [--set KEY=VALUE]
+vidserve config [--profile ...] [--set ...] [--yaml]   each setting and where it came from
+vidserve models [--gpu-memory-gb N --gpus K]         the model catalog, what fits the GPUs
+vidserve doctor [--profile ...] [--ray-address A]    check the setup; say what to change
+vidserve download MODEL [--revision R] [--local-dir D]  fetch a model ahead of time
+vidserve analyze FILE_OR_URL --prompt P [--json]     ask a running vidserve
+vidserve kuberay [--check]                           k8s/'s generated files
+vidserve tiny-model PATH                             build the tiny random test model
+
+Exit codes: 0 success; 1 a problem found (doctor), a refused request (analyze) or a failed
+download; 2 a usage or configuration error; 3 the service unreachable (analyze).
 """
 
 from __future__ import annotations
@@ -55,25 +63,32 @@ def _cached(model: str) -> bool:
     return isinstance(try_to_load_from_cache(model, "config.json"), str)
 
 
+def needs_tiny_model(config: dict[str, Any], profile: Profile) -> bool:
+    """No model configured (VLLM_MODEL_PATH) and no real one can run: without a GPU, or on a
+    GPU offline with the configured model not cached."""
+    from deploy.config import AppArgs, Backend, ModelSourceKind, classify_model_source
+
+    if env.model_path() is not None:
+        return False
+    args = app_args(config)
+    if Backend.VLLM not in AppArgs.from_args(args).backends.order:
+        return False
+    if profile is not Profile.GPU:
+        return True
+    model = str(args.get("llm", {}).get("model", env.DEFAULT_MODEL))
+    is_hub_model = classify_model_source(model) is ModelSourceKind.HF_ID
+    return is_hub_model and not _cached(model) and not _hub_reachable()
+
+
 def choose_model(config: dict[str, Any], profile: Profile) -> str | None:
     """Point the app at the tiny model when none is configured and no real one can run.
 
     Returns the warning to show, or None when the configured model is used."""
-    from deploy.config import AppArgs, Backend, ModelSourceKind, classify_model_source
     from deploy.tiny_model import ensure_tiny_model
 
-    if env.model_path() is not None:
+    if not needs_tiny_model(config, profile):
         return None
-    args = app_args(config)
-    if Backend.VLLM not in AppArgs.from_args(args).backends.order:
-        return None
-    llm = args.setdefault("llm", {})
-    model = str(llm.get("model", env.DEFAULT_MODEL))
-    is_hub_model = classify_model_source(model) is ModelSourceKind.HF_ID
-    if profile is Profile.GPU and not (
-        is_hub_model and not _cached(model) and not _hub_reachable()
-    ):
-        return None
+    llm = app_args(config).setdefault("llm", {})
     llm["model"] = str(ensure_tiny_model(env.cache_dir() / "tiny-qwen2.5-vl"))
     return TINY_MODEL_WARNING
 
@@ -82,18 +97,94 @@ def _resolve_profile(name: str) -> Profile:
     return detect_profile() if name == "auto" else Profile(name)
 
 
+def _sets(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.commands.config_show import parse_sets
+
+    return parse_sets(args.set or [])
+
+
 def cmd_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config, _resolve_profile(args.profile))
-    yaml.safe_dump(config, sys.stdout, sort_keys=False)
+    from deploy.commands.config_show import origins, render, sets_overlay
+    from deploy.config import AppArgs
+
+    profile = _resolve_profile(args.profile)
+    sets = _sets(args)
+    config = load_config(args.config, profile, (sets_overlay(sets),) if sets else ())
+    if args.yaml:
+        yaml.safe_dump(config, sys.stdout, sort_keys=False)
+        return 0
+    resolved = AppArgs.from_args(app_args(config))
+    print(f"# profile {profile.value}: {args.config} and its overlay; environment; --set")
+    print(render(origins(args.config, profile, sets, resolved)))
     return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from deploy.commands.models import fake_gpus, footer, table
+    from deploy.gpus import find_gpus
+
+    gpus = fake_gpus(args.gpu_memory_gb, args.gpus) if args.gpu_memory_gb else find_gpus()
+    print(table(gpus))
+    print()
+    print(footer(gpus))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from deploy.commands.config_show import sets_overlay
+    from deploy.commands.doctor import Context, render, run_checks
+
+    profile = _resolve_profile(args.profile)
+    sets = _sets(args)
+    ctx = Context(
+        config_file=args.config,
+        profile=profile,
+        overlays=(sets_overlay(sets),) if sets else (),
+        ray_address=args.ray_address,
+        uses_tiny_model=lambda config: needs_tiny_model(config, profile),
+    )
+    findings = run_checks(ctx)
+    print(render(findings))
+    return 1 if any(f.level == "problem" for f in findings) else 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from deploy.commands.download import DownloadError, download
+
+    try:
+        done = download(args.model, args.revision, args.local_dir)
+    except DownloadError as exc:
+        print(f"vidserve: {exc}", file=sys.stderr)
+        return 1
+    print(f"{done.repo_id} is at {done.path}")
+    print(f"use it: VLLM_MODEL_PATH={done.path}  (or llm.model: {done.repo_id})")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from deploy.commands.analyze import Request, run
+
+    request = Request(
+        server=args.server,
+        source=args.source,
+        prompt=args.prompt,
+        api_key=args.api_key,
+        model=args.model,
+        num_frames=args.num_frames,
+        max_tokens=args.max_tokens,
+        as_json=args.json,
+    )
+    return run(request)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from deploy import runner
+    from deploy.commands.config_show import sets_overlay
 
     profile = _resolve_profile(args.profile)
     port = args.port or env.http_port()
-    config = load_config(args.config, profile, ({"http_options": {"port": port}},))
+    overlays = ({"http_options": {"port": port}}, sets_overlay(_sets(args)))
+    config = load_config(args.config, profile, overlays)
     print(f"vidserve: profile {profile.value} ({args.config.name} + overlay)", flush=True)
     print(f"vidserve: {_describe_backends(app_args(config))}", flush=True)
     warning = choose_model(config, profile)
@@ -177,17 +268,61 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     profile_help = "gpu, cpu, ollama, or auto (gpu with nvidia-smi, ollama on macOS, else cpu)"
     profiles = ["auto", *(p.value for p in Profile)]
+    set_help = "set an app setting, e.g. llm.max_model_len=4096 (repeatable; values as YAML)"
 
     run = sub.add_parser("run", help="start a local Ray and the app in the foreground")
     run.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
     run.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
     run.add_argument("--port", type=int, default=None, help="HTTP port (VIDSERVE_PORT, 8000)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     run.set_defaults(func=cmd_run)
 
-    config = sub.add_parser("config", help="print the merged Serve config for a profile")
+    config = sub.add_parser(
+        "config", help="each setting of the app, its value and where it came from"
+    )
     config.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
     config.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
+    config.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    config.add_argument(
+        "--yaml", action="store_true", help="print the merged Serve config (for `serve deploy`)"
+    )
     config.set_defaults(func=cmd_config)
+
+    models = sub.add_parser("models", help="the model catalog, marking what fits the GPUs found")
+    models.add_argument("--gpu-memory-gb", type=float, help="judge GPUs of this size (GiB)")
+    models.add_argument("--gpus", type=int, default=1, help="how many (with --gpu-memory-gb)")
+    models.set_defaults(func=cmd_models)
+
+    doctor = sub.add_parser(
+        "doctor", help="check model, GPUs, Ray, Ollama and the config; exit 1 on a problem"
+    )
+    doctor.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
+    doctor.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
+    doctor.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    doctor.add_argument(
+        "--ray-address",
+        help="a Ray to check (dashboard http://HOST:8265 or GCS HOST:6379; default RAY_ADDRESS)",
+    )
+    doctor.set_defaults(func=cmd_doctor)
+
+    fetch = sub.add_parser(
+        "download", help="download a model (HF id or catalog Ollama tag) with progress"
+    )
+    fetch.add_argument("model", help="e.g. Qwen/Qwen2.5-VL-7B-Instruct or qwen2.5vl:7b")
+    fetch.add_argument("--revision", help="branch, tag or commit (default main)")
+    fetch.add_argument("--local-dir", type=Path, help="a directory instead of the HF cache")
+    fetch.set_defaults(func=cmd_download)
+
+    ask = sub.add_parser("analyze", help="ask a running vidserve about a video file or URL")
+    ask.add_argument("source", help="a video or image file, or an http(s) URL")
+    ask.add_argument("--prompt", required=True)
+    ask.add_argument("--server", default=env.client_url(), help="VIDSERVE_URL")
+    ask.add_argument("--api-key", default=env.client_api_key(), help="VIDSERVE_API_KEY")
+    ask.add_argument("--model", help="default: the first model the service lists")
+    ask.add_argument("--num-frames", type=int)
+    ask.add_argument("--max-tokens", type=int)
+    ask.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    ask.set_defaults(func=cmd_analyze)
 
     tiny = sub.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL test model")
     tiny.add_argument("path", type=Path)

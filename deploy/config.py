@@ -422,6 +422,25 @@ _ENV_OVERRIDES: dict[tuple[str, str], Callable[[], str | None]] = {
 }
 
 
+# The variable behind each override, as `vidserve config` names the origin of a value.
+ENV_OVERRIDE_NAMES: dict[tuple[str, str], str] = {
+    ("llm", "model"): "VLLM_MODEL_PATH",
+    ("llm", "accelerator"): "VIDSERVE_ACCELERATOR",
+    ("backends", "primary"): "VIDSERVE_BACKEND",
+    ("backends", "fallback"): "VIDSERVE_FALLBACK",
+    ("ollama", "host"): "OLLAMA_HOST",
+    ("ollama", "model"): "OLLAMA_MODEL",
+    ("auth", "api_keys_file"): "VIDSERVE_API_KEYS_FILE",
+}
+
+
+def active_env_overrides() -> dict[tuple[str, str], str]:
+    """(section, key) -> the environment variable that overrides it now."""
+    return {
+        key: ENV_OVERRIDE_NAMES[key] for key, read in _ENV_OVERRIDES.items() if read() is not None
+    }
+
+
 class AppArgs(StrictModel):
     """`args:` of the vidserve application in serve_config.yaml."""
 

@@ -103,3 +103,14 @@ def api_keys_file() -> Path | None:
     """`VIDSERVE_API_KEYS_FILE`: a file of API keys, one per line (a mounted Secret)."""
     value = _get("VIDSERVE_API_KEYS_FILE")
     return Path(value) if value else None
+
+
+def client_url() -> str:
+    """`VIDSERVE_URL`: the service `vidserve analyze` talks to (default http://127.0.0.1:PORT,
+    VIDSERVE_PORT or 8000)."""
+    return _get("VIDSERVE_URL") or f"http://127.0.0.1:{http_port()}"
+
+
+def client_api_key() -> str | None:
+    """`VIDSERVE_API_KEY`: the key `vidserve analyze` sends (when the service requires one)."""
+    return _get("VIDSERVE_API_KEY")

@@ -133,33 +133,54 @@ def estimate(entry: CatalogEntry, setup: Setup) -> Estimate:
 
 
 def advice(entry: CatalogEntry, setup: Setup, gpus_available: int | None = None) -> list[str]:
-    """What to change when `setup` does not fit: each line a change that would fit."""
+    """What to change when `setup` does not fit: each line one change that would fit, the
+    cheapest first (a shorter context, more of the GPU, more GPUs, a smaller model)."""
     result = estimate(entry, setup)
     if result.fits:
         return []
-    lines = []
+    candidates = [
+        _shorter_context(result),
+        _fuller_gpu(entry, setup),
+        _more_gpus(entry, setup, gpus_available),
+        _smaller_model(entry, setup),
+    ]
+    lines = [line for line in candidates if line]
+    return lines or ["no catalog model fits this GPU: use a larger GPU or more of them"]
+
+
+def _shorter_context(result: Estimate) -> str | None:
     longest = result.longest_context()
-    if longest >= 2048:
-        lines.append(f"lower llm.max_model_len to {longest} or less (the KV cache holds {longest})")
+    if longest < 2048:
+        return None
+    return f"lower llm.max_model_len to {longest} or less (the KV cache holds {longest})"
+
+
+def _fuller_gpu(entry: CatalogEntry, setup: Setup) -> str | None:
+    for utilization in (0.90, 0.95):
+        higher = utilization > setup.gpu_memory_utilization
+        if higher and estimate(entry, replace(setup, gpu_memory_utilization=utilization)).fits:
+            return f"raise llm.gpu_memory_utilization to {utilization}"
+    return None
+
+
+def _more_gpus(entry: CatalogEntry, setup: Setup, gpus_available: int | None) -> str | None:
+    limit = gpus_available if gpus_available is not None else max(TP_SIZES)
     for tp in TP_SIZES:
-        if tp <= setup.tensor_parallel_size or _arch(entry).heads % tp:
-            continue
-        if gpus_available is not None and tp > gpus_available:
-            break
-        wider = estimate(entry, replace(setup, tensor_parallel_size=tp))
-        if wider.fits:
-            lines.append(
-                f"use {tp} GPUs: llm.tensor_parallel_size: {tp} (fits {wider.max_concurrency} "
-                f"sequences of {setup.max_model_len} tokens)"
-            )
-            break
+        if setup.tensor_parallel_size < tp <= limit and _arch(entry).heads % tp == 0:
+            wider = estimate(entry, replace(setup, tensor_parallel_size=tp))
+            if wider.fits:
+                return (
+                    f"use {tp} GPUs: llm.tensor_parallel_size: {tp} (fits "
+                    f"{wider.max_concurrency} sequences of {setup.max_model_len} tokens)"
+                )
+    return None
+
+
+def _smaller_model(entry: CatalogEntry, setup: Setup) -> str | None:
     for smaller in _alternatives(entry):
         if estimate(smaller, setup).fits:
-            lines.append(f"a smaller model: llm.model: {smaller.hf_id}")
-            break
-    if not lines:
-        lines.append("no catalog model fits this GPU: use a larger GPU or more of them")
-    return lines
+            return f"a smaller model: llm.model: {smaller.hf_id}"
+    return None
 
 
 def _alternatives(entry: CatalogEntry) -> list[CatalogEntry]:

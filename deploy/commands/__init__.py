@@ -1,0 +1,1 @@
+"""The `vidserve` commands beyond `run`: each module one command (deploy/cli.py wires them)."""
