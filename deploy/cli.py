@@ -190,6 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     warning = choose_model(config, profile)
     if warning:
         print(f"\n*** {warning}\n", flush=True)
+    problem = _model_problem(config)
+    if problem:
+        print(f"vidserve: the model cannot load: {problem}", file=sys.stderr)
+        return 1
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -204,10 +208,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         _block()
     except KeyboardInterrupt:
         print("\nvidserve: stopping", flush=True)
+    except runner.DeployFailed as exc:
+        print(f"vidserve: the app did not start: {exc.reason}", file=sys.stderr, flush=True)
+        return 1
     finally:
         runner.shutdown()
     print("vidserve: stopped", flush=True)
     return 0
+
+
+def _model_problem(config: dict[str, Any]) -> str | None:
+    from deploy.config import AppArgs, Backend
+    from deploy.startup_errors import preflight
+
+    args = AppArgs.from_args(app_args(config))
+    return preflight(args.llm.model) if Backend.VLLM in args.backends.order else None
 
 
 def _describe_backends(args: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from deploy.schemas import (
     MediaKind,
     join_deltas,
 )
+from deploy.startup_errors import ModelStartError, explain
 
 if TYPE_CHECKING:
     from vllm.sampling_params import SamplingParams
@@ -81,6 +82,20 @@ def sampling_params(request: InferenceRequest) -> SamplingParams:
 
 class VideoLLMServer(LLMServer):
     """Ray Serve LLM's `LLMServer`, plus `answer` for frames that arrive as arrays."""
+
+    async def start(self) -> None:
+        """Start the engine; a failure with a known cause is re-raised saying what to change
+        (deploy/startup_errors.py): that message is what `vidserve run` and `serve status` show."""
+        try:
+            await super().start()
+        except Exception as exc:
+            config = self._llm_config
+            source = getattr(config.model_loading_config, "model_source", None) or config.model_id
+            message = explain(exc, str(source), dict(config.engine_kwargs))
+            if message is None:
+                raise
+            logger.exception("the vLLM engine did not start: %s", message)
+            raise ModelStartError(message) from exc
 
     async def ready(self) -> str:
         """Raises when the engine cannot answer; returns the served model id otherwise."""

@@ -71,9 +71,33 @@ def wait_until_running(
             if status.status == ApplicationStatus.RUNNING:
                 return
             if status.status == ApplicationStatus.DEPLOY_FAILED:
-                raise RuntimeError(f"the app failed to deploy: {status.message or line}")
+                raise DeployFailed(_failure(status) or status.message or line)
         time.sleep(1.0)
     raise TimeoutError(f"the app was not running after {timeout_s:.0f}s: {last}")
+
+
+class DeployFailed(RuntimeError):
+    """The app did not deploy; `reason` is what went wrong (a replica's start-up error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the app failed to deploy: {reason}")
+        self.reason = reason
+
+
+# A replica's start-up error that explains itself (deploy/startup_errors.py).
+_EXPLAINED = "ModelStartError: "
+
+
+def _failure(status: Any) -> str | None:
+    """The failed deployments' errors; of an explained one, only the explanation."""
+    reasons = []
+    for name, deployment in sorted(status.deployments.items()):
+        message = deployment.message or ""
+        if _EXPLAINED in message:
+            reasons.append(f"{name}: {message.split(_EXPLAINED, 1)[1].strip()}")
+        elif deployment.status.value in {"DEPLOY_FAILED", "UNHEALTHY"} and message:
+            reasons.append(f"{name}: {message}")
+    return "\n".join(reasons) or None
 
 
 def _describe(status: Any) -> str:

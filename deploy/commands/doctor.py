@@ -96,7 +96,7 @@ def check_model(args: AppArgs) -> list[Finding]:
     findings = [_files_finding(files, kind)]
     findings.extend(_vision_finding(args, files))
     config = files.config or {}
-    if "auto_map" in config and not args.llm.trust_remote_code:
+    if _needs_remote_code(config) and not args.llm.trust_remote_code:
         findings.append(
             Finding(
                 "problem",
@@ -120,6 +120,15 @@ def check_model(args: AppArgs) -> list[Finding]:
             )
         )
     return findings
+
+
+def _needs_remote_code(config: dict[str, Any]) -> bool:
+    """The repository brings its own code (auto_map) for a model type transformers lacks."""
+    if "auto_map" not in config:
+        return False
+    from transformers import CONFIG_MAPPING
+
+    return config.get("model_type") not in CONFIG_MAPPING
 
 
 def _files_finding(files: ModelFiles, kind: str) -> Finding:

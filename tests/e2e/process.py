@@ -69,7 +69,7 @@ class VidserveProcess:
 
 
 @contextmanager
-def vidserve_run(profile: str, port: int, **env: str) -> Iterator[VidserveProcess]:
+def vidserve_run(profile: str, port: int, *args: str, **env: str) -> Iterator[VidserveProcess]:
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
     environment = {
         **os.environ,
@@ -80,7 +80,9 @@ def vidserve_run(profile: str, port: int, **env: str) -> Iterator[VidserveProces
     for name in ("VLLM_MODEL_PATH", "VIDSERVE_BACKEND", "VIDSERVE_FALLBACK"):
         environment.pop(name, None)
     environment.update(env)
-    command = [sys.executable, "-m", "deploy.cli", "run", "--profile", profile, "--port", str(port)]
+    command = [
+        sys.executable, "-m", "deploy.cli", "run", "--profile", profile, "--port", str(port), *args
+    ]  # fmt: skip
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

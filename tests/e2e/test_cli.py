@@ -160,6 +160,7 @@ def test_doctor_on_a_broken_local_model_and_unreachable_services(
     shutil.copytree(tiny_model, broken)
     (broken / "tokenizer.json").unlink()
     config = json.loads((broken / "config.json").read_text())
+    config["model_type"] = "vidserve_custom"  # unknown to transformers: its code comes along
     config["auto_map"] = {"AutoConfig": "configuration_custom.CustomConfig"}
     config["quantization_config"] = {"quant_method": "awq", "bits": 4}
     (broken / "config.json").write_text(json.dumps(config))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from deploy.tiny_model import ensure_tiny_model
 from tests.e2e.process import curl_analyze, vidserve_run
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
@@ -61,3 +64,33 @@ def test_ollama_profile_runs_without_vllm(tmp_path: Path) -> None:
             assert run.stop_with_ctrl_c() == [], "Ray processes left behind"
     finally:
         stub.stop()
+
+
+def test_a_model_that_cannot_load_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    missing = "Qwen/No-Such-Model-For-Vidserve"
+    with vidserve_run(
+        "cpu", free_port(), VLLM_MODEL_PATH=missing, HF_HOME=str(tmp_path), HF_HUB_OFFLINE="1"
+    ) as run:
+        assert run.process.wait(timeout=120) == 1
+        run.wait_for(f"fix: `vidserve download {missing}`", 5)
+        assert "vidserve: the model cannot load" in run.output
+        assert "neither in the local Hugging Face cache nor downloadable" in run.output
+
+
+def test_an_engine_that_will_not_start_is_explained_and_run_exits_1(tmp_path: Path) -> None:
+    """The replica's own start-up error (deploy/startup_errors.py) reaches the user: weights
+    stored as AWQ, the config asking for GPTQ."""
+    cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
+    model = tmp_path / "awq-model"
+    shutil.copytree(ensure_tiny_model(cache / "tiny-qwen2.5-vl-test"), model)
+    config = json.loads((model / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "awq", "bits": 4}
+    (model / "config.json").write_text(json.dumps(config))
+    with vidserve_run(
+        "cpu", free_port(), "--set", "llm.engine_kwargs.quantization=gptq",
+        VLLM_MODEL_PATH=str(model), VIDSERVE_FALLBACK="none",
+    ) as run:  # fmt: skip
+        assert run.process.wait(timeout=START_TIMEOUT_S) == 1
+        run.wait_for("vidserve: the app did not start: VLLM: llm.engine_kwargs.quantization", 30)
+        assert "('gptq') does not match how the weights" in run.seen[-1]
+        run.wait_for("fix: remove llm.engine_kwargs.quantization", 5)
