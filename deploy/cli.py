@@ -285,19 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     profiles = ["auto", *(p.value for p in Profile)]
     set_help = "set an app setting, e.g. llm.max_model_len=4096 (repeatable; values as YAML)"
 
+    def app_options(command: argparse.ArgumentParser) -> None:
+        """What selects the app's configuration: profile, base file, --set overrides."""
+        command.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
+        command.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
+        command.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+
     run = sub.add_parser("run", help="start a local Ray and the app in the foreground")
-    run.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
-    run.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
+    app_options(run)
     run.add_argument("--port", type=int, default=None, help="HTTP port (VIDSERVE_PORT, 8000)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     run.set_defaults(func=cmd_run)
 
     config = sub.add_parser(
         "config", help="each setting of the app, its value and where it came from"
     )
-    config.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
-    config.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
-    config.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    app_options(config)
     config.add_argument(
         "--yaml", action="store_true", help="print the merged Serve config (for `serve deploy`)"
     )
@@ -311,9 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser(
         "doctor", help="check model, GPUs, Ray, Ollama and the config; exit 1 on a problem"
     )
-    doctor.add_argument("--profile", default="auto", choices=profiles, help=profile_help)
-    doctor.add_argument("--config", type=Path, default=env.config_file() or BASE_CONFIG)
-    doctor.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    app_options(doctor)
     doctor.add_argument(
         "--ray-address",
         help="a Ray to check (dashboard http://HOST:8265 or GCS HOST:6379; default RAY_ADDRESS)",
