@@ -15,7 +15,7 @@ import cv2
 import ray
 
 from deploy.config import ExtractionSettings
-from deploy.metrics import ServeExtractorMetrics
+from deploy.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import extract, frames_from_images
 from deploy.video.cache import FrameCache, cache_key
@@ -39,6 +39,8 @@ class FrameExtractor:
         cv2.setNumThreads(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
         self._metrics = ServeExtractorMetrics()
+        # Every replica reports its cache size, an empty one too, idle or not.
+        keep_reporting(lambda: self._metrics.held(self._cache.bytes))
 
     async def extract(
         self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None = None

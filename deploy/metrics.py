@@ -10,7 +10,13 @@ unit tests pass a plain recorder instead of Ray's.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
+
+logger = logging.getLogger("ray.serve.vidserve.metrics")
 
 # Seconds. Requests run from tens of milliseconds (a cached image, /v1/models) to minutes (a long
 # video on a busy GPU); stages from milliseconds (a cache hit) to the extract timeout (120 s).
@@ -75,6 +81,11 @@ class ServeHttpMetrics:
             tag_keys=("route",),  # type: ignore[arg-type]
         )
         self._counts: dict[str, int] = {}
+        keep_reporting(self._report_in_flight)
+
+    def _report_in_flight(self) -> None:
+        for route, count in list(self._counts.items()):
+            self._in_flight.set(count, tags={"route": route})
 
     def started(self, route: str) -> None:
         self._move(route, +1)
@@ -138,6 +149,26 @@ class ServeBackendMetrics:
         self._fallbacks.inc(
             tags={"from_backend": from_backend, "to_backend": to_backend, "reason": reason}
         )
+
+
+GAUGE_REFRESH_S = 5.0
+
+
+def keep_reporting(report: Callable[[], None], every_s: float = GAUGE_REFRESH_S) -> None:
+    """Call `report` now and every `every_s` seconds from a daemon thread. Ray drops a gauge's
+    value that was not set again within two export intervals (about 20 s): an idle replica
+    would vanish from the dashboards instead of showing its value (an empty cache, nothing in
+    flight). Gauges set from here keep their series alive."""
+
+    def loop() -> None:
+        while True:
+            try:
+                report()
+            except Exception:
+                logger.exception("refreshing gauges failed")
+            time.sleep(every_s)
+
+    threading.Thread(target=loop, name="vidserve-gauges", daemon=True).start()
 
 
 class ServeExtractorMetrics:

@@ -37,6 +37,7 @@ MAY_BE_EMPTY = {
 FALLBACK_PANEL = "Fallbacks by reason"  # filled when test_failover ran in the session
 CACHE_HITS = 'ray_vidserve_frame_cache_lookups_total{result="hit"}'
 RANGE_STEP_S = 2.0
+IDLE_S = 30.0  # more than two of Ray's metric export intervals (10 s)
 STAGES = {"upload", "download", "extract_queue", "extract", "inference"}
 
 
@@ -186,3 +187,13 @@ def test_the_metrics_count_what_was_sent(prom: Prometheus, traffic: int) -> None
         "ray_vidserve_frame_cache_lookups_total",
         "ray_vidserve_frame_cache_bytes",
     }
+
+
+def test_gauges_stay_reported_while_replicas_are_idle(prom: Prometheus, traffic: int) -> None:
+    """Ray drops a gauge value not set again within two export intervals (~20 s); vidserve
+    re-reports its gauges (deploy/metrics.py keep_reporting), so an idle extractor still shows
+    its cache size and an idle ingress zero requests in flight."""
+    time.sleep(IDLE_S)
+    for gauge in ("ray_vidserve_frame_cache_bytes", "ray_vidserve_requests_in_flight"):
+        assert prom.query(gauge), f"{gauge} vanished after {IDLE_S}s without traffic"
+    assert prom.total("ray_vidserve_frame_cache_bytes") > 0
