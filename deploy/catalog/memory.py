@@ -15,7 +15,9 @@ memory with, in order:
 
 A configuration fits when the KV cache holds at least one sequence of `max_model_len` tokens
 (vLLM refuses to start otherwise); `max_concurrency` full-length sequences fit at once. The
-figures are estimates: vLLM's own profiling at start-up has the last word.
+figures are estimates: vLLM's own profiling at start-up has the last word. The GPU memory is
+what nvidia-smi reports; CUDA lets a process use a little less (81,080 of 81,559 MiB on an H100,
+seen on a machine lent to this project), within the margin that the utilization leaves.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def _fake_cache(home: Path, repo_id: str, model: Path) -> Path:
 @pytest.fixture
 def fake_nvidia_smi(tmp_path: Path) -> Path:
     """`nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits` as the
-    real one answers it, for one 24 GB NVIDIA L4 (23034 MiB)."""
+    real one answers it, for one 24 GB NVIDIA L4 (23034 MiB). The real one, on an H100 lent to
+    this project, answered `0, NVIDIA H100 80GB HBM3, 81559`, which deploy/gpus.py parsed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "nvidia-smi"
