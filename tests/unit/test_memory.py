@@ -110,3 +110,59 @@ def test_every_recommended_setting_fits_its_gpu(entry) -> None:  # type: ignore[
         assert estimate(entry, setup).fits, (entry.hf_id, size, settings)
         assert settings.max_model_len <= entry.architecture.max_position
         assert entry.architecture.heads % settings.tensor_parallel_size == 0
+
+
+def _built_on_meta(entry) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """transformers' own model class built from the catalog's architecture on the meta device
+    (no memory, no download): (all parameters, vision encoder parameters)."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    arch = entry.architecture
+    text = {
+        "hidden_size": arch.hidden,
+        "intermediate_size": arch.intermediate,
+        "num_hidden_layers": arch.layers,
+        "num_attention_heads": arch.heads,
+        "num_key_value_heads": arch.kv_heads,
+        "vocab_size": arch.vocab,
+        "tie_word_embeddings": arch.tied_embeddings,
+    }
+    tied = arch.tied_embeddings
+    with torch.device("meta"):
+        if entry.hf_id.startswith("Qwen/Qwen2.5-VL"):
+            vision = {"depth": 32, "hidden_size": 1280, "num_heads": 16,
+                      "intermediate_size": entry.vision_encoder.intermediate,
+                      "out_hidden_size": arch.hidden}  # fmt: skip
+            config = Qwen2_5_VLConfig(
+                text_config=text, vision_config=vision, tie_word_embeddings=tied
+            )
+            model = Qwen2_5_VLForConditionalGeneration(config)
+        elif entry.hf_id.startswith("Qwen/Qwen2-VL"):
+            vision = {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16,
+                      "hidden_size": arch.hidden}  # fmt: skip
+            config = Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=tied)
+            model = Qwen2VLForConditionalGeneration(config)
+        else:
+            model = Qwen3ForCausalLM(Qwen3Config(head_dim=arch.head_dim, **text))
+    visual = getattr(model.model, "visual", None)
+    count = sum(p.numel() for p in model.parameters())
+    return count, sum(p.numel() for p in visual.parameters()) if visual is not None else 0
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in catalog().models if e.quantized_of is None], ids=lambda e: e.hf_id
+)
+def test_the_catalogs_sizes_are_those_of_its_architectures(entry) -> None:  # type: ignore[no-untyped-def]
+    """params_b (from the model cards) equals the parameters of the architecture the catalog
+    describes, as transformers builds it: the shape used for the KV cache is the right one."""
+    total, vision = _built_on_meta(entry)
+    assert total / 1e9 == pytest.approx(entry.params_b, rel=0.002)
+    assert vision / 1e9 == pytest.approx(entry.vision_params_b, rel=0.05, abs=1e-9)
