@@ -103,13 +103,20 @@ def _sets(args: argparse.Namespace) -> dict[str, Any]:
     return parse_sets(args.set or [])
 
 
+def _set_overlays(sets: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """--set values as the last overlay on the Serve config."""
+    from deploy.commands.config_show import sets_overlay
+
+    return (sets_overlay(sets),)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
-    from deploy.commands.config_show import origins, render, sets_overlay
+    from deploy.commands.config_show import origins, render
     from deploy.config import AppArgs
 
     profile = _resolve_profile(args.profile)
     sets = _sets(args)
-    config = load_config(args.config, profile, (sets_overlay(sets),) if sets else ())
+    config = load_config(args.config, profile, _set_overlays(sets))
     if args.yaml:
         yaml.safe_dump(config, sys.stdout, sort_keys=False)
         return 0
@@ -131,15 +138,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from deploy.commands.config_show import sets_overlay
     from deploy.commands.doctor import Context, render, run_checks
 
     profile = _resolve_profile(args.profile)
-    sets = _sets(args)
     ctx = Context(
         config_file=args.config,
         profile=profile,
-        overlays=(sets_overlay(sets),) if sets else (),
+        overlays=_set_overlays(_sets(args)),
         ray_address=args.ray_address,
         uses_tiny_model=lambda config: needs_tiny_model(config, profile),
     )
@@ -179,11 +184,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from deploy import runner
-    from deploy.commands.config_show import sets_overlay
 
     profile = _resolve_profile(args.profile)
     port = args.port or env.http_port()
-    overlays = ({"http_options": {"port": port}}, sets_overlay(_sets(args)))
+    overlays = ({"http_options": {"port": port}}, *_set_overlays(_sets(args)))
     config = load_config(args.config, profile, overlays)
     print(f"vidserve: profile {profile.value} ({args.config.name} + overlay)", flush=True)
     print(f"vidserve: {_describe_backends(app_args(config))}", flush=True)

@@ -410,35 +410,25 @@ def _ollama_host_url() -> str | None:
     return host if host is None or "://" in host else f"http://{host}"
 
 
-# (section, key) of AppArgs that an environment variable overrides, and its reader (env.py).
-_ENV_OVERRIDES: dict[tuple[str, str], Callable[[], str | None]] = {
-    ("llm", "model"): env.model_path,
-    ("llm", "accelerator"): env.accelerator,
-    ("backends", "primary"): env.primary_backend,
-    ("backends", "fallback"): env.fallback_backend,
-    ("ollama", "host"): _ollama_host_url,
-    ("ollama", "model"): env.ollama_model,
-    ("auth", "api_keys_file"): lambda: str(path) if (path := env.api_keys_file()) else None,
-}
-
-
-# The variable behind each override, as `vidserve config` names the origin of a value.
-ENV_OVERRIDE_NAMES: dict[tuple[str, str], str] = {
-    ("llm", "model"): "VLLM_MODEL_PATH",
-    ("llm", "accelerator"): "VIDSERVE_ACCELERATOR",
-    ("backends", "primary"): "VIDSERVE_BACKEND",
-    ("backends", "fallback"): "VIDSERVE_FALLBACK",
-    ("ollama", "host"): "OLLAMA_HOST",
-    ("ollama", "model"): "OLLAMA_MODEL",
-    ("auth", "api_keys_file"): "VIDSERVE_API_KEYS_FILE",
+# (section, key) of AppArgs that an environment variable overrides: the variable (as
+# `vidserve config` names the origin of a value) and its reader (env.py).
+_ENV_OVERRIDES: dict[tuple[str, str], tuple[str, Callable[[], str | None]]] = {
+    ("llm", "model"): ("VLLM_MODEL_PATH", env.model_path),
+    ("llm", "accelerator"): ("VIDSERVE_ACCELERATOR", env.accelerator),
+    ("backends", "primary"): ("VIDSERVE_BACKEND", env.primary_backend),
+    ("backends", "fallback"): ("VIDSERVE_FALLBACK", env.fallback_backend),
+    ("ollama", "host"): ("OLLAMA_HOST", _ollama_host_url),
+    ("ollama", "model"): ("OLLAMA_MODEL", env.ollama_model),
+    ("auth", "api_keys_file"): (
+        "VIDSERVE_API_KEYS_FILE",
+        lambda: str(path) if (path := env.api_keys_file()) else None,
+    ),
 }
 
 
 def active_env_overrides() -> dict[tuple[str, str], str]:
     """(section, key) -> the environment variable that overrides it now."""
-    return {
-        key: ENV_OVERRIDE_NAMES[key] for key, read in _ENV_OVERRIDES.items() if read() is not None
-    }
+    return {key: name for key, (name, read) in _ENV_OVERRIDES.items() if read() is not None}
 
 
 class AppArgs(StrictModel):
@@ -493,7 +483,7 @@ class AppArgs(StrictModel):
     def from_args(cls, args: dict[str, Any] | None) -> AppArgs:
         """Validate `args`, then apply the environment overrides (env.py)."""
         data: dict[str, Any] = dict(args or {})
-        for (section, key), read in _ENV_OVERRIDES.items():
+        for (section, key), (_, read) in _ENV_OVERRIDES.items():
             if (value := read()) is not None:
                 data[section] = {**(data.get(section) or {}), key: value}
         return cls.model_validate(data)

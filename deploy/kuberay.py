@@ -104,17 +104,16 @@ def generated() -> dict[Path, str]:
     return files
 
 
-def stale() -> list[Path]:
+def stale(files: dict[Path, str] | None = None) -> list[Path]:
     """Generated files missing or different from what `write()` would put there."""
-    return [
-        path for path, text in generated().items() if not path.is_file() or path.read_text() != text
-    ]
+    files = generated() if files is None else files
+    return [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
 
 
 def write() -> list[Path]:
     """Writes the generated files that changed; returns them."""
-    changed = stale()
-    files = generated()
+    files = generated()  # rendering loads and validates every layer's config: once
+    changed = stale(files)
     for path in changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path])

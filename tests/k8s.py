@@ -18,7 +18,24 @@ import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD_DIR = Path(os.environ.get("VIDSERVE_KUBERAY_CRDS", ROOT.parent / "shared" / "kuberay"))
+
+
+def _crd_dir() -> Path:
+    """VIDSERVE_KUBERAY_CRDS, else `shared/kuberay` beside the checkout (where CI has it), else
+    beside the local repository this one was cloned from (a clean clone in /tmp)."""
+    if os.environ.get("VIDSERVE_KUBERAY_CRDS"):
+        return Path(os.environ["VIDSERVE_KUBERAY_CRDS"])
+    beside = ROOT.parent / "shared" / "kuberay"
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if not beside.is_dir() and origin and Path(origin).is_dir():
+        return Path(origin).resolve().parent / "shared" / "kuberay"
+    return beside
+
+
+CRD_DIR = _crd_dir()
 CRD_FILES = {"RayService": "ray.io_rayservices.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
 # Kinds of the Prometheus Operator: no schema here; their content is checked by the tests.
 OPERATOR_KINDS = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}

@@ -172,17 +172,29 @@ def _fuller_gpu(entry: CatalogEntry, setup: Setup) -> str | None:
     return None
 
 
+def fewest_gpus(
+    entry: CatalogEntry, setup: Setup, limit: int = max(TP_SIZES), above: int = 0
+) -> tuple[int, Estimate] | None:
+    """The smallest tensor_parallel_size (more than `above`, at most `limit`, dividing the
+    attention heads) at which `setup` fits, with its estimate."""
+    for tp in TP_SIZES:
+        if above < tp <= limit and _arch(entry).heads % tp == 0:
+            result = estimate(entry, replace(setup, tensor_parallel_size=tp))
+            if result.fits:
+                return tp, result
+    return None
+
+
 def _more_gpus(entry: CatalogEntry, setup: Setup, gpus_available: int | None) -> str | None:
     limit = gpus_available if gpus_available is not None else max(TP_SIZES)
-    for tp in TP_SIZES:
-        if setup.tensor_parallel_size < tp <= limit and _arch(entry).heads % tp == 0:
-            wider = estimate(entry, replace(setup, tensor_parallel_size=tp))
-            if wider.fits:
-                return (
-                    f"use {tp} GPUs: llm.tensor_parallel_size: {tp} (fits "
-                    f"{wider.max_concurrency} sequences of {setup.max_model_len} tokens)"
-                )
-    return None
+    found = fewest_gpus(entry, setup, limit, above=setup.tensor_parallel_size)
+    if found is None:
+        return None
+    tp, wider = found
+    return (
+        f"use {tp} GPUs: llm.tensor_parallel_size: {tp} (fits {wider.max_concurrency} "
+        f"sequences of {setup.max_model_len} tokens)"
+    )
 
 
 def _smaller_model(entry: CatalogEntry, setup: Setup) -> str | None:

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from deploy.catalog import GPU_SIZES_GB, CatalogEntry, catalog
-from deploy.catalog.memory import GIB, TP_SIZES, Estimate, Setup, estimate, weight_bytes
+from deploy.catalog.memory import GIB, Estimate, Setup, fewest_gpus, weight_bytes
 from deploy.gpus import Gpu
 
 CONTEXT = 8192  # the context `here` is judged at: serve_config.yaml's llm.max_model_len
 
 
-@dataclass(frozen=True)
-class Fit:
-    tensor_parallel_size: int
-    estimate: Estimate
-
-
-def best_fit(entry: CatalogEntry, gpu_memory_bytes: int, gpu_count: int) -> Fit | None:
+def best_fit(
+    entry: CatalogEntry, gpu_memory_bytes: int, gpu_count: int
+) -> tuple[int, Estimate] | None:
     """The fewest GPUs (of those there are) on which the model runs with a CONTEXT context."""
-    for tp in TP_SIZES:
-        if tp > gpu_count or entry.architecture is None or entry.architecture.heads % tp:
-            continue
-        result = estimate(entry, Setup(gpu_memory_bytes, tp, max_model_len=CONTEXT))
-        if result.fits:
-            return Fit(tp, result)
-    return None
+    return fewest_gpus(entry, Setup(gpu_memory_bytes, max_model_len=CONTEXT), limit=gpu_count)
 
 
 def _recommended(entry: CatalogEntry, size: int) -> str:
@@ -51,11 +39,7 @@ def table(gpus: list[Gpu]) -> str:
         ]
         if here:
             fit = best_fit(entry, min(g.memory_bytes for g in gpus), len(gpus))
-            row.append(
-                f"yes: tp{fit.tensor_parallel_size}, {fit.estimate.max_concurrency} x {CONTEXT}"
-                if fit
-                else "no"
-            )
+            row.append(f"yes: tp{fit[0]}, {fit[1].max_concurrency} x {CONTEXT}" if fit else "no")
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
