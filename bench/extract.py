@@ -1,6 +1,7 @@
 """Frame extraction speed: vidserve's extractor against the usual ways of getting N frames.
 
     python bench/extract.py [--minutes 10] [--frames 8 32 128] [--repeat 1] [--only 1080p]
+    python bench/extract.py --ablation [--repeat 7]
 
 Generates (once, cached under $VIDSERVE_CACHE_DIR/bench) H.264 videos with the frame number drawn
 into every frame over a panning, lightly noisy texture (flat frames decode unrealistically fast):
@@ -13,18 +14,27 @@ then for each and each frame count, times in this one run:
     (c) ffmpeg  the ffmpeg command line with a select filter, raw frames to a pipe
     (d) floor decode every frame without conversion (grab() only): the floor of any sequential pass
     (e) floor|| the same split between single-threaded decoders side by side, as ours splits
-              long plans (one per OpenCV thread): the floor for a reader working that way
+              long plans (one per CPU): the floor for a reader working that way
 
-and prints one table with the ratios against (b) and (d). Every method's frames are checked to
-be the asked ones (read back from the pixels), so a fast wrong answer cannot win. It also prints
-the measured cost of one seek in frame decodes (plan.py's SEEK_COST_FRAMES).
+and prints one table with the ratios against (b) and (d). A cell runs every method once per
+round, in turn, for --repeat rounds and takes each one's median, so that a slow spell of the
+machine weighs on all methods alike ((a) is timed once per video). Every method's frames are
+checked to be the asked ones (read back from the pixels), so a fast wrong answer cannot win.
+It also prints the measured cost of one seek in frame decodes (plan.py's SEEK_COST_FRAMES).
 Targets (issue 5): ours >= 3x faster than (b) for 32 frames of the long videos; ours <= 1.2x (d)
 everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
+
+--ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
+threads), with the extractor as built and with its parallel parts cut at equal frame counts
+instead of equal estimated cost (plan.read_costs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +42,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -42,8 +53,8 @@ sys.path.insert(0, str(ROOT))
 from deploy import env  # noqa: E402
 from deploy.config import ExtractionSettings  # noqa: E402
 from deploy.schemas import SamplingOptions  # noqa: E402
-from deploy.video import extract  # noqa: E402
-from deploy.video.plan import Plan, plan_reads, split  # noqa: E402
+from deploy.video import decode, extract, use_cpus  # noqa: E402
+from deploy.video.plan import Plan, plan_reads, read_costs, split  # noqa: E402
 from deploy.video.probe import probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
 from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
@@ -149,7 +160,9 @@ def decode_floor_parallel(path: Path, wanted: list[int]) -> Frames:
     of the video from a keyframe: the floor for a reader that splits its work as ours does."""
     index = probe(str(path))
     assert index is not None
-    parts = split(plan_reads(list(range(index.frame_count)), index.keyframes), cv2.getNumThreads())
+    costs = dataclasses.replace(read_costs(index.packet_sizes, index.pixels), convert=0.0)
+    every = plan_reads(list(range(index.frame_count)), index.keyframes)
+    parts = split(every, cv2.getNumThreads(), costs)
 
     def grab(part: Plan) -> None:
         capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
@@ -165,7 +178,9 @@ def decode_floor_parallel(path: Path, wanted: list[int]) -> Frames:
 
 
 def ours(path: Path, wanted: list[int]) -> Frames:
-    """From the bytes, as the extractor deployment gets them (includes the temp file)."""
+    """From the bytes, as the extractor deployment gets them (includes the temp file), with
+    the deployment's threading (use_cpus: here, the machine's CPUs)."""
+    use_cpus(cv2.getNumberOfCPUs())
     settings = ExtractionSettings(max_num_frames=len(wanted), default_num_frames=len(wanted))
     return extract(path.read_bytes(), SamplingOptions(num_frames=len(wanted)), settings).frames
 
@@ -181,16 +196,55 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _time(method: Method, path: Path, wanted: list[int], repeat: int) -> float:
-    times = []
+def ablation(path: Path, count: int, repeat: int) -> None:
+    """The extractor as built against the same with its parts split by frame count."""
+    wanted = uniform_indices(_frame_count(path), count)
+    variants = ["as built", "split by frame count"]
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(repeat):
+        # In turn, as in the main table, each round starting with the other variant.
+        for name in variants[round_ % 2 :] + variants[: round_ % 2]:
+            undone = mock.patch.object(decode, "read_costs", return_value=None)
+            with undone if name == "split by frame count" else contextlib.nullcontext():
+                spent = _measured(ours, path, wanted)
+            wall[name].append(spent[0])
+            cpu[name].append(spent[1])
+    base_wall, base_cpu = statistics.median(wall[variants[0]]), statistics.median(cpu[variants[0]])
+    print(f"\n{count} frames of {path.name}, medians of {repeat} rounds\n")
+    print(f"{'variant':<22} {'wall s':>8} {'vs built':>8} {'CPU s':>8} {'vs built':>8}")
+    for name in variants:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"{name:<22} {w:>8.3f} {w / base_wall:>7.2f}x {c:>8.3f} {c / base_cpu:>7.2f}x")
+
+
+def _timed(method: Method, path: Path, wanted: list[int]) -> float:
+    return _measured(method, path, wanted)[0]
+
+
+def _measured(method: Method, path: Path, wanted: list[int]) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one call."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    frames = method(path, wanted)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+    # Checked outside the timing: each frame read back from its pixels.
+    if frames is not None and [decode_index(f) for f in frames] != wanted:
+        raise AssertionError(f"{method.__name__} returned other frames than asked")
+    return elapsed, cpu
+
+
+def _row(path: Path, wanted: list[int], repeat: int, skip: dict[str, float]) -> dict[str, float]:
+    """Each method's median time over `repeat` rounds; a round runs every method once, in turn,
+    so that a slow spell of the machine falls on all of them and not on one method's runs
+    (the ratios are what the targets are about). Methods in `skip` are already timed."""
+    runs: dict[str, list[float]] = {name: [] for name in METHODS if name not in skip}
     for _ in range(repeat):
-        started = time.perf_counter()
-        frames = method(path, wanted)
-        times.append(time.perf_counter() - started)
-        # Checked outside the timing: each frame read back from its pixels.
-        if frames is not None and [decode_index(f) for f in frames] != wanted:
-            raise AssertionError(f"{method.__name__} returned other frames than asked")
-    return statistics.median(times)
+        for name, times in runs.items():
+            times.append(_timed(METHODS[name], path, wanted))
+    return {**skip, **{name: statistics.median(times) for name, times in runs.items()}}
 
 
 def seek_cost(path: Path, samples: int = 20) -> float:
@@ -223,30 +277,27 @@ def main() -> int:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median)")
     parser.add_argument("--only", default="", help="only the videos whose name contains this")
+    parser.add_argument("--ablation", action="store_true", help="the design choices, undone")
     args = parser.parse_args()
     videos = _videos(args.minutes)
+    if args.ablation:
+        ablation(videos["30s 1080p gop 2s"], 128, args.repeat)
+        return 0
     ours(videos[next(iter(videos))], [0, 1])  # warm-up: first-call imports and allocations
     print(f"\nOpenCV {cv2.__version__}, {cv2.getNumberOfCPUs()} CPUs; seconds per extraction\n")
     header = f"{'video':<22} {'frames':>6} " + " ".join(f"{m:>10}" for m in METHODS)
     header += f" {'b/ours':>7} {'ours/d':>7} {'ours/e':>7}"
     print(header)
     print("-" * len(header))
-    once: dict[tuple[str, str], float] = {}
     for name, path in videos.items():
         if args.only not in name:
             continue
         total = _frame_count(path)
+        read_all_s: dict[str, float] = {}  # (a) does the same work whatever is asked: once
         for count in args.frames:
             wanted = uniform_indices(total, count)
-            row: dict[str, float] = {}
-            for method_name, method in METHODS.items():
-                # (a) and (d) do the same work whatever is asked: timed once per video.
-                key = (name, method_name)
-                if method_name in ("(a) read", "(d) floor", "(e) floor||") and key in once:
-                    row[method_name] = once[key]
-                    continue
-                row[method_name] = _time(method, path, wanted, args.repeat)
-                once[key] = row[method_name]
+            row = _row(path, wanted, args.repeat, read_all_s)
+            read_all_s = {"(a) read": row["(a) read"]}
             cells = " ".join(f"{row[m]:>10.3f}" for m in METHODS)
             ratio_b = row["(b) vllm"] / row["ours"]
             ratio_d = row["ours"] / row["(d) floor"]

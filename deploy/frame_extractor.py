@@ -11,13 +11,12 @@ import asyncio
 import dataclasses
 import logging
 
-import cv2
 import ray
 
 from deploy.config import ExtractionSettings
 from deploy.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
-from deploy.video import extract, frames_from_images
+from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key
 from deploy.video.chunks import Chunk, extract_chunks
 
@@ -36,7 +35,7 @@ class FrameExtractor:
 
     def __init__(self, settings: ExtractionSettings) -> None:
         self._settings = settings
-        cv2.setNumThreads(_replica_cpus())
+        use_cpus(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
         self._metrics = ServeExtractorMetrics()
         # Every replica reports its cache size, an empty one too, idle or not.

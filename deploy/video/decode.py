@@ -25,7 +25,7 @@ from deploy.config import ExtractionSettings
 from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video.container import sniff
-from deploy.video.plan import Plan, plan_reads, split
+from deploy.video.plan import Plan, plan_reads, read_costs, split
 from deploy.video.probe import VideoIndex, probe
 from deploy.video.resize import fit_size, per_frame_max_pixels
 from deploy.video.sampling import (
@@ -48,6 +48,23 @@ FIELD_FOR = {MediaKind.VIDEO: "file", MediaKind.IMAGE: "image"}
 # A header may overstate the frame count by a little; past this, stopping early means truncation.
 _COUNT_SLACK_FRAMES = 2
 _COUNT_SLACK_RATIO = 0.01
+
+
+@dataclasses.dataclass
+class _Threads:
+    cpus: int  # CPUs to decode with (use_cpus): the machine's until the deployment sets its own
+
+
+_THREADS = _Threads(max(1, cv2.getNumberOfCPUs()))
+
+
+def use_cpus(cpus: int) -> None:
+    """Decode with `cpus` CPUs (the replica's, not the machine's: a 2-CPU replica on a 64-core
+    node must not start 64 decoder threads): one decoder with that many threads, or a long plan
+    split between that many single-threaded decoders; OpenCV's own pool (resizing, colour
+    conversion) gets as many threads."""
+    _THREADS.cpus = max(1, cpus)
+    cv2.setNumThreads(_THREADS.cpus)
 
 
 def extract(
@@ -208,8 +225,8 @@ def _as_file(data: bytes) -> Iterator[str]:
 
 @contextmanager
 def _open(path: str, threads: int | None = None) -> Iterator[cv2.VideoCapture]:
-    """A capture on `path`; its decoder uses `threads` threads (default: OpenCV's count)."""
-    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+    """A capture on `path`; its decoder uses `threads` threads (default: all of use_cpus)."""
+    params = [cv2.CAP_PROP_N_THREADS, threads or _THREADS.cpus]
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
     try:
         if not capture.isOpened():
@@ -411,14 +428,18 @@ def _read(
     budget_frames: int | None = None,
 ) -> FrameBatch:
     """Follow the plan: seek or grab to each chosen frame; only those are retrieved, converted
-    and resized. A long plan is cut into parts of equal work (plan.split), one per OpenCV
-    thread, each on its own single-threaded decoder: decoders running side by side use the
-    cores better than one decoder's frame threads, and each part converts its own frames."""
+    and resized. A long plan is cut into parts of equal estimated cost (plan.split, costs from
+    the packet sizes), one per CPU (use_cpus), each on its own single-threaded decoder: decoders
+    running side by side use the cores better than one decoder's frame threads, and each part
+    converts its own frames."""
     total = index.frame_count if index is not None else int(total or 0)
     wanted = [step.target for step in plan.steps]
     output = _Output(len(wanted), budget_frames or len(wanted), settings)
-    workers = cv2.getNumThreads() if plan.decodes >= _PARALLEL_MIN_DECODES else 1
-    parts = split(plan, workers)
+    workers = _THREADS.cpus if plan.decodes >= _PARALLEL_MIN_DECODES else 1
+    costs = None
+    if index is not None and index.packet_sizes and index.pixels:
+        costs = read_costs(index.packet_sizes, index.pixels)
+    parts = split(plan, workers, costs)
     starts = list(itertools.accumulate((len(part.steps) for part in parts), initial=0))
     if len(parts) == 1:
         segments = [_read_part(path, plan, index, fps, output, start=0, threads=None)]

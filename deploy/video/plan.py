@@ -12,12 +12,18 @@ For each chosen frame, in order, the plan takes the cheaper of the two, so dense
 one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
 seek overhead, in frame decodes, is measured by `bench/extract.py` (it prints it).
 
-A long plan can be `split` into parts of equal work that run on separate decoders at once.
+A long plan can be `split` into parts that run on separate decoders at once. Frames do not cost
+the same to decode (a keyframe about four times a P-frame; busy scenes more than still ones), and
+a part that finishes late leaves a core idle: parts are cut to equal *estimated cost*
+(`ReadCosts`), from each frame's packet size, which the probe reads for free.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Beyond the frames decoded, a seek costs about this many frame decodes (demuxer reset, decoder
@@ -25,6 +31,13 @@ from dataclasses import dataclass
 SEEK_COST_FRAMES = 7.0
 # OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
 SEEK_BACKOFF_FRAMES = 16
+# Decoding a frame costs about a fixed part per pixel plus a part per byte of its packet; the
+# fixed part equals about this many bytes per pixel (fit on H.264 at 720p and 1080p: 0.020 and
+# 0.021, correlation 0.98; bench/extract.py --costs prints the fit).
+DECODE_FIXED_BYTES_PER_PIXEL = 0.02
+# Retrieving (yuv -> BGR at full size, in OpenCV), resizing and converting one kept frame costs
+# about this many times the fixed part of a decode (2.5 ms against 1.1 ms at 1080p).
+CONVERT_COST_FIXED = 2.3
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,7 @@ def plan_reads(
     position = 0  # the next frame a grab would decode
     decodes = 0
     for target in targets:
-        landing = max(0, target - SEEK_BACKOFF_FRAMES)
-        key = keyframes[max(0, bisect.bisect_right(keyframes, landing) - 1)]
+        key = _landing(target, keyframes)
         forward = target - position + 1 if target >= position else None
         seek = seek_cost + target - key + 1
         if forward is not None and forward <= seek:
@@ -75,18 +87,114 @@ def plan_reads(
     return Plan(steps, decodes, sequential, keyframes)
 
 
-def split(plan: Plan, parts: int) -> list[Plan]:
-    """Cut the plan into at most `parts` plans of about equal decoding work, each reading its
-    own run of targets from a seek (they can then run on separate decoders at once). Without a
-    keyframe index a plan cannot start anywhere but frame 0: it stays whole."""
+@dataclass(frozen=True)
+class ReadCosts:
+    """What reading costs, in units of one average frame decode of the video."""
+
+    frames: Sequence[float]  # decoding each frame, in presentation order
+    convert: float = 0.0  # retrieving, resizing and converting one kept frame
+    seek: float = SEEK_COST_FRAMES  # a seek, beyond the frames it decodes
+
+
+def read_costs(packet_sizes: Sequence[int], pixels: int) -> ReadCosts:
+    """Costs estimated from each frame's packet size (presentation order) and the frame size:
+    decode = fixed + bytes, fixed = DECODE_FIXED_BYTES_PER_PIXEL x pixels; normalised so the
+    average frame costs 1."""
+    fixed = DECODE_FIXED_BYTES_PER_PIXEL * pixels
+    raw = [fixed + size for size in packet_sizes]
+    mean = sum(raw) / len(raw) if raw else 1.0
+    if mean <= 0:
+        return ReadCosts([1.0] * len(raw))
+    return ReadCosts([cost / mean for cost in raw], convert=CONVERT_COST_FIXED * fixed / mean)
+
+
+def split(plan: Plan, parts: int, costs: ReadCosts | None = None) -> list[Plan]:
+    """Cut the plan into at most `parts` plans, each reading its own run of targets from a
+    seek (they can then run on separate decoders at once), such that the costliest part costs
+    least: the time of the whole is the time of its slowest part. Without `costs`, every frame
+    costs one decode. Without a keyframe index a plan cannot start anywhere but frame 0: it
+    stays whole."""
     if parts <= 1 or not plan.keyframes or len(plan.steps) < 2:
         return [plan]
-    share = plan.decodes / parts
-    groups: list[list[int]] = [[]]
-    done = 0
-    for step in plan.steps:
-        if groups[-1] and done >= share * len(groups) and len(groups) < parts:
-            groups.append([])
-        groups[-1].append(step.target)
-        done += step.decodes
-    return [plan_reads(group, plan.keyframes) for group in groups]
+    model = _PartCosts(plan, costs or ReadCosts([1.0] * (plan.steps[-1].target + 1)))
+    targets = [step.target for step in plan.steps]
+    cuts = model.balanced_cuts(min(parts, len(targets)))
+    return [plan_reads(targets[a:b], plan.keyframes) for a, b in itertools.pairwise(cuts)]
+
+
+def _landing(target: int, keyframes: list[int]) -> int:
+    """The keyframe OpenCV's seek to `target` lands on (it backs off SEEK_BACKOFF_FRAMES)."""
+    landing = max(0, target - SEEK_BACKOFF_FRAMES)
+    return keyframes[max(0, bisect.bisect_right(keyframes, landing) - 1)]
+
+
+class _PartCosts:
+    """The cost of reading targets i..j-1 of a plan as one part on a fresh decoder."""
+
+    def __init__(self, plan: Plan, costs: ReadCosts) -> None:
+        keyframes = plan.keyframes or [0]
+        self._plan = plan
+        self._costs = costs
+        frames = list(costs.frames)
+        # A frame the costs do not cover (a short index) costs one average decode.
+        frames += [1.0] * max(0, plan.steps[-1].target + 1 - len(frames))
+        self._frames = frames
+        self._decoded = list(itertools.accumulate(frames, initial=0.0))
+        previous = -1
+        steps: list[float] = []
+        for step in plan.steps:
+            if step.seek:
+                landing = _landing(step.target, keyframes)
+                steps.append(costs.seek + self._range(landing, step.target))
+            else:
+                steps.append(self._range(previous + 1, step.target))
+            previous = step.target
+        self._steps = list(itertools.accumulate(steps, initial=0.0))
+        self._firsts: dict[int, float] = {}
+
+    def _range(self, first: int, last: int) -> float:
+        return self._decoded[last + 1] - self._decoded[first]
+
+    def _first(self, i: int) -> float:
+        """Reaching target i first thing on a fresh decoder, as plan_reads would."""
+        if i not in self._firsts:
+            target = self._plan.steps[i].target
+            if plan_reads([target], self._plan.keyframes).steps[0].seek:
+                # OpenCV decodes frame 0 before its first seek.
+                landing = _landing(target, self._plan.keyframes or [0])
+                cost = self._frames[0] + self._costs.seek + self._range(landing, target)
+            else:
+                cost = self._range(0, target)
+            self._firsts[i] = cost
+        return self._firsts[i]
+
+    def part(self, i: int, j: int) -> float:
+        inner = self._steps[j] - self._steps[i + 1]
+        return self._first(i) + inner + self._costs.convert * (j - i)
+
+    def _pair(self, low: int, high: int, cut: int) -> tuple[float, float]:
+        """Two neighbouring parts cut at `cut`: the costlier first, then both together."""
+        first, second = self.part(low, cut), self.part(cut, high)
+        return max(first, second), first + second
+
+    def balanced_cuts(self, parts: int) -> list[int]:
+        """Cut points 0 = c0 < c1 < ... < c_parts = n: first at equal shares of the whole
+        plan's cost, then each moved between its neighbours to where the costlier of its two
+        parts costs least (exact for two parts), a few rounds over all cuts."""
+        n = len(self._plan.steps)
+        done = [self._steps[i] + self._costs.convert * i for i in range(n + 1)]
+        cuts = [0]
+        for k in range(1, parts):
+            step = bisect.bisect_left(done, done[n] * k / parts)
+            cuts.append(min(max(step, cuts[-1] + 1), n - (parts - k)))
+        cuts.append(n)
+        for _ in range(3):
+            moved = False
+            for k in range(1, parts):
+                low, high = cuts[k - 1], cuts[k + 1]
+                best = min(range(low + 1, high), key=functools.partial(self._pair, low, high))
+                moved |= best != cuts[k]
+                cuts[k] = best
+            if not moved:
+                break
+        return cuts

@@ -2,7 +2,8 @@
 
 OpenCV's FFmpeg backend opened with `CAP_PROP_FORMAT = -1` returns raw packets from `grab()`
 (demuxing only, no decoding): per packet its presentation time (`CAP_PROP_POS_MSEC`) and whether
-it is a keyframe (`CAP_PROP_LRF_HAS_KEY_FRAME`). Packets come in decode order; sorting their
+it is a keyframe (`CAP_PROP_LRF_HAS_KEY_FRAME`), and `retrieve()` gives the packet itself, whose
+size estimates what decoding it costs (plan.read_costs). Packets come in decode order; sorting their
 times gives presentation order, so B-frames and variable frame rates are handled. This pass
 reads the file once and costs milliseconds per thousand frames; it gives the exact frame count
 (headers may be wrong), true timestamps, and the keyframes the read plan (plan.py) needs.
@@ -10,7 +11,7 @@ reads the file once and costs milliseconds per thousand frames; it gives the exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -22,6 +23,8 @@ class VideoIndex:
     keyframes: list[int]  # presentation indices of the keyframes, sorted
     fps: float  # the header's (nominal) frame rate
     header_frames: int = 0  # the frame count the header claims (0: none)
+    packet_sizes: list[int] = field(default_factory=list)  # bytes per frame, presentation order
+    pixels: int = 0  # width x height of a frame as coded (0: unknown)
 
     @property
     def frame_count(self) -> int:
@@ -44,11 +47,15 @@ def probe(path: str) -> VideoIndex | None:
             return None
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        pixels = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) * capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         times: list[float] = []
         keys: list[bool] = []
+        sizes: list[int] = []
         while capture.grab():
             times.append(float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
             keys.append(bool(capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME)))
+            ok, packet = capture.retrieve()
+            sizes.append(int(packet.size) if ok and packet is not None else 0)
     finally:
         capture.release()
     if len(times) < 2 or len(set(times)) != len(times) or not any(keys):
@@ -58,4 +65,11 @@ def probe(path: str) -> VideoIndex | None:
     rank[order] = np.arange(len(order))
     sorted_times = [round(times[i], 6) for i in order]
     keyframes = sorted(int(rank[i]) for i, key in enumerate(keys) if key)
-    return VideoIndex(sorted_times, keyframes, fps, header_frames)
+    return VideoIndex(
+        sorted_times,
+        keyframes,
+        fps,
+        header_frames,
+        packet_sizes=[sizes[i] for i in order],
+        pixels=max(0, pixels),
+    )

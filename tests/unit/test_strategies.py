@@ -13,8 +13,8 @@ import pytest
 from deploy.config import ExtractionSettings
 from deploy.errors import UnprocessableInput
 from deploy.schemas import SamplingOptions, Strategy
-from deploy.video import extract
-from deploy.video.plan import plan_reads, split
+from deploy.video import decode, extract, use_cpus
+from deploy.video.plan import ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe
 from deploy.video.sampling import scene_indices
 from tests.videos import decode_index, encode_index, write_frames, write_h264
@@ -73,18 +73,72 @@ def test_a_plan_splits_into_parts_of_equal_work_that_start_with_a_seek() -> None
     assert split(plan_reads([10, 500], None), 4) == [plan_reads([10, 500], None)]
 
 
+def test_parts_are_cut_by_cost_not_by_frame_count() -> None:
+    """Frames of the second half cost three times those of the first (a busier scene): the cut
+    moves towards the end, and the costlier part costs less than with an even count."""
+    keyframes = list(range(0, 900, 30))
+    plan = plan_reads(list(range(0, 900, 7)), keyframes)
+    costs = ReadCosts([1.0] * 450 + [3.0] * 450, convert=1.0)
+    even, weighed = split(plan, 2), split(plan, 2, costs)
+    assert [step.target for part in weighed for step in part.steps] == list(range(0, 900, 7))
+    assert weighed[1].steps[0].target > even[1].steps[0].target + 100  # 469 -> 616
+
+    def cost(part_targets: list[int]) -> float:
+        first = plan_reads(part_targets, keyframes).steps[0]
+        landing = first.target - first.decodes + 1
+        frames = sum(costs.frames[landing : part_targets[-1] + 1])
+        return frames + costs.convert * len(part_targets) + (costs.seek if first.seek else 0)
+
+    def slowest(parts: list) -> float:
+        return max(cost([step.target for step in part.steps]) for part in parts)
+
+    assert slowest(weighed) < 0.8 * slowest(even)
+
+
+def test_read_costs_follow_packet_sizes() -> None:
+    costs = read_costs([40_000, 4_000, 4_000, 4_000], pixels=100_000)  # fixed part: 2,000 B
+    assert sum(costs.frames) / 4 == pytest.approx(1.0)
+    assert costs.frames[0] / costs.frames[1] == pytest.approx(42_000 / 6_000)
+    assert costs.convert > 0
+
+
+def test_probe_reads_packet_sizes_in_presentation_order(tmp_path: Path) -> None:
+    path = write_h264(tmp_path / "s.mp4", 90, 30.0, (320, 240), gop=30, textured=True)
+    index = probe(str(path))
+    assert index is not None
+    assert index.pixels == 320 * 240
+    assert len(index.packet_sizes) == index.frame_count == 90
+    # A keyframe carries the whole picture: far bigger than the frames that predict from it.
+    key_sizes = [index.packet_sizes[i] for i in index.keyframes]
+    others = [size for i, size in enumerate(index.packet_sizes) if i not in index.keyframes]
+    assert min(key_sizes) > 3 * max(others)
+
+
+def test_use_cpus_sets_the_decoder_threads(tmp_path: Path) -> None:
+    path = write_h264(tmp_path / "t.mp4", 10, 30.0, (160, 120))
+    before = decode._THREADS.cpus
+    try:
+        for cpus in (1, 3):
+            use_cpus(cpus)
+            with decode._open(str(path)) as capture:
+                assert capture.get(cv2.CAP_PROP_N_THREADS) == cpus
+            assert cv2.getNumThreads() == cpus
+    finally:
+        use_cpus(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
     tmp_path: Path, threads: int
 ) -> None:
     data = write_h264(tmp_path / "p.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(threads)  # one part per OpenCV thread
+    before = decode._THREADS.cpus
+    use_cpus(threads)  # one part per CPU
     try:
         dense = extract(data, SamplingOptions(num_frames=50), SETTINGS)
         sparse = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES), SETTINGS)
     finally:
-        cv2.setNumThreads(before)
+        use_cpus(before)
     assert _indices(dense.frames) == dense.indices == [round(i * 599 / 49) for i in range(50)]
     assert dense.timestamps_s == pytest.approx([i / 30.0 for i in dense.indices], abs=1e-6)
     assert _indices(sparse.frames) == sparse.indices == list(range(0, 600, 30))
