@@ -2,6 +2,7 @@
 
     python bench/extract.py [--minutes 10] [--frames 8 32 128] [--repeat 1] [--only 1080p]
     python bench/extract.py --ablation [--repeat 7]
+    python bench/extract.py --costs
 
 Generates (once, cached under $VIDSERVE_CACHE_DIR/bench) H.264 videos with the frame number drawn
 into every frame over a panning, lightly noisy texture (flat frames decode unrealistically fast):
@@ -27,6 +28,11 @@ everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 --ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
 threads), with the extractor as built and with its parallel parts cut at equal frame counts
 instead of equal estimated cost (plan.read_costs).
+
+--costs fits the cost model behind that split on each video: one single-threaded decoder's time
+per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
+per pixel is plan.DECODE_FIXED_BYTES_PER_PIXEL), and the time to retrieve and resize a kept
+frame against that fixed part (plan.CONVERT_COST_FIXED).
 """
 
 from __future__ import annotations
@@ -247,6 +253,36 @@ def _row(path: Path, wanted: list[int], repeat: int, skip: dict[str, float]) -> 
     return {**skip, **{name: statistics.median(times) for name, times in runs.items()}}
 
 
+def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, float, float]:
+    """(fixed part of a decode in bytes per pixel, correlation of the fit, retrieving and
+    resizing a kept frame in units of that fixed part), from the first `frames` frames."""
+    index = probe(str(path))
+    assert index is not None
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    decode_s: list[float] = []
+    convert_s: list[float] = []
+    every = max(1, min(frames, index.frame_count) // kept)
+    size = None
+    for i in range(min(frames, index.frame_count)):
+        started = time.perf_counter()
+        if not capture.grab():
+            break
+        decode_s.append(time.perf_counter() - started)
+        if i % every == 0:
+            started = time.perf_counter()
+            _, bgr = capture.retrieve()
+            size = size or decode._frame_size(bgr.shape[:2], kept, ExtractionSettings())
+            decode._to_rgb(bgr, size)
+            convert_s.append(time.perf_counter() - started)
+    capture.release()
+    # Sizes are in presentation order, decoding in decode order: equal without B-frames (these).
+    sizes = np.asarray(index.packet_sizes[1 : len(decode_s)], float)  # frame 0: opening costs
+    seconds = np.asarray(decode_s[1:])
+    per_byte, fixed = np.polyfit(sizes, seconds, 1)
+    correlation = float(np.corrcoef(fixed + per_byte * sizes, seconds)[0, 1])
+    return fixed / per_byte / index.pixels, correlation, statistics.median(convert_s) / fixed
+
+
 def seek_cost(path: Path, samples: int = 20) -> float:
     """One seek's overhead in units of one sequential decode: seeks to 16 frames past a
     keyframe (OpenCV backs off 16 frames, so it lands on that keyframe and decodes 17 frames),
@@ -277,11 +313,18 @@ def main() -> int:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median)")
     parser.add_argument("--only", default="", help="only the videos whose name contains this")
-    parser.add_argument("--ablation", action="store_true", help="the design choices, undone")
+    parser.add_argument("--ablation", action="store_true", help="the cost split, undone")
+    parser.add_argument("--costs", action="store_true", help="fit the split's cost model")
     args = parser.parse_args()
     videos = _videos(args.minutes)
     if args.ablation:
         ablation(videos["30s 1080p gop 2s"], 128, args.repeat)
+        return 0
+    if args.costs:
+        print(f"\n{'video':<22} {'fixed B/px':>10} {'corr':>6} {'convert/fixed':>13}")
+        for name, path in videos.items():
+            fixed, correlation, convert = cost_fit(path)
+            print(f"{name:<22} {fixed:>10.4f} {correlation:>6.3f} {convert:>13.2f}")
         return 0
     ours(videos[next(iter(videos))], [0, 1])  # warm-up: first-call imports and allocations
     print(f"\nOpenCV {cv2.__version__}, {cv2.getNumberOfCPUs()} CPUs; seconds per extraction\n")

@@ -437,7 +437,7 @@ def _read(
     output = _Output(len(wanted), budget_frames or len(wanted), settings)
     workers = _THREADS.cpus if plan.decodes >= _PARALLEL_MIN_DECODES else 1
     costs = None
-    if index is not None and index.packet_sizes and index.pixels:
+    if workers > 1 and index is not None and index.packet_sizes and index.pixels:
         costs = read_costs(index.packet_sizes, index.pixels)
     parts = split(plan, workers, costs)
     starts = list(itertools.accumulate((len(part.steps) for part in parts), initial=0))

@@ -32,11 +32,10 @@ SEEK_COST_FRAMES = 7.0
 # OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
 SEEK_BACKOFF_FRAMES = 16
 # Decoding a frame costs about a fixed part per pixel plus a part per byte of its packet; the
-# fixed part equals about this many bytes per pixel (fit on H.264 at 720p and 1080p: 0.020 and
-# 0.021, correlation 0.98; bench/extract.py --costs prints the fit).
+# fixed part equals about this many bytes per pixel, and retrieving (yuv -> BGR at full size, in
+# OpenCV), resizing and converting one kept frame about CONVERT_COST_FIXED times that fixed part
+# (fits on the bench's H.264 videos: `python bench/extract.py --costs`).
 DECODE_FIXED_BYTES_PER_PIXEL = 0.02
-# Retrieving (yuv -> BGR at full size, in OpenCV), resizing and converting one kept frame costs
-# about this many times the fixed part of a decode (2.5 ms against 1.1 ms at 1080p).
 CONVERT_COST_FIXED = 2.3
 
 
@@ -116,7 +115,7 @@ def split(plan: Plan, parts: int, costs: ReadCosts | None = None) -> list[Plan]:
     stays whole."""
     if parts <= 1 or not plan.keyframes or len(plan.steps) < 2:
         return [plan]
-    model = _PartCosts(plan, costs or ReadCosts([1.0] * (plan.steps[-1].target + 1)))
+    model = _PartCosts(plan, costs or ReadCosts([]))
     targets = [step.target for step in plan.steps]
     cuts = model.balanced_cuts(min(parts, len(targets)))
     return [plan_reads(targets[a:b], plan.keyframes) for a, b in itertools.pairwise(cuts)]
@@ -132,11 +131,11 @@ class _PartCosts:
     """The cost of reading targets i..j-1 of a plan as one part on a fresh decoder."""
 
     def __init__(self, plan: Plan, costs: ReadCosts) -> None:
-        keyframes = plan.keyframes or [0]
+        keyframes = self._keyframes = plan.keyframes or [0]
         self._plan = plan
         self._costs = costs
         frames = list(costs.frames)
-        # A frame the costs do not cover (a short index) costs one average decode.
+        # A frame the costs do not cover (none given, a short index) costs one average decode.
         frames += [1.0] * max(0, plan.steps[-1].target + 1 - len(frames))
         self._frames = frames
         self._decoded = list(itertools.accumulate(frames, initial=0.0))
@@ -161,7 +160,7 @@ class _PartCosts:
             target = self._plan.steps[i].target
             if plan_reads([target], self._plan.keyframes).steps[0].seek:
                 # OpenCV decodes frame 0 before its first seek.
-                landing = _landing(target, self._plan.keyframes or [0])
+                landing = _landing(target, self._keyframes)
                 cost = self._frames[0] + self._costs.seek + self._range(landing, target)
             else:
                 cost = self._range(0, target)
