@@ -26,8 +26,9 @@ Targets (issue 5): ours >= 3x faster than (b) for 32 frames of the long videos; 
 everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 
 --ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
-threads), with the extractor as built and with its parallel parts cut at equal frame counts
-instead of equal estimated cost (plan.read_costs).
+threads), with the extractor as built and with one choice undone at a time: its parallel parts
+cut at equal frame counts instead of equal estimated cost (plan.read_costs); OpenCV's own thread
+pool left on while the parts run (decode._parts_convert_alone).
 
 --costs fits the cost model behind that split on each video: one single-threaded decoder's time
 per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
@@ -202,17 +203,27 @@ METHODS: dict[str, Method] = {
 }
 
 
+# What each --ablation variant undoes of the extractor as built.
+ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = {
+    "as built": contextlib.nullcontext,
+    "split by frame count": lambda: mock.patch.object(decode, "read_costs", return_value=None),
+    "OpenCV pool in parts": lambda: mock.patch.object(
+        decode, "_parts_convert_alone", contextlib.nullcontext
+    ),
+}
+
+
 def ablation(path: Path, count: int, repeat: int) -> None:
-    """The extractor as built against the same with its parts split by frame count."""
+    """The extractor as built against the same with one of its choices undone."""
     wanted = uniform_indices(_frame_count(path), count)
-    variants = ["as built", "split by frame count"]
+    variants = list(ABLATIONS)
     wall: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(repeat):
-        # In turn, as in the main table, each round starting with the other variant.
-        for name in variants[round_ % 2 :] + variants[: round_ % 2]:
-            undone = mock.patch.object(decode, "read_costs", return_value=None)
-            with undone if name == "split by frame count" else contextlib.nullcontext():
+        # In turn, as in the main table, each round starting with the next variant.
+        shift = round_ % len(variants)
+        for name in variants[shift:] + variants[:shift]:
+            with ABLATIONS[name]():
                 spent = _measured(ours, path, wanted)
             wall[name].append(spent[0])
             cpu[name].append(spent[1])
@@ -313,7 +324,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median)")
     parser.add_argument("--only", default="", help="only the videos whose name contains this")
-    parser.add_argument("--ablation", action="store_true", help="the cost split, undone")
+    parser.add_argument("--ablation", action="store_true", help="undo its choices one at a time")
     parser.add_argument("--costs", action="store_true", help="fit the split's cost model")
     args = parser.parse_args()
     videos = _videos(args.minutes)

@@ -53,6 +53,8 @@ _COUNT_SLACK_RATIO = 0.01
 @dataclasses.dataclass
 class _Threads:
     cpus: int  # CPUs to decode with (use_cpus): the machine's until the deployment sets its own
+    parallel_reads: int = 0  # reads in parallel parts under way (OpenCV's pool is at 1 meanwhile)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 _THREADS = _Threads(max(1, cv2.getNumberOfCPUs()))
@@ -62,9 +64,30 @@ def use_cpus(cpus: int) -> None:
     """Decode with `cpus` CPUs (the replica's, not the machine's: a 2-CPU replica on a 64-core
     node must not start 64 decoder threads): one decoder with that many threads, or a long plan
     split between that many single-threaded decoders; OpenCV's own pool (resizing, colour
-    conversion) gets as many threads."""
-    _THREADS.cpus = max(1, cpus)
-    cv2.setNumThreads(_THREADS.cpus)
+    conversion) gets as many threads, except while parts run (_parts_convert_alone)."""
+    with _THREADS.lock:
+        _THREADS.cpus = max(1, cpus)
+        if _THREADS.parallel_reads == 0:
+            cv2.setNumThreads(_THREADS.cpus)
+
+
+@contextmanager
+def _parts_convert_alone() -> Iterator[None]:
+    """While one decoder per CPU runs, each part converts its frames on its own thread: with
+    OpenCV's pool on, a part's resize hands stripes to a pool worker that competes for the
+    cores with the other decoders, and the part stalls until that worker gets one (measured on
+    2 cores, 128 frames of 1080p: 3-4% more wall time; `python bench/extract.py --ablation`).
+    The pool gets use_cpus' count back when the last parallel read ends."""
+    with _THREADS.lock:
+        _THREADS.parallel_reads += 1
+        cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        with _THREADS.lock:
+            _THREADS.parallel_reads -= 1
+            if _THREADS.parallel_reads == 0:
+                cv2.setNumThreads(_THREADS.cpus)
 
 
 def extract(
@@ -444,7 +467,10 @@ def _read(
     if len(parts) == 1:
         segments = [_read_part(path, plan, index, fps, output, start=0, threads=None)]
     else:
-        with ThreadPoolExecutor(len(parts), thread_name_prefix="vidserve-decode") as pool:
+        with (
+            _parts_convert_alone(),
+            ThreadPoolExecutor(len(parts), thread_name_prefix="vidserve-decode") as pool,
+        ):
             futures = [
                 pool.submit(_read_part, path, part, index, fps, output, start=start, threads=1)
                 for part, start in zip(parts, starts, strict=False)

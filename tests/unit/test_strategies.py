@@ -127,6 +127,33 @@ def test_use_cpus_sets_the_decoder_threads(tmp_path: Path) -> None:
         use_cpus(before)
 
 
+def test_parts_convert_on_their_own_threads_and_the_pool_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While parts decode side by side OpenCV's pool is at one thread (a pool worker would
+    compete with the other decoders); a single decoder keeps the replica's CPUs in the pool."""
+    data = write_h264(tmp_path / "q.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
+    seen: list[int] = []
+    read_part = decode._read_part
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(cv2.getNumThreads())
+        return read_part(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode, "_read_part", recording)
+    before = decode._THREADS.cpus
+    use_cpus(3)
+    try:
+        extract(data, SamplingOptions(num_frames=50), SETTINGS)  # dense: three parts
+        parts, seen[:] = list(seen), []
+        assert cv2.getNumThreads() == 3
+        extract(data, SamplingOptions(num_frames=2), SETTINGS)  # two seeks: one decoder
+    finally:
+        use_cpus(before)
+    assert parts == [1, 1, 1]
+    assert seen == [3]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
     tmp_path: Path, threads: int
