@@ -126,3 +126,15 @@ def write_frames(
     if process.wait() != 0:
         raise RuntimeError(f"ffmpeg failed writing {path}")
     return path
+
+
+def with_display_rotation(source: Path, path: Path, degrees: int) -> Path:
+    """`source` remuxed (stream copy, pixels untouched) with a display matrix rotating it by
+    `degrees` counter-clockwise: what phones write. (Given to an encoding ffmpeg, the option
+    rotates the pixels themselves instead.)"""
+    command = [
+        ffmpeg_exe(), "-loglevel", "error", "-y", "-display_rotation", str(degrees),
+        "-i", str(source), "-c", "copy", str(path),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    return path

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -24,10 +25,11 @@ import numpy as np
 from deploy.config import ExtractionSettings
 from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
+from deploy.video import av_read
 from deploy.video.container import sniff
-from deploy.video.plan import Plan, plan_reads, read_costs, split
+from deploy.video.plan import EXACT_SEEK, Plan, plan_reads, read_costs, split
 from deploy.video.probe import VideoIndex, probe
-from deploy.video.resize import fit_size, per_frame_max_pixels
+from deploy.video.resize import fit_size, per_frame_max_pixels, shrink
 from deploy.video.sampling import (
     fps_indices,
     keyframe_indices,
@@ -211,22 +213,7 @@ def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameB
 
 def _to_rgb(bgr: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Resize first (less to convert), then BGR -> RGB, into `out` when given."""
-    return cv2.cvtColor(_shrink(bgr, size), cv2.COLOR_BGR2RGB, dst=out)
-
-
-def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to `size` (height, width). Beyond a 2x shrink per side, bilinear sampling aliases:
-    halve by 2x2 averaging first (OpenCV's integer-scale area path, about 10x faster than area
-    resampling at an arbitrary scale), as many times as it takes, then bilinear for the rest."""
-    height, width = size
-    while image.shape[0] >= 2 * height and image.shape[1] >= 2 * width:
-        even_h, even_w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-        image = cv2.resize(
-            image[:even_h, :even_w], (even_w // 2, even_h // 2), interpolation=cv2.INTER_AREA
-        )
-    if image.shape[0] != height or image.shape[1] != width:
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return image
+    return cv2.cvtColor(shrink(bgr, size), cv2.COLOR_BGR2RGB, dst=out)
 
 
 def _fits_in_shm(size: int) -> bool:
@@ -291,10 +278,21 @@ def read_frames(
     *,
     budget_frames: int | None = None,
 ) -> FrameBatch:
-    """Decode the `chosen` frames (sorted) of the video at `path` by the cheapest plan; in
-    order when a seek turns out not to be frame-accurate. Frames are sized for a budget shared
-    by `budget_frames` (default: all the chosen)."""
+    """Decode the `chosen` frames (sorted) of the video at `path` by the cheapest plan: with
+    PyAV where it can read the stream (av_read), else OpenCV, in order when a seek turns out
+    not to be frame-accurate. Frames are sized for a budget shared by `budget_frames` (default:
+    all the chosen)."""
     keyframes = None if is_variable_rate(index.times_s) else index.keyframes
+    if av_read.can_read(index):
+        plan = plan_reads(chosen, keyframes, EXACT_SEEK)
+        try:
+            return _read(
+                path, plan, index, fps, settings, budget_frames=budget_frames, read=_read_part_av
+            )
+        except av_read.Unsuitable as exc:
+            logger.debug("reading with OpenCV, not PyAV: %s", exc)
+        except av_read.Missed as exc:
+            logger.warning("PyAV's frames do not match the index (%s); reading with OpenCV", exc)
     try:
         plan = plan_reads(chosen, keyframes)
         return _read(path, plan, index, fps, settings, budget_frames=budget_frames)
@@ -440,6 +438,27 @@ def _scene_choose(
 _PARALLEL_MIN_DECODES = 120
 
 
+@dataclasses.dataclass
+class _Part:
+    kept: list[int]
+    stamps: list[float]
+    last_decoded: int
+
+
+class _PartReader(Protocol):
+    def __call__(
+        self,
+        path: str,
+        plan: Plan,
+        index: VideoIndex | None,
+        fps: float,
+        output: _Output,
+        *,
+        start: int,
+        threads: int | None,
+    ) -> _Part: ...
+
+
 def _read(
     path: str,
     plan: Plan,
@@ -449,12 +468,13 @@ def _read(
     *,
     total: int | None = None,
     budget_frames: int | None = None,
+    read: _PartReader | None = None,
 ) -> FrameBatch:
-    """Follow the plan: seek or grab to each chosen frame; only those are retrieved, converted
-    and resized. A long plan is cut into parts of equal estimated cost (plan.split, costs from
-    the packet sizes), one per CPU (use_cpus), each on its own single-threaded decoder: decoders
-    running side by side use the cores better than one decoder's frame threads, and each part
-    converts its own frames."""
+    """Follow the plan with `read` (default: OpenCV's _read_part): seek or grab to each chosen
+    frame; only those are converted and resized. A long plan is cut into parts of equal
+    estimated cost (plan.split, costs from the packet sizes), one per CPU (use_cpus), each on
+    its own single-threaded decoder: decoders running side by side use the cores better than
+    one decoder's frame threads, and each part converts its own frames."""
     total = index.frame_count if index is not None else int(total or 0)
     wanted = [step.target for step in plan.steps]
     output = _Output(len(wanted), budget_frames or len(wanted), settings)
@@ -464,15 +484,16 @@ def _read(
         costs = read_costs(index.packet_sizes, index.pixels)
     parts = split(plan, workers, costs)
     starts = list(itertools.accumulate((len(part.steps) for part in parts), initial=0))
+    read = read or _read_part
     if len(parts) == 1:
-        segments = [_read_part(path, plan, index, fps, output, start=0, threads=None)]
+        segments = [read(path, plan, index, fps, output, start=0, threads=None)]
     else:
         with (
             _parts_convert_alone(),
             ThreadPoolExecutor(len(parts), thread_name_prefix="vidserve-decode") as pool,
         ):
             futures = [
-                pool.submit(_read_part, path, part, index, fps, output, start=start, threads=1)
+                pool.submit(read, path, part, index, fps, output, start=start, threads=1)
                 for part, start in zip(parts, starts, strict=False)
             ]
             segments = [future.result() for future in futures]
@@ -514,20 +535,19 @@ class _Output:
         self.frames: np.ndarray | None = None
         self.source_size = (0, 0)
 
-    def put(self, position: int, bgr: np.ndarray) -> None:
+    def slot(self, position: int, source: tuple[int, int]) -> np.ndarray:
+        """Where the frame kept at `position` goes; `source` is its decoded (height, width)."""
         with self._lock:
             if self.frames is None:
-                self.source_size = (bgr.shape[0], bgr.shape[1])
-                height, width = _frame_size(self.source_size, self._budget_frames, self._settings)
+                self.source_size = source
+                height, width = _frame_size(source, self._budget_frames, self._settings)
                 self.frames = np.empty((self._count, height, width, 3), np.uint8)
-        _to_rgb(bgr, self.frames.shape[1:3], out=self.frames[position])
+        slot: np.ndarray = self.frames[position]
+        return slot
 
-
-@dataclasses.dataclass
-class _Part:
-    kept: list[int]
-    stamps: list[float]
-    last_decoded: int
+    def put(self, position: int, bgr: np.ndarray) -> None:
+        out = self.slot(position, (bgr.shape[0], bgr.shape[1]))
+        _to_rgb(bgr, (out.shape[0], out.shape[1]), out=out)
 
 
 def _read_part(
@@ -563,6 +583,25 @@ def _read_part(
             part.kept.append(step.target)
             part.stamps.append(stamp)
     return part
+
+
+def _read_part_av(
+    path: str,
+    plan: Plan,
+    index: VideoIndex | None,
+    fps: float,
+    output: _Output,
+    *,
+    start: int,
+    threads: int | None,
+) -> _Part:
+    """Read one plan with PyAV (av_read); needs the probe's index."""
+    if index is None:
+        raise av_read.Unsuitable("no packet index to number frames by")
+    kept, stamps, last = av_read.read_part(
+        path, plan, index, output, start=start, threads=threads or _THREADS.cpus
+    )
+    return _Part(kept, stamps, last)
 
 
 def _check_landed(capture: cv2.VideoCapture, target: int, index: VideoIndex, fps: float) -> None:

@@ -5,9 +5,11 @@ A decoder can only start at a keyframe. To reach frame `t` from the next frame t
     grab forward:  t - p + 1 decodes                         (only when t >= p)
     seek:          SEEK_COST + t - key(t - BACKOFF) + 1      (key(i): last keyframe at or before i)
 
-OpenCV's FFmpeg backend seeks to BACKOFF (16) frames before the target, lands on the keyframe
-before that, and decodes forward to the target: that is what a seek costs (measured in
-bench/extract.py: a seek to a keyframe costs a whole previous GOP, one 30 frames into it 30).
+How a seek lands depends on the reader (`Seeking`): OpenCV's FFmpeg backend seeks to BACKOFF
+(16) frames before the target, lands on the keyframe before that, and decodes forward to the
+target (measured in bench/extract.py: a seek to a keyframe costs a whole previous GOP, one 30
+frames into it 30), and decodes frame 0 before its first seek; PyAV (av_read.py) seeks to the
+target's own keyframe.
 For each chosen frame, in order, the plan takes the cheaper of the two, so dense choices become
 one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
 seek overhead, in frame decodes, is measured by `bench/extract.py` (it prints it).
@@ -40,6 +42,19 @@ CONVERT_COST_FIXED = 2.3
 
 
 @dataclass(frozen=True)
+class Seeking:
+    """Where a reader's seek lands and what it costs beyond the frames it decodes."""
+
+    backoff: int = SEEK_BACKOFF_FRAMES  # aims this many frames before the target
+    first_frame: bool = True  # a fresh decoder decodes frame 0 before its first seek
+    cost: float = SEEK_COST_FRAMES
+
+
+OPENCV_SEEK = Seeking()
+EXACT_SEEK = Seeking(backoff=0, first_frame=False)  # PyAV: lands on the target's keyframe
+
+
+@dataclass(frozen=True)
 class Step:
     """Reach `target`: seek to it first when `seek`, else grab forward to it."""
 
@@ -54,6 +69,7 @@ class Plan:
     decodes: int  # frames the plan decodes (grabs), the measure of its cost
     sequential_decodes: int  # what one sequential pass would decode
     keyframes: list[int] | None = None  # the index it was planned with (None: in order only)
+    seeking: Seeking = OPENCV_SEEK  # the reader it was planned for
 
     @property
     def seeks(self) -> int:
@@ -61,21 +77,22 @@ class Plan:
 
 
 def plan_reads(
-    targets: list[int], keyframes: list[int] | None, seek_cost: float = SEEK_COST_FRAMES
+    targets: list[int], keyframes: list[int] | None, seeking: Seeking = OPENCV_SEEK
 ) -> Plan:
-    """The cheapest way to decode `targets` (sorted, distinct frame indices). Without a
-    keyframe index (`None`: unknown) the plan is one sequential pass."""
+    """The cheapest way to decode `targets` (sorted, distinct frame indices) with a reader that
+    seeks as `seeking` says. Without a keyframe index (`None`: unknown) the plan is one
+    sequential pass."""
     sequential = targets[-1] + 1 if targets else 0
     if not keyframes:
         in_order = [Step(t, False, t - p) for t, p in zip(targets, [-1, *targets], strict=False)]
-        return Plan(in_order, sequential, sequential)
+        return Plan(in_order, sequential, sequential, seeking=seeking)
     steps: list[Step] = []
     position = 0  # the next frame a grab would decode
     decodes = 0
     for target in targets:
-        key = _landing(target, keyframes)
+        key = landing(target, keyframes, seeking)
         forward = target - position + 1 if target >= position else None
-        seek = seek_cost + target - key + 1
+        seek = seeking.cost + target - key + 1
         if forward is not None and forward <= seek:
             steps.append(Step(target, False, forward))
             decodes += forward
@@ -83,7 +100,7 @@ def plan_reads(
             steps.append(Step(target, True, target - key + 1))
             decodes += target - key + 1
         position = target + 1
-    return Plan(steps, decodes, sequential, keyframes)
+    return Plan(steps, decodes, sequential, keyframes, seeking)
 
 
 @dataclass(frozen=True)
@@ -118,13 +135,15 @@ def split(plan: Plan, parts: int, costs: ReadCosts | None = None) -> list[Plan]:
     model = _PartCosts(plan, costs or ReadCosts([]))
     targets = [step.target for step in plan.steps]
     cuts = model.balanced_cuts(min(parts, len(targets)))
-    return [plan_reads(targets[a:b], plan.keyframes) for a, b in itertools.pairwise(cuts)]
+    return [
+        plan_reads(targets[a:b], plan.keyframes, plan.seeking) for a, b in itertools.pairwise(cuts)
+    ]
 
 
-def _landing(target: int, keyframes: list[int]) -> int:
-    """The keyframe OpenCV's seek to `target` lands on (it backs off SEEK_BACKOFF_FRAMES)."""
-    landing = max(0, target - SEEK_BACKOFF_FRAMES)
-    return keyframes[max(0, bisect.bisect_right(keyframes, landing) - 1)]
+def landing(target: int, keyframes: list[int], seeking: Seeking = OPENCV_SEEK) -> int:
+    """The keyframe a seek to `target` lands on (OpenCV's backs off SEEK_BACKOFF_FRAMES)."""
+    aim = max(0, target - seeking.backoff)
+    return keyframes[max(0, bisect.bisect_right(keyframes, aim) - 1)]
 
 
 class _PartCosts:
@@ -143,8 +162,8 @@ class _PartCosts:
         steps: list[float] = []
         for step in plan.steps:
             if step.seek:
-                landing = _landing(step.target, keyframes)
-                steps.append(costs.seek + self._range(landing, step.target))
+                key = landing(step.target, keyframes, plan.seeking)
+                steps.append(costs.seek + self._range(key, step.target))
             else:
                 steps.append(self._range(previous + 1, step.target))
             previous = step.target
@@ -158,10 +177,12 @@ class _PartCosts:
         """Reaching target i first thing on a fresh decoder, as plan_reads would."""
         if i not in self._firsts:
             target = self._plan.steps[i].target
-            if plan_reads([target], self._plan.keyframes).steps[0].seek:
-                # OpenCV decodes frame 0 before its first seek.
-                landing = _landing(target, self._keyframes)
-                cost = self._frames[0] + self._costs.seek + self._range(landing, target)
+            seeking = self._plan.seeking
+            if plan_reads([target], self._plan.keyframes, seeking).steps[0].seek:
+                key = landing(target, self._keyframes, seeking)
+                cost = self._costs.seek + self._range(key, target)
+                if seeking.first_frame:  # OpenCV decodes frame 0 before its first seek
+                    cost += self._frames[0]
             else:
                 cost = self._range(0, target)
             self._firsts[i] = cost

@@ -25,6 +25,7 @@ class VideoIndex:
     header_frames: int = 0  # the frame count the header claims (0: none)
     packet_sizes: list[int] = field(default_factory=list)  # bytes per frame, presentation order
     pixels: int = 0  # width x height of a frame as coded (0: unknown)
+    pixel_format: str = ""  # the decoder's, as a FourCC: "I420" for 8-bit 4:2:0 ("": unknown)
 
     @property
     def frame_count(self) -> int:
@@ -48,6 +49,7 @@ def probe(path: str) -> VideoIndex | None:
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         pixels = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) * capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        pixel_format = _fourcc(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
         times: list[float] = []
         keys: list[bool] = []
         sizes: list[int] = []
@@ -72,4 +74,10 @@ def probe(path: str) -> VideoIndex | None:
         header_frames,
         packet_sizes=[sizes[i] for i in order],
         pixels=max(0, pixels),
+        pixel_format=pixel_format,
     )
+
+
+def _fourcc(value: float) -> str:
+    code = int(value)
+    return "".join(chr((code >> shift) & 0xFF) for shift in (0, 8, 16, 24)) if code > 0 else ""

@@ -28,6 +28,7 @@ MAKERS: dict[str, Maker] = {
     "mp4-h264": lambda d: write_h264(d / "v.mp4", FRAMES, FPS, SIZE),
 }
 SETTINGS = ExtractionSettings()
+pytestmark = pytest.mark.usefixtures("reader")  # every test with each frame reader
 
 
 @pytest.fixture(params=sorted(MAKERS))

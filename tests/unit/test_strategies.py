@@ -5,6 +5,7 @@ timestamp is checked exactly."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,9 +18,16 @@ from deploy.video import decode, extract, use_cpus
 from deploy.video.plan import ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe
 from deploy.video.sampling import scene_indices
-from tests.videos import decode_index, encode_index, write_frames, write_h264
+from tests.videos import (
+    decode_index,
+    encode_index,
+    with_display_rotation,
+    write_frames,
+    write_h264,
+)
 
 SETTINGS = ExtractionSettings()
+pytestmark = pytest.mark.usefixtures("reader")  # every test with each frame reader
 
 
 def _indices(batch_frames: np.ndarray) -> list[int]:
@@ -134,13 +142,14 @@ def test_parts_convert_on_their_own_threads_and_the_pool_comes_back(
     compete with the other decoders); a single decoder keeps the replica's CPUs in the pool."""
     data = write_h264(tmp_path / "q.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
     seen: list[int] = []
-    read_part = decode._read_part
+    for name in ("_read_part", "_read_part_av"):  # OpenCV's reader and PyAV's
+        read_part = getattr(decode, name)
 
-    def recording(*args: object, **kwargs: object) -> object:
-        seen.append(cv2.getNumThreads())
-        return read_part(*args, **kwargs)  # type: ignore[arg-type]
+        def recording(*args: object, _read: Any = read_part, **kwargs: object) -> object:
+            seen.append(cv2.getNumThreads())
+            return _read(*args, **kwargs)
 
-    monkeypatch.setattr(decode, "_read_part", recording)
+        monkeypatch.setattr(decode, name, recording)
     before = decode._THREADS.cpus
     use_cpus(3)
     try:
@@ -195,9 +204,8 @@ def test_variable_frame_rate_gets_true_timestamps(tmp_path: Path) -> None:
 
 def test_rotated_video_comes_out_upright(tmp_path: Path) -> None:
     images = (encode_index(i, 160, 96) for i in range(20))
-    path = write_frames(
-        tmp_path / "rot.mp4", images, 10.0, (160, 96), input_args=["-display_rotation", "90"]
-    )
+    plain = write_frames(tmp_path / "plain.mp4", images, 10.0, (160, 96))
+    path = with_display_rotation(plain, tmp_path / "rot.mp4", 90)
     batch = extract(path.read_bytes(), SamplingOptions(num_frames=3), SETTINGS)
     frame = batch.frames[0]
     assert frame.shape[0] > frame.shape[1]  # portrait: the display matrix was applied
