@@ -16,6 +16,8 @@ then for each and each frame count, times in this one run:
     (d) floor decode every frame without conversion (grab() only): the floor of any sequential pass
     (e) floor|| the same split between single-threaded decoders side by side, as ours splits
               long plans (one per CPU): the floor for a reader working that way
+    (f) av floor (d) with PyAV, which ours reads plain 4:2:0 streams with (av_read.py): the
+              same libavcodec, so (d) and (f) should match
 
 and prints one table with the ratios against (b) and (d). A cell runs every method once per
 round, in turn, for --repeat rounds and takes each one's median, so that a slow spell of the
@@ -33,7 +35,8 @@ pool left on while the parts run (decode._parts_convert_alone).
 --costs fits the cost model behind that split on each video: one single-threaded decoder's time
 per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
 per pixel is plan.DECODE_FIXED_BYTES_PER_PIXEL), and the time to retrieve and resize a kept
-frame against that fixed part (plan.CONVERT_COST_FIXED).
+frame against that fixed part (plan.CONVERT_COST_FIXED), and the same with PyAV's planes
+(plan.CONVERT_COST_FIXED_AV).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
+import av
 import cv2
 import numpy as np
 
@@ -60,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 from deploy import env  # noqa: E402
 from deploy.config import ExtractionSettings  # noqa: E402
 from deploy.schemas import SamplingOptions  # noqa: E402
-from deploy.video import decode, extract, use_cpus  # noqa: E402
+from deploy.video import av_read, decode, extract, use_cpus  # noqa: E402
 from deploy.video.plan import Plan, plan_reads, read_costs, split  # noqa: E402
 from deploy.video.probe import probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
@@ -184,6 +188,17 @@ def decode_floor_parallel(path: Path, wanted: list[int]) -> Frames:
     return None
 
 
+def decode_floor_av(path: Path, wanted: list[int]) -> Frames:
+    """(d) with PyAV (frame threads, one per CPU): the same libavcodec, the floor for its reader."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = cv2.getNumberOfCPUs()
+        for _ in container.decode(stream):
+            pass
+    return None
+
+
 def ours(path: Path, wanted: list[int]) -> Frames:
     """From the bytes, as the extractor deployment gets them (includes the temp file), with
     the deployment's threading (use_cpus: here, the machine's CPUs)."""
@@ -200,6 +215,7 @@ METHODS: dict[str, Method] = {
     "(c) ffmpeg": ffmpeg_select,
     "(d) floor": decode_floor,
     "(e) floor||": decode_floor_parallel,
+    "(f) av floor": decode_floor_av,
 }
 
 
@@ -264,9 +280,10 @@ def _row(path: Path, wanted: list[int], repeat: int, skip: dict[str, float]) -> 
     return {**skip, **{name: statistics.median(times) for name, times in runs.items()}}
 
 
-def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, float, float]:
-    """(fixed part of a decode in bytes per pixel, correlation of the fit, retrieving and
-    resizing a kept frame in units of that fixed part), from the first `frames` frames."""
+def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, float, float, float]:
+    """(fixed part of a decode in bytes per pixel, correlation of the fit, converting a kept
+    frame with OpenCV (retrieve, resize) and with PyAV (planes shrunk, then converted), both in
+    units of that fixed part), from the first `frames` frames."""
     index = probe(str(path))
     assert index is not None
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
@@ -286,12 +303,30 @@ def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, fl
             decode._to_rgb(bgr, size)
             convert_s.append(time.perf_counter() - started)
     capture.release()
+    assert size is not None
+    convert_av_s: list[float] = []
+    out = np.empty((*size, 3), np.uint8)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        for i, frame in enumerate(container.decode(stream)):
+            if i >= len(decode_s):
+                break
+            if i % every == 0:
+                started = time.perf_counter()
+                av_read._convert(frame, out)
+                convert_av_s.append(time.perf_counter() - started)
     # Sizes are in presentation order, decoding in decode order: equal without B-frames (these).
     sizes = np.asarray(index.packet_sizes[1 : len(decode_s)], float)  # frame 0: opening costs
     seconds = np.asarray(decode_s[1:])
     per_byte, fixed = np.polyfit(sizes, seconds, 1)
     correlation = float(np.corrcoef(fixed + per_byte * sizes, seconds)[0, 1])
-    return fixed / per_byte / index.pixels, correlation, statistics.median(convert_s) / fixed
+    return (
+        fixed / per_byte / index.pixels,
+        correlation,
+        statistics.median(convert_s) / fixed,
+        statistics.median(convert_av_s) / fixed,
+    )
 
 
 def seek_cost(path: Path, samples: int = 20) -> float:
@@ -316,6 +351,29 @@ def seek_cost(path: Path, samples: int = 20) -> float:
     return per_seek / per_grab - 17
 
 
+def seek_cost_av(path: Path, samples: int = 20) -> float:
+    """The same for PyAV, whose seek lands on the keyframe itself: seeks to keyframes and
+    decodes one frame each, less that decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        started = time.perf_counter()
+        decoded = container.decode(stream)
+        for _ in range(300):
+            next(decoded)
+        per_decode = (time.perf_counter() - started) / 300
+        total = stream.frames or _frame_count(path)
+        gop = int(2 * FPS)
+        keyframes = [int(i) // gop * gop for i in np.linspace(gop, total - gop, samples)]
+        time_base = float(stream.time_base)
+        started = time.perf_counter()
+        for key in keyframes:
+            container.seek(round((key + 0.5) / FPS / time_base), stream=stream, backward=True)
+            next(container.decode(stream))
+        per_seek = (time.perf_counter() - started) / samples
+    return per_seek / per_decode - 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -332,15 +390,17 @@ def main() -> int:
         ablation(videos["30s 1080p gop 2s"], 128, args.repeat)
         return 0
     if args.costs:
-        print(f"\n{'video':<22} {'fixed B/px':>10} {'corr':>6} {'convert/fixed':>13}")
+        print(f"\n{'video':<22} {'fixed B/px':>10} {'corr':>6} {'convert/fixed':>13} {'av':>6}")
         for name, path in videos.items():
-            fixed, correlation, convert = cost_fit(path)
-            print(f"{name:<22} {fixed:>10.4f} {correlation:>6.3f} {convert:>13.2f}")
+            fixed, correlation, convert, convert_av = cost_fit(path)
+            print(
+                f"{name:<22} {fixed:>10.4f} {correlation:>6.3f} {convert:>13.2f} {convert_av:>6.2f}"
+            )
         return 0
     ours(videos[next(iter(videos))], [0, 1])  # warm-up: first-call imports and allocations
     print(f"\nOpenCV {cv2.__version__}, {cv2.getNumberOfCPUs()} CPUs; seconds per extraction\n")
     header = f"{'video':<22} {'frames':>6} " + " ".join(f"{m:>10}" for m in METHODS)
-    header += f" {'b/ours':>7} {'ours/d':>7} {'ours/e':>7}"
+    header += f" {'b/ours':>7} {'ours/d':>7} {'ours/e':>7} {'ours/f':>7}"
     print(header)
     print("-" * len(header))
     for name, path in videos.items():
@@ -356,13 +416,16 @@ def main() -> int:
             ratio_b = row["(b) vllm"] / row["ours"]
             ratio_d = row["ours"] / row["(d) floor"]
             ratio_e = row["ours"] / row["(e) floor||"]
+            ratio_f = row["ours"] / row["(f) av floor"]
             print(
-                f"{name:<22} {count:>6} {cells} {ratio_b:>6.1f}x {ratio_d:>6.2f}x {ratio_e:>6.2f}x",
+                f"{name:<22} {count:>6} {cells} {ratio_b:>6.1f}x {ratio_d:>6.2f}x {ratio_e:>6.2f}x"
+                f" {ratio_f:>6.2f}x",
                 flush=True,
             )
+    first = videos[next(iter(videos))]
     print(
-        f"\none seek costs about {seek_cost(videos[next(iter(videos))]):.1f} frame decodes "
-        "beyond its own (deploy/video/plan.py SEEK_COST_FRAMES)"
+        f"\none seek costs about {seek_cost(first):.1f} frame decodes beyond its own with OpenCV, "
+        f"{seek_cost_av(first):.1f} with PyAV (deploy/video/plan.py SEEK_COST_FRAMES)"
     )
     return 0
 

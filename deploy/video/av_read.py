@@ -4,7 +4,7 @@ OpenCV's `retrieve()` converts every kept frame to BGR at full size before it ca
 the model's size (1.4 ms for a 1080p frame, then 1.4 ms to shrink it); PyAV hands over the
 decoded YUV planes, which are shrunk first and converted at the small size (~1 ms for both at
 1080p). Its seek also lands on the target's own keyframe, where OpenCV's backs off 16 frames
-and decodes frame 0 first (plan.EXACT_SEEK). Decoding is the same libavcodec either way.
+and decodes frame 0 first (plan.PYAV_READER). Decoding is the same libavcodec either way.
 
 It reads 8-bit 4:2:0 video in limited range (yuv420p: nearly every H.264, H.265, VP9 and AV1
 file) without a display matrix; anything else (10-bit, 4:4:4, gray, full range, rotated) raises
@@ -61,7 +61,7 @@ def can_read(index: VideoIndex) -> bool:
 def read_part(
     path: str, plan: Plan, index: VideoIndex, output: Slots, *, start: int, threads: int
 ) -> tuple[list[int], list[float], int]:
-    """Follow `plan` (made with plan.EXACT_SEEK) on a decoder with `threads` threads, its
+    """Follow `plan` (made with plan.PYAV_READER) on a decoder with `threads` threads, its
     frames into `output` from `start`: (frames kept, their timestamps, last frame decoded)."""
     kept: list[int] = []
     stamps: list[float] = []
@@ -74,7 +74,7 @@ def read_part(
         frames = _Frames(container, stream, index)
         for step in plan.steps:
             if step.seek:
-                frames.seek(landing(step.target, plan.keyframes or [0], plan.seeking))
+                frames.seek(landing(step.target, plan.keyframes or [0], plan.reader))
             frame, last = frames.advance_to(step.target, last)
             if frame is None:
                 break  # the video ended (or broke) before it

@@ -27,7 +27,7 @@ from deploy.errors import InvalidRequest, UnprocessableInput
 from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video import av_read
 from deploy.video.container import sniff
-from deploy.video.plan import EXACT_SEEK, Plan, plan_reads, read_costs, split
+from deploy.video.plan import PYAV_READER, Plan, plan_reads, read_costs, split
 from deploy.video.probe import VideoIndex, probe
 from deploy.video.resize import fit_size, per_frame_max_pixels, shrink
 from deploy.video.sampling import (
@@ -284,7 +284,7 @@ def read_frames(
     all the chosen)."""
     keyframes = None if is_variable_rate(index.times_s) else index.keyframes
     if av_read.can_read(index):
-        plan = plan_reads(chosen, keyframes, EXACT_SEEK)
+        plan = plan_reads(chosen, keyframes, PYAV_READER)
         try:
             return _read(
                 path, plan, index, fps, settings, budget_frames=budget_frames, read=_read_part_av
@@ -481,7 +481,7 @@ def _read(
     workers = _THREADS.cpus if plan.decodes >= _PARALLEL_MIN_DECODES else 1
     costs = None
     if workers > 1 and index is not None and index.packet_sizes and index.pixels:
-        costs = read_costs(index.packet_sizes, index.pixels)
+        costs = read_costs(index.packet_sizes, index.pixels, plan.reader)
     parts = split(plan, workers, costs)
     starts = list(itertools.accumulate((len(part.steps) for part in parts), initial=0))
     read = read or _read_part

@@ -5,7 +5,7 @@ A decoder can only start at a keyframe. To reach frame `t` from the next frame t
     grab forward:  t - p + 1 decodes                         (only when t >= p)
     seek:          SEEK_COST + t - key(t - BACKOFF) + 1      (key(i): last keyframe at or before i)
 
-How a seek lands depends on the reader (`Seeking`): OpenCV's FFmpeg backend seeks to BACKOFF
+How a seek lands depends on the reader (`Reader`): OpenCV's FFmpeg backend seeks to BACKOFF
 (16) frames before the target, lands on the keyframe before that, and decodes forward to the
 target (measured in bench/extract.py: a seek to a keyframe costs a whole previous GOP, one 30
 frames into it 30), and decodes frame 0 before its first seek; PyAV (av_read.py) seeks to the
@@ -35,23 +35,28 @@ SEEK_COST_FRAMES = 7.0
 SEEK_BACKOFF_FRAMES = 16
 # Decoding a frame costs about a fixed part per pixel plus a part per byte of its packet; the
 # fixed part equals about this many bytes per pixel, and retrieving (yuv -> BGR at full size, in
-# OpenCV), resizing and converting one kept frame about CONVERT_COST_FIXED times that fixed part
+# OpenCV), resizing and converting one kept frame about CONVERT_COST_FIXED times that fixed part;
+# shrinking the YUV planes and converting at the small size (PyAV) about CONVERT_COST_FIXED_AV
 # (fits on the bench's H.264 videos: `python bench/extract.py --costs`).
 DECODE_FIXED_BYTES_PER_PIXEL = 0.02
 CONVERT_COST_FIXED = 2.3
+CONVERT_COST_FIXED_AV = 0.8
 
 
 @dataclass(frozen=True)
-class Seeking:
-    """Where a reader's seek lands and what it costs beyond the frames it decodes."""
+class Reader:
+    """How a reader seeks (where it lands, what it costs beyond the frames it decodes) and what
+    converting a kept frame costs it."""
 
-    backoff: int = SEEK_BACKOFF_FRAMES  # aims this many frames before the target
+    backoff: int = SEEK_BACKOFF_FRAMES  # its seek aims this many frames before the target
     first_frame: bool = True  # a fresh decoder decodes frame 0 before its first seek
     cost: float = SEEK_COST_FRAMES
+    convert: float = CONVERT_COST_FIXED  # in fixed parts of a decode (read_costs)
 
 
-OPENCV_SEEK = Seeking()
-EXACT_SEEK = Seeking(backoff=0, first_frame=False)  # PyAV: lands on the target's keyframe
+OPENCV_READER = Reader()
+# PyAV (av_read.py): lands on the target's own keyframe, converts after shrinking.
+PYAV_READER = Reader(backoff=0, first_frame=False, convert=CONVERT_COST_FIXED_AV)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Plan:
     decodes: int  # frames the plan decodes (grabs), the measure of its cost
     sequential_decodes: int  # what one sequential pass would decode
     keyframes: list[int] | None = None  # the index it was planned with (None: in order only)
-    seeking: Seeking = OPENCV_SEEK  # the reader it was planned for
+    reader: Reader = OPENCV_READER  # the reader it was planned for
 
     @property
     def seeks(self) -> int:
@@ -77,22 +82,22 @@ class Plan:
 
 
 def plan_reads(
-    targets: list[int], keyframes: list[int] | None, seeking: Seeking = OPENCV_SEEK
+    targets: list[int], keyframes: list[int] | None, reader: Reader = OPENCV_READER
 ) -> Plan:
     """The cheapest way to decode `targets` (sorted, distinct frame indices) with a reader that
-    seeks as `seeking` says. Without a keyframe index (`None`: unknown) the plan is one
+    seeks as `reader` says. Without a keyframe index (`None`: unknown) the plan is one
     sequential pass."""
     sequential = targets[-1] + 1 if targets else 0
     if not keyframes:
         in_order = [Step(t, False, t - p) for t, p in zip(targets, [-1, *targets], strict=False)]
-        return Plan(in_order, sequential, sequential, seeking=seeking)
+        return Plan(in_order, sequential, sequential, reader=reader)
     steps: list[Step] = []
     position = 0  # the next frame a grab would decode
     decodes = 0
     for target in targets:
-        key = landing(target, keyframes, seeking)
+        key = landing(target, keyframes, reader)
         forward = target - position + 1 if target >= position else None
-        seek = seeking.cost + target - key + 1
+        seek = reader.cost + target - key + 1
         if forward is not None and forward <= seek:
             steps.append(Step(target, False, forward))
             decodes += forward
@@ -100,7 +105,7 @@ def plan_reads(
             steps.append(Step(target, True, target - key + 1))
             decodes += target - key + 1
         position = target + 1
-    return Plan(steps, decodes, sequential, keyframes, seeking)
+    return Plan(steps, decodes, sequential, keyframes, reader)
 
 
 @dataclass(frozen=True)
@@ -112,16 +117,20 @@ class ReadCosts:
     seek: float = SEEK_COST_FRAMES  # a seek, beyond the frames it decodes
 
 
-def read_costs(packet_sizes: Sequence[int], pixels: int) -> ReadCosts:
+def read_costs(
+    packet_sizes: Sequence[int], pixels: int, reader: Reader = OPENCV_READER
+) -> ReadCosts:
     """Costs estimated from each frame's packet size (presentation order) and the frame size:
     decode = fixed + bytes, fixed = DECODE_FIXED_BYTES_PER_PIXEL x pixels; normalised so the
-    average frame costs 1."""
+    average frame costs 1. Seeking and converting as `reader` does."""
     fixed = DECODE_FIXED_BYTES_PER_PIXEL * pixels
     raw = [fixed + size for size in packet_sizes]
     mean = sum(raw) / len(raw) if raw else 1.0
     if mean <= 0:
         return ReadCosts([1.0] * len(raw))
-    return ReadCosts([cost / mean for cost in raw], convert=CONVERT_COST_FIXED * fixed / mean)
+    return ReadCosts(
+        [cost / mean for cost in raw], convert=reader.convert * fixed / mean, seek=reader.cost
+    )
 
 
 def split(plan: Plan, parts: int, costs: ReadCosts | None = None) -> list[Plan]:
@@ -136,13 +145,13 @@ def split(plan: Plan, parts: int, costs: ReadCosts | None = None) -> list[Plan]:
     targets = [step.target for step in plan.steps]
     cuts = model.balanced_cuts(min(parts, len(targets)))
     return [
-        plan_reads(targets[a:b], plan.keyframes, plan.seeking) for a, b in itertools.pairwise(cuts)
+        plan_reads(targets[a:b], plan.keyframes, plan.reader) for a, b in itertools.pairwise(cuts)
     ]
 
 
-def landing(target: int, keyframes: list[int], seeking: Seeking = OPENCV_SEEK) -> int:
+def landing(target: int, keyframes: list[int], reader: Reader = OPENCV_READER) -> int:
     """The keyframe a seek to `target` lands on (OpenCV's backs off SEEK_BACKOFF_FRAMES)."""
-    aim = max(0, target - seeking.backoff)
+    aim = max(0, target - reader.backoff)
     return keyframes[max(0, bisect.bisect_right(keyframes, aim) - 1)]
 
 
@@ -162,7 +171,7 @@ class _PartCosts:
         steps: list[float] = []
         for step in plan.steps:
             if step.seek:
-                key = landing(step.target, keyframes, plan.seeking)
+                key = landing(step.target, keyframes, plan.reader)
                 steps.append(costs.seek + self._range(key, step.target))
             else:
                 steps.append(self._range(previous + 1, step.target))
@@ -177,11 +186,11 @@ class _PartCosts:
         """Reaching target i first thing on a fresh decoder, as plan_reads would."""
         if i not in self._firsts:
             target = self._plan.steps[i].target
-            seeking = self._plan.seeking
-            if plan_reads([target], self._plan.keyframes, seeking).steps[0].seek:
-                key = landing(target, self._keyframes, seeking)
+            reader = self._plan.reader
+            if plan_reads([target], self._plan.keyframes, reader).steps[0].seek:
+                key = landing(target, self._keyframes, reader)
                 cost = self._costs.seek + self._range(key, target)
-                if seeking.first_frame:  # OpenCV decodes frame 0 before its first seek
+                if reader.first_frame:  # OpenCV decodes frame 0 before its first seek
                     cost += self._frames[0]
             else:
                 cost = self._range(0, target)

@@ -131,7 +131,7 @@ def test_a_seek_that_lands_elsewhere_falls_back_to_opencv(
     data = write_h264(tmp_path / "s.mp4", 300, 30.0, (160, 120), gop=30).read_bytes()
     # A seek that lands one keyframe past the planned one, as a container with wrong
     # timestamps would make it: the first frame decoded is already past the target.
-    monkeypatch.setattr(av_read, "landing", lambda target, keyframes, seeking: target + 30)
+    monkeypatch.setattr(av_read, "landing", lambda target, keyframes, reader: target + 30)
     with caplog.at_level(logging.WARNING, logger="ray.serve.vidserve.extract"):
         batch = extract(data, SamplingOptions(num_frames=3), SETTINGS)
     assert _indices(batch) == batch.indices == [0, 150, 299]

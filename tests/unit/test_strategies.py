@@ -15,7 +15,7 @@ from deploy.config import ExtractionSettings
 from deploy.errors import UnprocessableInput
 from deploy.schemas import SamplingOptions, Strategy
 from deploy.video import decode, extract, use_cpus
-from deploy.video.plan import ReadCosts, plan_reads, read_costs, split
+from deploy.video.plan import OPENCV_READER, PYAV_READER, ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe
 from deploy.video.sampling import scene_indices
 from tests.videos import (
@@ -178,6 +178,23 @@ def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
     assert _indices(dense.frames) == dense.indices == [round(i * 599 / 49) for i in range(50)]
     assert dense.timestamps_s == pytest.approx([i / 30.0 for i in dense.indices], abs=1e-6)
     assert _indices(sparse.frames) == sparse.indices == list(range(0, 600, 30))
+
+
+def test_pyav_plans_land_on_the_targets_own_keyframe() -> None:
+    keyframes = list(range(0, 300, 30))
+    # OpenCV aims 16 frames early: frame 35 lands on keyframe 0, so it grabs forward instead.
+    assert plan_reads([35], keyframes).steps[0].seek is False
+    exact = plan_reads([35], keyframes, PYAV_READER)
+    assert (exact.steps[0].seek, exact.decodes) == (True, 6)  # keyframe 30, then 31..35
+    # The later part of a split starts with a seek: OpenCV's lands up to 16 frames + a GOP
+    # early, PyAV's on the first target's own keyframe.
+    targets = list(range(1, 300, 6))
+    for reader, backoff in ((OPENCV_READER, 16), (PYAV_READER, 0)):
+        later = split(plan_reads(targets, keyframes, reader), 2)[1]
+        first = later.steps[0]
+        assert later.reader is reader
+        assert first.seek
+        assert first.decodes == first.target - (first.target - backoff) // 30 * 30 + 1
 
 
 def test_without_keyframe_index_the_plan_is_sequential() -> None:
