@@ -30,7 +30,8 @@ everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 --ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
 threads), with the extractor as built and with one choice undone at a time: its parallel parts
 cut at equal frame counts instead of equal estimated cost (plan.read_costs); OpenCV's own thread
-pool left on while the parts run (decode._parts_convert_alone).
+pool left on while the parts run (decode._parts_convert_alone); OpenCV reading the video instead
+of PyAV (av_read.py).
 
 --costs fits the cost model behind that split on each video: one single-threaded decoder's time
 per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
@@ -226,6 +227,7 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = 
     "OpenCV pool in parts": lambda: mock.patch.object(
         decode, "_parts_convert_alone", contextlib.nullcontext
     ),
+    "OpenCV reads it": lambda: mock.patch.object(av_read, "av", None),
 }
 
 

@@ -66,7 +66,14 @@ def read_part(
     kept: list[int] = []
     stamps: list[float] = []
     last = -1
-    with av.open(path) as container:
+    try:
+        container = av.open(path)
+    except av.FFmpegError as exc:  # OpenCV then reports what is wrong with the file
+        raise Unsuitable(f"PyAV cannot open it: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise Unsuitable("PyAV finds no video stream")
+        # The first, as OpenCV (and so the probe) reads, not FFmpeg's "best" (the largest).
         stream = container.streams.video[0]
         _check_format(stream.codec_context.format, stream.codec_context.color_range)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
@@ -102,9 +109,12 @@ class _Frames:
         """To `keyframe` (a timestamp half a frame past it: seeking goes back to the keyframe
         at or before a timestamp, and rounding must not send it a GOP further back)."""
         seconds = self._times[keyframe] + self._half_frame
-        self._container.seek(
-            self._start + round(seconds / self._time_base), stream=self._stream, backward=True
-        )
+        try:
+            self._container.seek(
+                self._start + round(seconds / self._time_base), stream=self._stream, backward=True
+            )
+        except av.FFmpegError as exc:
+            raise Missed(f"seeking to frame {keyframe} failed: {exc}") from exc
         self._decoded = self._container.decode(self._stream)
 
     def advance_to(self, target: int, last: int) -> tuple[Any, int]:

@@ -5,6 +5,7 @@ whenever its frames do not match the index."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from deploy.video.probe import probe
 from tests.videos import (
     decode_index,
     encode_index,
+    ffmpeg_exe,
     textured_backgrounds,
     with_display_rotation,
     write_frames,
@@ -159,3 +161,34 @@ def test_the_probe_reports_the_decoder_pixel_format(tmp_path: Path) -> None:
     assert ten_bit is not None
     assert ten_bit.pixel_format not in ("I420", "")
     assert not av_read.can_read(ten_bit)
+
+
+def test_both_readers_read_the_same_stream_of_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file with two video streams: both readers take the first, as OpenCV does (FFmpeg's
+    "best" stream, which PyAV offers, would be the larger second one here)."""
+    small = write_frames(
+        tmp_path / "a.mp4", (encode_index(i + 50, 96, 64) for i in range(30)), 10.0, (96, 64)
+    )
+    backgrounds = textured_backgrounds(320, 240)
+    large = write_frames(
+        tmp_path / "b.mp4",
+        (encode_index(i, 320, 240, next(backgrounds)) for i in range(30)),
+        10.0,
+        (320, 240),
+    )
+    both = tmp_path / "two.mp4"
+    command = [
+        ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(small), "-i", str(large),
+        "-map", "0:v", "-map", "1:v", "-c", "copy", str(both),
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+    data = both.read_bytes()
+    pyav = extract(data, SamplingOptions(num_frames=3), SETTINGS)
+    monkeypatch.setattr(av_read, "av", None)
+    opencv = extract(data, SamplingOptions(num_frames=3), SETTINGS)
+    assert (opencv.source_width, opencv.source_height) == (96, 64)
+    assert opencv.indices == pyav.indices == [0, 14, 29]
+    assert _indices(opencv) == _indices(pyav) == [50, 64, 79]
+    assert pyav.frames.shape == opencv.frames.shape
