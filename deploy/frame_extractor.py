@@ -58,7 +58,11 @@ class FrameExtractor:
         batch = extract(data, options, self._settings, kind, param)
         self._metrics.extracted(kind.value, batch.count, batch.duration_s, len(data))
         logger.info(
-            "extracted %d frames (%s) in %.3fs", batch.count, batch.kind.value, batch.extract_s
+            "extracted %d frames (%s%s) in %.3fs",
+            batch.count,
+            batch.kind.value,
+            f", read by {batch.reader}" if batch.reader else "",
+            batch.extract_s,
         )
         self._cache.put(key, batch)
         self._metrics.held(self._cache.bytes)

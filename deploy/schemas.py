@@ -72,6 +72,7 @@ class FrameBatch:
     total_frames: int
     extract_s: float = 0.0
     cached: bool = False  # served from the extractor's frame cache
+    reader: str = ""  # what decoded a video: "pyav" or "opencv" (video/av_read.py)
 
     @property
     def count(self) -> int:

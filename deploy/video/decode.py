@@ -520,6 +520,7 @@ def _read(
         source_width=output.source_size[1],
         source_height=output.source_size[0],
         total_frames=total,
+        reader="pyav" if read is _read_part_av else "opencv",
     )
 
 

@@ -77,6 +77,7 @@ def test_pyav_reads_plain_4_2_0_and_opencv_the_rest(
     assert [decode_index(f) for f in frames] == batch.indices
     assert readers[expected] == 4
     assert readers["opencv" if expected == "pyav" else "pyav"] == 0
+    assert batch.reader == expected  # and the extractor's log line says so
 
 
 def test_both_readers_give_the_same_colours(
@@ -137,6 +138,7 @@ def test_a_seek_that_lands_elsewhere_falls_back_to_opencv(
     with caplog.at_level(logging.WARNING, logger="ray.serve.vidserve.extract"):
         batch = extract(data, SamplingOptions(num_frames=3), SETTINGS)
     assert _indices(batch) == batch.indices == [0, 150, 299]
+    assert batch.reader == "opencv"
     assert "PyAV's frames do not match the index" in caplog.text
     assert readers["opencv"] == 3
 
