@@ -282,9 +282,9 @@ def read_frames(
     PyAV where it can read the stream (av_read), else OpenCV, in order when a seek turns out
     not to be frame-accurate. Frames are sized for a budget shared by `budget_frames` (default:
     all the chosen)."""
-    keyframes = None if is_variable_rate(index.times_s) else index.keyframes
     if av_read.can_read(index):
-        plan = plan_reads(chosen, keyframes, PYAV_READER)
+        # PyAV seeks by presentation time: exact on variable frame rates too.
+        plan = plan_reads(chosen, index.keyframes, PYAV_READER)
         try:
             return _read(
                 path, plan, index, fps, settings, budget_frames=budget_frames, read=_read_part_av
@@ -293,6 +293,8 @@ def read_frames(
             logger.debug("reading with OpenCV, not PyAV: %s", exc)
         except av_read.Missed as exc:
             logger.warning("PyAV's frames do not match the index (%s); reading with OpenCV", exc)
+    # OpenCV seeks by frame number, which it derives from time: wrong on variable frame rates.
+    keyframes = None if is_variable_rate(index.times_s) else index.keyframes
     try:
         plan = plan_reads(chosen, keyframes)
         return _read(path, plan, index, fps, settings, budget_frames=budget_frames)

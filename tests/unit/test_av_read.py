@@ -194,3 +194,28 @@ def test_both_readers_read_the_same_stream_of_several(
     assert opencv.indices == pyav.indices == [0, 14, 29]
     assert _indices(opencv) == _indices(pyav) == [50, 64, 79]
     assert pyav.frames.shape == opencv.frames.shape
+
+
+def test_pyav_seeks_on_variable_frame_rate_video(
+    tmp_path: Path, readers: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV reads variable-frame-rate video in order (its seeks go by frame number derived
+    from time); PyAV's seek by presentation time, so sparse frames are still reached by seeking."""
+    # Frames 0-149 last 0.1 s each, then 150-299 last 1/30 s: 15 s + 5 s; a keyframe every 30.
+    retime = "setpts='if(lt(N,150),N/10,15+(N-150)/30)/TB'"
+    images = (encode_index(i, 160, 120) for i in range(300))
+    extra = ["-vf", retime, "-fps_mode", "vfr", "-g", "30", "-keyint_min", "30"]
+    path = write_frames(tmp_path / "vfr.mp4", images, 30.0, (160, 120), extra)
+    seeks: list[int] = []
+    seek = av_read._Frames.seek
+
+    def counting(self: Any, keyframe: int) -> None:
+        seeks.append(keyframe)
+        seek(self, keyframe)
+
+    monkeypatch.setattr(av_read._Frames, "seek", counting)
+    batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
+    assert _indices(batch) == batch.indices == [0, 100, 199, 299]
+    assert batch.timestamps_s == pytest.approx([0, 10, 16.6333, 19.9667], abs=1e-3)
+    assert seeks == [90, 180, 270]
+    assert readers == {"pyav": 4, "opencv": 0}
