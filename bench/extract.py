@@ -3,6 +3,7 @@
     python bench/extract.py [--minutes 10] [--frames 8 32 128] [--repeat 1] [--only 1080p]
     python bench/extract.py --ablation [--repeat 7]
     python bench/extract.py --costs
+    python bench/extract.py --seeks [--repeat 3]
 
 Generates (once, cached under $VIDSERVE_CACHE_DIR/bench) H.264 videos with the frame number drawn
 into every frame over a panning, lightly noisy texture (flat frames decode unrealistically fast):
@@ -23,7 +24,6 @@ and prints one table with the ratios against (b) and (d). A cell runs every meth
 round, in turn, for --repeat rounds and takes each one's median, so that a slow spell of the
 machine weighs on all methods alike ((a) is timed once per video). Every method's frames are
 checked to be the asked ones (read back from the pixels), so a fast wrong answer cannot win.
-It also prints the measured cost of one seek in frame decodes (plan.py's SEEK_COST_FRAMES).
 Targets (issue 5): ours >= 3x faster than (b) for 32 frames of the long videos; ours <= 1.2x (d)
 everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 
@@ -31,13 +31,18 @@ everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 threads), with the extractor as built and with one choice undone at a time: its parallel parts
 cut at equal frame counts instead of equal estimated cost (plan.read_costs); OpenCV's own thread
 pool left on while the parts run (decode._parts_convert_alone); OpenCV reading the video instead
-of PyAV (av_read.py).
+of PyAV (av_read.py); PyAV's plans made with the seek cost plan.py used before --seeks measured
+it (7 frame decodes instead of 2).
 
 --costs fits the cost model behind that split on each video: one single-threaded decoder's time
 per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
 per pixel is plan.DECODE_FIXED_BYTES_PER_PIXEL), and the time to retrieve and resize a kept
 frame against that fixed part (plan.CONVERT_COST_FIXED), and the same with PyAV's planes
 (plan.CONVERT_COST_FIXED_AV).
+
+--seeks measures what one seek costs beyond the frames it decodes (plan.SEEK_COST_FRAMES), for
+each reader with one decoder thread and with one per CPU, paired: the same frames timed in a
+sequential pass and after a seek to their keyframe.
 """
 
 from __future__ import annotations
@@ -66,7 +71,14 @@ from deploy import env  # noqa: E402
 from deploy.config import ExtractionSettings  # noqa: E402
 from deploy.schemas import SamplingOptions  # noqa: E402
 from deploy.video import av_read, decode, extract, use_cpus  # noqa: E402
-from deploy.video.plan import Plan, plan_reads, read_costs, split  # noqa: E402
+from deploy.video.plan import (  # noqa: E402
+    OPENCV_READER,
+    PYAV_READER,
+    Plan,
+    plan_reads,
+    read_costs,
+    split,
+)
 from deploy.video.probe import probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
 from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
@@ -228,6 +240,9 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = 
         decode, "_parts_convert_alone", contextlib.nullcontext
     ),
     "OpenCV reads it": lambda: mock.patch.object(av_read, "av", None),
+    "seek cost 7 (before)": lambda: mock.patch.object(
+        decode, "PYAV_READER", dataclasses.replace(PYAV_READER, cost=7.0)
+    ),
 }
 
 
@@ -331,49 +346,111 @@ def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, fl
     )
 
 
-def seek_cost(path: Path, samples: int = 20) -> float:
-    """One seek's overhead in units of one sequential decode: seeks to 16 frames past a
-    keyframe (OpenCV backs off 16 frames, so it lands on that keyframe and decodes 17 frames),
-    less those 17 decodes."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    started = time.perf_counter()
-    grabs = 0
-    while grabs < 300 and capture.grab():
-        grabs += 1
-    per_grab = (time.perf_counter() - started) / grabs
-    total = _frame_count(path)
-    gop = int(2 * FPS)
-    targets = [int(i) // gop * gop + 16 for i in np.linspace(gop, total - gop, samples)]
-    started = time.perf_counter()
-    for target in targets:
-        capture.set(cv2.CAP_PROP_POS_FRAMES, target)
-        capture.grab()
-    per_seek = (time.perf_counter() - started) / samples
-    capture.release()
-    return per_seek / per_grab - 17
+SEEK_SPAN = 16  # frames decoded after each seek's keyframe (OpenCV's back-off)
 
 
-def seek_cost_av(path: Path, samples: int = 20) -> float:
-    """The same for PyAV, whose seek lands on the keyframe itself: seeks to keyframes and
-    decodes one frame each, less that decode."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+class _OpenCVDecoder:
+    """OpenCV's capture as decode.py opens it; a seek to k + 16 lands on keyframe k."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self._capture = cv2.VideoCapture(
+            str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads]
+        )
+
+    def next(self) -> None:
+        self._capture.grab()
+
+    def seek_through(self, key: int, times: list[float]) -> None:
+        """Seek and decode frames key..key+16."""
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, key + SEEK_SPAN)
+        self._capture.grab()
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class _AVDecoder:
+    """PyAV's stream as av_read.py opens it; a seek to keyframe k lands on k."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self._container = av.open(str(path))
+        self._stream = stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        stream.codec_context.thread_count = threads
+        self._frames = self._container.decode(stream)
+
+    def next(self) -> None:
+        next(self._frames)
+
+    def seek_through(self, key: int, times: list[float]) -> None:
+        """Seek and decode frames key..key+16 (the timestamp half a frame past k, as
+        av_read._Frames.seek)."""
+        half = (times[1] - times[0]) / 2
+        time_base = float(self._stream.time_base)
+        start = self._stream.start_time or 0
+        self._container.seek(
+            start + round((times[key] + half) / time_base), stream=self._stream, backward=True
+        )
+        self._frames = self._container.decode(self._stream)
+        for _ in range(SEEK_SPAN + 1):
+            next(self._frames)
+
+    def close(self) -> None:
+        self._container.close()
+
+
+READERS = {"opencv": _OpenCVDecoder, "pyav": _AVDecoder}
+
+
+def seek_overhead(path: Path, reader: str, threads: int, limit: int = 3600) -> float:
+    """What one seek costs beyond the frames it decodes, in average frame decodes, paired:
+    one sequential pass over the first `limit` frames records when each frame came out; then
+    the decoder seeks to each keyframe k in that range and decodes k..k+16 (OpenCV seeks to
+    k + 16 and lands on k; PyAV seeks to k). A seek's overhead is its time less what the same
+    17 frames took in the sequential pass; the median, over the pass's mean time per frame."""
+    index = probe(str(path))
+    assert index is not None
+    assert index.keyframes
+    limit = min(limit, index.frame_count)
+    keyframes = [k for k in index.keyframes if k > 0 and k + SEEK_SPAN < limit]
+    decoder = READERS[reader](path, threads)
+    try:
         started = time.perf_counter()
-        decoded = container.decode(stream)
-        for _ in range(300):
-            next(decoded)
-        per_decode = (time.perf_counter() - started) / 300
-        total = stream.frames or _frame_count(path)
-        gop = int(2 * FPS)
-        keyframes = [int(i) // gop * gop for i in np.linspace(gop, total - gop, samples)]
-        time_base = float(stream.time_base)
-        started = time.perf_counter()
+        done = []
+        for _ in range(limit):
+            decoder.next()
+            done.append(time.perf_counter() - started)
+        per_frame = (done[-1] - done[0]) / (limit - 1)
+        excess = []
         for key in keyframes:
-            container.seek(round((key + 0.5) / FPS / time_base), stream=stream, backward=True)
-            next(container.decode(stream))
-        per_seek = (time.perf_counter() - started) / samples
-    return per_seek / per_decode - 1
+            started = time.perf_counter()
+            decoder.seek_through(key, index.times_s)
+            sequential = done[key + SEEK_SPAN] - done[key - 1]
+            excess.append(time.perf_counter() - started - sequential)
+    finally:
+        decoder.close()
+    return statistics.median(excess) / per_frame
+
+
+def seek_table(videos: dict[str, Path], repeat: int) -> None:
+    """--seeks: each reader's seek overhead on each video, with one thread (a part of a split
+    plan) and with one per CPU (a plan read whole), median of `repeat` runs."""
+    cpus = cv2.getNumberOfCPUs()
+    configs = [(reader, threads) for reader in READERS for threads in sorted({1, cpus})]
+    print("\none seek's cost beyond the frames it decodes, in average frame decodes")
+    print(f"(median over the keyframes in each video's first 3600 frames, of {repeat} runs)\n")
+    header = f"{'video':<22} " + " ".join(f"{f'{r} {t}t':>10}" for r, t in configs)
+    print(header)
+    print("-" * len(header))
+    for name, path in videos.items():
+        cells = []
+        for reader, threads in configs:
+            runs = [seek_overhead(path, reader, threads) for _ in range(repeat)]
+            cells.append(f"{statistics.median(runs):>10.1f}")
+        print(f"{name:<22} " + " ".join(cells), flush=True)
+    print(
+        f"\nplan.py: OpenCV {OPENCV_READER.cost:g}, PyAV {PYAV_READER.cost:g} (SEEK_COST_FRAMES*)"
+    )
 
 
 def main() -> int:
@@ -386,10 +463,14 @@ def main() -> int:
     parser.add_argument("--only", default="", help="only the videos whose name contains this")
     parser.add_argument("--ablation", action="store_true", help="undo its choices one at a time")
     parser.add_argument("--costs", action="store_true", help="fit the split's cost model")
+    parser.add_argument("--seeks", action="store_true", help="each reader's seek overhead")
     args = parser.parse_args()
     videos = _videos(args.minutes)
     if args.ablation:
         ablation(videos["30s 1080p gop 2s"], 128, args.repeat)
+        return 0
+    if args.seeks:
+        seek_table({n: p for n, p in videos.items() if args.only in n}, args.repeat)
         return 0
     if args.costs:
         print(f"\n{'video':<22} {'fixed B/px':>10} {'corr':>6} {'convert/fixed':>13} {'av':>6}")
@@ -424,11 +505,6 @@ def main() -> int:
                 f" {ratio_f:>6.2f}x",
                 flush=True,
             )
-    first = videos[next(iter(videos))]
-    print(
-        f"\none seek costs about {seek_cost(first):.1f} frame decodes beyond its own with OpenCV, "
-        f"{seek_cost_av(first):.1f} with PyAV (deploy/video/plan.py SEEK_COST_FRAMES)"
-    )
     return 0
 
 

@@ -12,7 +12,7 @@ frames into it 30), and decodes frame 0 before its first seek; PyAV (av_read.py)
 target's own keyframe.
 For each chosen frame, in order, the plan takes the cheaper of the two, so dense choices become
 one sequential pass and sparse ones a seek per frame (or per group of frames in one GOP). The
-seek overhead, in frame decodes, is measured by `bench/extract.py` (it prints it).
+seek overhead, in frame decodes, is measured by `bench/extract.py --seeks`.
 
 A long plan can be `split` into parts that run on separate decoders at once. Frames do not cost
 the same to decode (a keyframe about four times a P-frame; busy scenes more than still ones), and
@@ -28,9 +28,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Beyond the frames decoded, a seek costs about this many frame decodes (demuxer reset, decoder
-# flush); bench/extract.py measures it (6.7 at 1080p, 7.6 at 720p on the development machine).
-SEEK_COST_FRAMES = 7.0
+# Beyond the frames it decodes, a seek costs about this many frame decodes: a decoder with one
+# thread per CPU refills its pipeline after the flush; a single-threaded one (a part of a split
+# plan) pays almost nothing. `python bench/extract.py --seeks` measures it per reader, paired
+# against the same frames decoded in a sequential pass: OpenCV 1.2-1.8 and PyAV 0.0-1.5 with two
+# threads, -0.7-0.2 with one, on the development machine. (An earlier unpaired measurement gave
+# 4-8: it counted the keyframe's decode, about four P-frames, and the opening as overhead.)
+SEEK_COST_FRAMES = 2.0
 # OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
 SEEK_BACKOFF_FRAMES = 16
 # Decoding a frame costs about a fixed part per pixel plus a part per byte of its packet; the
