@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import av
@@ -365,6 +366,12 @@ class _OpenCVDecoder:
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, key + SEEK_SPAN)
         self._capture.grab()
 
+    def frame(self) -> np.ndarray:
+        """The last frame decoded, RGB."""
+        ok, frame = self._capture.retrieve()
+        assert ok
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
     def close(self) -> None:
         self._capture.release()
 
@@ -378,9 +385,10 @@ class _AVDecoder:
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         stream.codec_context.thread_count = threads
         self._frames = self._container.decode(stream)
+        self._last: Any = None
 
     def next(self) -> None:
-        next(self._frames)
+        self._last = next(self._frames)
 
     def seek_through(self, key: int, times: list[float]) -> None:
         """Seek and decode frames key..key+16 (the timestamp half a frame past k, as
@@ -393,7 +401,11 @@ class _AVDecoder:
         )
         self._frames = self._container.decode(self._stream)
         for _ in range(SEEK_SPAN + 1):
-            next(self._frames)
+            self._last = next(self._frames)
+
+    def frame(self) -> np.ndarray:
+        """The last frame decoded, RGB."""
+        return np.asarray(self._last.to_ndarray(format="rgb24"))
 
     def close(self) -> None:
         self._container.close()

@@ -15,6 +15,7 @@ import pytest
 from deploy.config import ExtractionSettings
 from deploy.schemas import FrameBatch, SamplingOptions
 from deploy.video import av_read, decode, extract, use_cpus
+from deploy.video.plan import PYAV_READER, plan_reads
 from deploy.video.probe import probe
 from tests.videos import (
     decode_index,
@@ -219,3 +220,41 @@ def test_pyav_seeks_on_variable_frame_rate_video(
     assert batch.timestamps_s == pytest.approx([0, 10, 16.6333, 19.9667], abs=1e-3)
     assert seeks == [90, 180, 270]
     assert readers == {"pyav": 4, "opencv": 0}
+
+
+def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
+    tmp_path: Path, readers: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seek costs about two frame decodes beyond its own (plan.SEEK_COST_FRAMES, measured by
+    bench/extract.py --seeks): where the next target lies past a keyframe and more than that
+    many frames separate the last target from it, PyAV skips them by seeking; the frames stay
+    exact."""
+    path = write_h264(tmp_path / "gop30.mp4", 150, 30.0, (160, 120), gop=30)
+    wanted = list(range(0, 150, 7))
+    index = probe(str(path))
+    assert index is not None
+    plan = plan_reads(wanted, index.keyframes, PYAV_READER)
+    # 35: from 29, grabbing decodes 7, a seek to keyframe 30 costs 2 + 6 = 8: grab. 63: from
+    # 57, a seek to 60 costs 2 + 4 < 7: seek (57-59 skipped); 91: 2 + 2 (85-89 skipped);
+    # 119 and 126: keyframes 90 and 120 are too far back or too close.
+    assert [step.target for step in plan.steps if step.seek] == [63, 91]
+    assert plan.decodes == plan.sequential_decodes - 3 - 5 == 140
+    # OpenCV's seeks land a GOP earlier (it backs off 16 frames): no seek pays.
+    assert plan_reads(wanted, index.keyframes).seeks == 0
+    seeks: list[int] = []
+    seek = av_read._Frames.seek
+
+    def counting(self: Any, keyframe: int) -> None:
+        seeks.append(keyframe)
+        seek(self, keyframe)
+
+    monkeypatch.setattr(av_read._Frames, "seek", counting)
+    before = decode._THREADS.cpus
+    use_cpus(1)  # one decoder follows the whole plan (not split into parts)
+    try:
+        batch = decode.read_frames(str(path), wanted, index, 30.0, SETTINGS)
+    finally:
+        use_cpus(before)
+    assert _indices(batch) == batch.indices == wanted
+    assert seeks == [60, 90]
+    assert readers == {"pyav": len(wanted), "opencv": 0}
