@@ -50,6 +50,20 @@ def readers(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return kept
 
 
+@pytest.fixture
+def seeks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The keyframes PyAV's reader seeks to, in order."""
+    landed: list[int] = []
+    seek = av_read._Frames.seek
+
+    def counting(self: Any, keyframe: int) -> None:
+        landed.append(keyframe)
+        seek(self, keyframe)
+
+    monkeypatch.setattr(av_read._Frames, "seek", counting)
+    return landed
+
+
 def _make(kind: str, tmp_path: Path) -> Path:
     images = [encode_index(i, 160, 120) for i in range(30)]
     if kind == "rotated":
@@ -198,7 +212,7 @@ def test_both_readers_read_the_same_stream_of_several(
 
 
 def test_pyav_seeks_on_variable_frame_rate_video(
-    tmp_path: Path, readers: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, readers: dict[str, int], seeks: list[int]
 ) -> None:
     """OpenCV reads variable-frame-rate video in order (its seeks go by frame number derived
     from time); PyAV's seek by presentation time, so sparse frames are still reached by seeking."""
@@ -207,14 +221,6 @@ def test_pyav_seeks_on_variable_frame_rate_video(
     images = (encode_index(i, 160, 120) for i in range(300))
     extra = ["-vf", retime, "-fps_mode", "vfr", "-g", "30", "-keyint_min", "30"]
     path = write_frames(tmp_path / "vfr.mp4", images, 30.0, (160, 120), extra)
-    seeks: list[int] = []
-    seek = av_read._Frames.seek
-
-    def counting(self: Any, keyframe: int) -> None:
-        seeks.append(keyframe)
-        seek(self, keyframe)
-
-    monkeypatch.setattr(av_read._Frames, "seek", counting)
     batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
     assert _indices(batch) == batch.indices == [0, 100, 199, 299]
     assert batch.timestamps_s == pytest.approx([0, 10, 16.6333, 19.9667], abs=1e-3)
@@ -223,7 +229,7 @@ def test_pyav_seeks_on_variable_frame_rate_video(
 
 
 def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
-    tmp_path: Path, readers: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, readers: dict[str, int], seeks: list[int]
 ) -> None:
     """A seek costs about two frame decodes beyond its own (plan.SEEK_COST_FRAMES, measured by
     bench/extract.py --seeks): where the next target lies past a keyframe and more than that
@@ -241,14 +247,6 @@ def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
     assert plan.decodes == plan.sequential_decodes - 3 - 5 == 140
     # OpenCV's seeks land a GOP earlier (it backs off 16 frames): no seek pays.
     assert plan_reads(wanted, index.keyframes).seeks == 0
-    seeks: list[int] = []
-    seek = av_read._Frames.seek
-
-    def counting(self: Any, keyframe: int) -> None:
-        seeks.append(keyframe)
-        seek(self, keyframe)
-
-    monkeypatch.setattr(av_read._Frames, "seek", counting)
     before = decode._THREADS.cpus
     use_cpus(1)  # one decoder follows the whole plan (not split into parts)
     try:
