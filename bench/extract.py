@@ -55,7 +55,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ from deploy.video.plan import (  # noqa: E402
     read_costs,
     split,
 )
-from deploy.video.probe import probe  # noqa: E402
+from deploy.video.probe import VideoIndex, probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
 from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
 
@@ -348,20 +348,19 @@ def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, fl
 
 
 SEEK_SPAN = 16  # frames decoded after each seek's keyframe (OpenCV's back-off)
+SEEK_PASS_FRAMES = 3600  # the sequential pass --seeks pairs its seeks with
 
 
 class _OpenCVDecoder:
-    """OpenCV's capture as decode.py opens it; a seek to k + 16 lands on keyframe k."""
+    """The extractor's capture (decode._open); a seek to k + 16 lands on keyframe k."""
 
-    def __init__(self, path: Path, threads: int) -> None:
-        self._capture = cv2.VideoCapture(
-            str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads]
-        )
+    def __init__(self, capture: cv2.VideoCapture) -> None:
+        self._capture = capture
 
     def next(self) -> None:
         self._capture.grab()
 
-    def seek_through(self, key: int, times: list[float]) -> None:
+    def seek_through(self, key: int) -> None:
         """Seek and decode frames key..key+16."""
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, key + SEEK_SPAN)
         self._capture.grab()
@@ -372,61 +371,59 @@ class _OpenCVDecoder:
         assert ok
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
-    def close(self) -> None:
-        self._capture.release()
-
 
 class _AVDecoder:
-    """PyAV's stream as av_read.py opens it; a seek to keyframe k lands on k."""
+    """The extractor's PyAV frames (av_read.Frames); a seek to keyframe k lands on k."""
 
-    def __init__(self, path: Path, threads: int) -> None:
-        self._container = av.open(str(path))
-        self._stream = stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-        stream.codec_context.thread_count = threads
-        self._frames = self._container.decode(stream)
+    def __init__(self, frames: av_read.Frames) -> None:
+        self._frames = frames
         self._last: Any = None
+        self._position = -1
 
     def next(self) -> None:
-        self._last = next(self._frames)
+        self._to(self._position + 1)
 
-    def seek_through(self, key: int, times: list[float]) -> None:
-        """Seek and decode frames key..key+16 (the timestamp half a frame past k, as
-        av_read._Frames.seek)."""
-        half = (times[1] - times[0]) / 2
-        time_base = float(self._stream.time_base)
-        start = self._stream.start_time or 0
-        self._container.seek(
-            start + round((times[key] + half) / time_base), stream=self._stream, backward=True
-        )
-        self._frames = self._container.decode(self._stream)
-        for _ in range(SEEK_SPAN + 1):
-            self._last = next(self._frames)
+    def seek_through(self, key: int) -> None:
+        """Seek and decode frames key..key+16."""
+        self._frames.seek(key)
+        self._position = key - 1
+        self._to(key + SEEK_SPAN)
+
+    def _to(self, target: int) -> None:
+        self._last, self._position = self._frames.advance_to(target, self._position)
 
     def frame(self) -> np.ndarray:
         """The last frame decoded, RGB."""
         return np.asarray(self._last.to_ndarray(format="rgb24"))
 
-    def close(self) -> None:
-        self._container.close()
+
+@contextlib.contextmanager
+def open_decoder(
+    path: Path, index: VideoIndex, reader: str, threads: int
+) -> Iterator[_OpenCVDecoder | _AVDecoder]:
+    """A decoder on `path` opened as the extractor opens it for `reader` (opencv, pyav)."""
+    if reader == "opencv":
+        with decode._open(str(path), threads) as capture:
+            yield _OpenCVDecoder(capture)
+    else:
+        with av_read.open_frames(str(path), index, threads) as frames:
+            yield _AVDecoder(frames)
 
 
-READERS = {"opencv": _OpenCVDecoder, "pyav": _AVDecoder}
+READERS = ("opencv", "pyav")
 
 
-def seek_overhead(path: Path, reader: str, threads: int, limit: int = 3600) -> float:
+def seek_overhead(
+    path: Path, index: VideoIndex, reader: str, threads: int, limit: int = SEEK_PASS_FRAMES
+) -> float:
     """What one seek costs beyond the frames it decodes, in average frame decodes, paired:
     one sequential pass over the first `limit` frames records when each frame came out; then
     the decoder seeks to each keyframe k in that range and decodes k..k+16 (OpenCV seeks to
     k + 16 and lands on k; PyAV seeks to k). A seek's overhead is its time less what the same
     17 frames took in the sequential pass; the median, over the pass's mean time per frame."""
-    index = probe(str(path))
-    assert index is not None
-    assert index.keyframes
     limit = min(limit, index.frame_count)
     keyframes = [k for k in index.keyframes if k > 0 and k + SEEK_SPAN < limit]
-    decoder = READERS[reader](path, threads)
-    try:
+    with open_decoder(path, index, reader, threads) as decoder:
         started = time.perf_counter()
         done = []
         for _ in range(limit):
@@ -436,11 +433,9 @@ def seek_overhead(path: Path, reader: str, threads: int, limit: int = 3600) -> f
         excess = []
         for key in keyframes:
             started = time.perf_counter()
-            decoder.seek_through(key, index.times_s)
+            decoder.seek_through(key)
             sequential = done[key + SEEK_SPAN] - done[key - 1]
             excess.append(time.perf_counter() - started - sequential)
-    finally:
-        decoder.close()
     return statistics.median(excess) / per_frame
 
 
@@ -450,14 +445,19 @@ def seek_table(videos: dict[str, Path], repeat: int) -> None:
     cpus = cv2.getNumberOfCPUs()
     configs = [(reader, threads) for reader in READERS for threads in sorted({1, cpus})]
     print("\none seek's cost beyond the frames it decodes, in average frame decodes")
-    print(f"(median over the keyframes in each video's first 3600 frames, of {repeat} runs)\n")
+    print(
+        f"(median over the keyframes in each video's first {SEEK_PASS_FRAMES} frames, "
+        f"of {repeat} runs)\n"
+    )
     header = f"{'video':<22} " + " ".join(f"{f'{r} {t}t':>10}" for r, t in configs)
     print(header)
     print("-" * len(header))
     for name, path in videos.items():
+        index = probe(str(path))
+        assert index is not None
         cells = []
         for reader, threads in configs:
-            runs = [seek_overhead(path, reader, threads) for _ in range(repeat)]
+            runs = [seek_overhead(path, index, reader, threads) for _ in range(repeat)]
             cells.append(f"{statistics.median(runs):>10.1f}")
         print(f"{name:<22} " + " ".join(cells), flush=True)
     print(

@@ -19,6 +19,8 @@ counting, so a seek that lands elsewhere than planned is caught (`Missed`), not 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import cv2
@@ -66,19 +68,7 @@ def read_part(
     kept: list[int] = []
     stamps: list[float] = []
     last = -1
-    try:
-        container = av.open(path)
-    except av.FFmpegError as exc:  # OpenCV then reports what is wrong with the file
-        raise Unsuitable(f"PyAV cannot open it: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise Unsuitable("PyAV finds no video stream")
-        # The first, as OpenCV (and so the probe) reads, not FFmpeg's "best" (the largest).
-        stream = container.streams.video[0]
-        _check_format(stream.codec_context.format, stream.codec_context.color_range)
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-        stream.codec_context.thread_count = threads
-        frames = _Frames(container, stream, index)
+    with open_frames(path, index, threads) as frames:
         for step in plan.steps:
             if step.seek:
                 frames.seek(landing(step.target, plan.keyframes or [0], plan.reader))
@@ -91,7 +81,26 @@ def read_part(
     return kept, stamps, last
 
 
-class _Frames:
+@contextmanager
+def open_frames(path: str, index: VideoIndex, threads: int) -> Iterator[Frames]:
+    """The decoded frames of the first video stream of `path`, on a decoder with `threads`
+    threads; `Unsuitable` when PyAV cannot open it or does not read its format."""
+    try:
+        container = av.open(path)
+    except av.FFmpegError as exc:  # OpenCV then reports what is wrong with the file
+        raise Unsuitable(f"PyAV cannot open it: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise Unsuitable("PyAV finds no video stream")
+        # The first, as OpenCV (and so the probe) reads, not FFmpeg's "best" (the largest).
+        stream = container.streams.video[0]
+        _check_format(stream.codec_context.format, stream.codec_context.color_range)
+        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        stream.codec_context.thread_count = threads
+        yield Frames(container, stream, index)
+
+
+class Frames:
     """A stream's decoded frames, each with its presentation index."""
 
     def __init__(self, container: Any, stream: Any, index: VideoIndex) -> None:

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 # Beyond the frames it decodes, a seek costs about this many frame decodes: a decoder with one
 # thread per CPU refills its pipeline after the flush; a single-threaded one (a part of a split
 # plan) pays almost nothing. `python bench/extract.py --seeks` measures it per reader, paired
-# against the same frames decoded in a sequential pass: OpenCV 1.2-1.8 and PyAV 0.0-1.5 with two
-# threads, -0.7-0.2 with one, on the development machine. (An earlier unpaired measurement gave
-# 4-8: it counted the keyframe's decode, about four P-frames, and the opening as overhead.)
+# against the same frames decoded in a sequential pass: about 1-2 with two threads (noisy: two
+# runs gave OpenCV -0.4-4.1, PyAV 0.0-2.1), about 0 with one, on the development machine.
+# (An earlier unpaired measurement gave 4-8: it counted the keyframe's decode, about four
+# P-frames, and the opening as overhead.)
 SEEK_COST_FRAMES = 2.0
 # OpenCV (cap_ffmpeg_impl.hpp) seeks to this many frames before the target, then decodes forward.
 SEEK_BACKOFF_FRAMES = 16

@@ -54,13 +54,13 @@ def readers(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def seeks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The keyframes PyAV's reader seeks to, in order."""
     landed: list[int] = []
-    seek = av_read._Frames.seek
+    seek = av_read.Frames.seek
 
     def counting(self: Any, keyframe: int) -> None:
         landed.append(keyframe)
         seek(self, keyframe)
 
-    monkeypatch.setattr(av_read._Frames, "seek", counting)
+    monkeypatch.setattr(av_read.Frames, "seek", counting)
     return landed
 
 
