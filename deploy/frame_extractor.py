@@ -1,24 +1,39 @@
-"""CPU deployment that turns uploaded video bytes into sampled, resized frames.
+"""CPU deployment that turns a video or image (uploaded bytes, or a URL it downloads) into
+sampled, resized frames.
 
 A thin async shell around the pure `deploy.video.extract`: decoding runs in a worker thread so the
 replica's event loop keeps serving other requests; OpenCV's own thread pool is sized to the CPUs
-Ray gave the replica.
+Ray gave the replica. What it returns is `StoredFrames`: the pixels are put in Ray's object store
+here, once, and only a reference and the small metadata go back to the ingress, which hands the
+reference to the engine replica.
+
+Calls, all routed by the affinity router (deploy/affinity_router.py) to the replica that holds
+the video's frames:
+    lookup(digest, ...)          a cache hit, or None: the ingress then sends the bytes
+    extract(data, digest, ...)   decode bytes the ingress hashed as they streamed in
+    extract_url(url, ...)        download (SSRF guard, deploy/fetch.py), hash, then as above
+    from_images(images, ...)     a video sent as its frames (not cached)
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
+import time
 
 import ray
 
-from deploy.config import ExtractionSettings
+from deploy.config import ExtractionSettings, UrlFetchSettings
+from deploy.errors import VidserveError
+from deploy.fetch import UrlFetcher
 from deploy.metrics import ServeExtractorMetrics, keep_reporting
-from deploy.schemas import FrameBatch, MediaKind, SamplingOptions
+from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, StoredFrames
 from deploy.video import extract, frames_from_images, use_cpus
-from deploy.video.cache import FrameCache, cache_key
+from deploy.video.cache import FrameCache, cache_key, digest
 from deploy.video.chunks import Chunk, extract_chunks
+from deploy.video.container import sniff
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -30,31 +45,90 @@ def _replica_cpus() -> int:
     return max(1, round(cpus))
 
 
+def frames_id(key: str, settings: ExtractionSettings) -> str:
+    """A name for these exact pixels: the cache key plus the settings that shape the frames (a
+    change of pixel budget gives other frames). vLLM takes it as the item's multimodal UUID, so
+    its processor cache and prefix cache know a repeat without hashing the pixels."""
+    shaping = settings.model_dump_json(
+        include={"patch_factor", "min_pixels", "max_pixels", "total_pixels"}
+    )
+    return hashlib.sha256(f"{key}|{shaping}".encode()).hexdigest()[:32]
+
+
 class FrameExtractor:
     """Serve deployment `FrameExtractor` (options in serve_config.yaml)."""
 
-    def __init__(self, settings: ExtractionSettings) -> None:
+    def __init__(self, settings: ExtractionSettings, url_fetch: UrlFetchSettings) -> None:
         self._settings = settings
         use_cpus(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
+        self._fetcher = UrlFetcher(
+            url_fetch, max_bytes=min(url_fetch.max_bytes, settings.max_upload_bytes)
+        )
         self._metrics = ServeExtractorMetrics()
         # Every replica reports its cache size, an empty one too, idle or not.
         keep_reporting(lambda: self._metrics.held(self._cache.bytes))
 
+    async def lookup(
+        self, content_digest: str, options: SamplingOptions, kind: MediaKind
+    ) -> StoredFrames | None:
+        """The frames of a video this replica has already extracted, or None."""
+        return self._cached(cache_key(content_digest, options, kind))
+
     async def extract(
-        self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None = None
-    ) -> FrameBatch:
-        return await asyncio.to_thread(self._extract, data, options, kind, param)
+        self,
+        data: bytes,
+        content_digest: str,
+        options: SamplingOptions,
+        kind: MediaKind,
+        param: str | None = None,
+    ) -> StoredFrames:
+        """`content_digest` is `video.cache.digest(data)`, computed by the ingress as the bytes
+        streamed in (so it is not computed twice)."""
+        return await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
+
+    async def extract_url(
+        self, url: str, options: SamplingOptions, kind: MediaKind | None, param: str
+    ) -> StoredFrames:
+        """Download `url` here (not in the ingress), then extract; `kind` None: told by the
+        bytes."""
+        started = time.perf_counter()
+        try:
+            data = await self._fetcher.fetch(url)
+        except VidserveError as exc:
+            exc.param = param
+            raise
+        download_s = time.perf_counter() - started
+        content_digest = await asyncio.to_thread(digest, data)
+        found = kind or sniff(data[:512]).kind or MediaKind.VIDEO
+        stored = self._cached(cache_key(content_digest, options, found))
+        if stored is None:
+            stored = await asyncio.to_thread(
+                self._extract, data, content_digest, options, found, param
+            )
+        return dataclasses.replace(stored, download_s=download_s)
+
+    def _cached(self, key: str) -> StoredFrames | None:
+        stored = self._cache.get(key)
+        self._metrics.lookup(stored is not None)
+        if stored is None:
+            return None
+        logger.info("frame cache hit: %d frames (%s)", stored.meta.count, stored.meta.kind.value)
+        meta = dataclasses.replace(stored.meta, extract_s=0.0, cached=True)
+        return dataclasses.replace(stored, meta=meta)
 
     def _extract(
-        self, data: bytes, options: SamplingOptions, kind: MediaKind, param: str | None
-    ) -> FrameBatch:
-        key = cache_key(data, options, kind)
-        cached = self._cache.get(key)
-        self._metrics.lookup(cached is not None)
+        self,
+        data: bytes,
+        content_digest: str,
+        options: SamplingOptions,
+        kind: MediaKind,
+        param: str | None,
+    ) -> StoredFrames:
+        key = cache_key(content_digest, options, kind)
+        cached = self._cached(key)  # another request may have extracted it meanwhile
         if cached is not None:
-            logger.info("frame cache hit: %d frames (%s)", cached.count, cached.kind.value)
-            return dataclasses.replace(cached, extract_s=0.0, cached=True)
+            return cached
         batch = extract(data, options, self._settings, kind, param)
         self._metrics.extracted(kind.value, batch.count, batch.duration_s, len(data))
         logger.info(
@@ -64,9 +138,15 @@ class FrameExtractor:
             f", read by {batch.reader}" if batch.reader else "",
             batch.extract_s,
         )
-        self._cache.put(key, batch)
+        stored = self._store(batch, frames_id(key, self._settings))
+        self._cache.put(key, stored)
         self._metrics.held(self._cache.bytes)
-        return batch
+        return stored
+
+    @staticmethod
+    def _store(batch: FrameBatch, name: str) -> StoredFrames:
+        """The pixels into Ray's object store, once; the reference is what travels on."""
+        return StoredFrames(batch.meta(), ray.put(batch.frames), name)
 
     async def extract_chunks(
         self, data: bytes, chunk_s: float, overlap_s: float, frames_per_chunk: int
@@ -84,11 +164,11 @@ class FrameExtractor:
 
     async def from_images(
         self, images: list[bytes], options: SamplingOptions, param: str
-    ) -> FrameBatch:
+    ) -> StoredFrames:
         """A video sent as a list of frames (`data:video/jpeg;base64,f1,f2,...`)."""
         batch = await asyncio.to_thread(frames_from_images, images, options, self._settings, param)
         self._metrics.extracted("frames", batch.count, 0.0, sum(len(image) for image in images))
         logger.info(
             "took %d of %d listed frames in %.3fs", batch.count, batch.total_frames, batch.extract_s
         )
-        return batch
+        return self._store(batch, "")

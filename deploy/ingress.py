@@ -73,13 +73,13 @@ def build_http_app(
 ) -> Starlette:
     async def analyze(request: Request) -> Response:
         received_at = time.perf_counter()
-        form = await read_multipart(request, args.extraction.max_upload_bytes)
+        upload = await read_multipart(request, args.extraction.max_upload_bytes)
         pipeline.uploaded(time.perf_counter() - received_at)
         try:
-            parsed = parse_analyze_form(form, args)
-            source = await read_source(form)
+            parsed = parse_analyze_form(upload.form, args)
+            source = await read_source(upload)
         finally:
-            await form.close()
+            await upload.close()
         result = await pipeline.analyze(source, parsed, received_at)
         return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
 

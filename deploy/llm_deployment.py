@@ -4,7 +4,14 @@ Ray Serve LLM (`ray.serve.llm`) owns what is hard: the placement group for
 `tensor_parallel_size`, engine start-up and shutdown, health checks and the engine's metrics
 (`ray_vllm_*`). vidserve adds one method, `answer`, that feeds frames that arrive as numpy arrays
 (through Ray's object store) straight into the engine as one video (or one image) input, without
-re-encoding them.
+re-encoding them. The frames come as a reference into the object store (`StoredFrames`): this
+replica reads them there; they never passed through the ingress.
+
+A second question about the same video reuses the engine's work: the media opens the user's
+turn (before the question), so the prompt's tokens up to the question are a shared prefix for
+prefix caching, and the item carries the extractor's `frames_id` as its multimodal UUID, so the
+multimodal processor cache (`mm_processor_cache_gb`) and the prefix cache know the video without
+hashing its pixels.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from deploy.config import Accelerator, LLMSettings
 from deploy.errors import EngineError, InvalidRequest, ServiceUnavailable, UnprocessableInput
 from deploy.schemas import (
     Delta,
-    FrameBatch,
+    FrameMeta,
     InferenceRequest,
     InferenceResult,
     MediaKind,
@@ -32,6 +39,7 @@ from deploy.schemas import (
 from deploy.startup_errors import ModelStartError, explain
 
 if TYPE_CHECKING:
+    import numpy as np
     from vllm.sampling_params import SamplingParams
 
 logger = logging.getLogger("ray.serve.vidserve.llm")
@@ -44,7 +52,7 @@ def chat_messages(request: InferenceRequest) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     for turn in request.turns:
         if turn.media and request.media is not None:
-            content: list[dict[str, Any]] = [{"type": request.media.kind.value}]
+            content: list[dict[str, Any]] = [{"type": request.media.meta.kind.value}]
             content.append({"type": "text", "text": turn.text})
             messages.append({"role": turn.role.value, "content": content})
         else:
@@ -52,13 +60,24 @@ def chat_messages(request: InferenceRequest) -> list[dict[str, Any]]:
     return messages
 
 
-def multi_modal_data(media: FrameBatch | None) -> dict[str, Any]:
+def multi_modal_data(meta: FrameMeta, frames: np.ndarray) -> dict[str, Any]:
     """vLLM's `multi_modal_data`: frames with the metadata the Qwen video processor needs."""
-    if media is None:
-        return {}
-    if media.kind is MediaKind.IMAGE:
-        return {"image": media.frames[0]}
-    return {"video": (media.frames, media.vllm_video_metadata())}
+    if meta.kind is MediaKind.IMAGE:
+        return {"image": frames[0]}
+    return {"video": (frames, meta.vllm_video_metadata())}
+
+
+def engine_inputs(
+    prompt: str, meta: FrameMeta | None, frames: np.ndarray | None, frames_id: str = ""
+) -> dict[str, Any]:
+    """The engine's prompt dict; `frames_id` (when known) names the media item for vLLM's
+    multimodal caches."""
+    inputs: dict[str, Any] = {"prompt": prompt}
+    if meta is not None and frames is not None:
+        inputs["multi_modal_data"] = multi_modal_data(meta, frames)
+        if frames_id:
+            inputs["multi_modal_uuids"] = {meta.kind.value: [frames_id]}
+    return inputs
 
 
 def sampling_params(request: InferenceRequest) -> SamplingParams:
@@ -123,9 +142,14 @@ class VideoLLMServer(LLMServer):
         prompt = client.get_tokenizer().apply_chat_template(
             chat_messages(request), tokenize=False, add_generation_prompt=True
         )
-        inputs: dict[str, Any] = {"prompt": prompt}
-        if request.media is not None:
-            inputs["multi_modal_data"] = multi_modal_data(request.media)
+        media = request.media
+        frames = await media.frames() if media is not None else None
+        inputs = engine_inputs(
+            prompt,
+            media.meta if media else None,
+            frames,
+            media.frames_id if media else "",
+        )
         request_id = request.request_id or uuid.uuid4().hex
         model = self._llm_config.model_id
         prompt_tokens = completion_tokens = 0

@@ -58,10 +58,10 @@ def chat_messages(request: InferenceRequest, images: list[bytes]) -> list[dict[s
     for turn in request.turns:
         message: dict[str, Any] = {"role": turn.role.value, "content": turn.text}
         if turn.media and media is not None:
-            if media.count > 1:
-                times = ", ".join(f"{t:.1f}s" for t in media.timestamps_s)
+            if media.meta.count > 1:
+                times = ", ".join(f"{t:.1f}s" for t in media.meta.timestamps_s)
                 message["content"] = (
-                    f"The images are {media.count} frames of one video, in order, taken at "
+                    f"The images are {media.meta.count} frames of one video, in order, taken at "
                     f"{times}.\n{turn.text}"
                 )
             message["images"] = images
@@ -121,9 +121,8 @@ class OllamaServer:
             )
         images: list[bytes] = []
         if request.media is not None:
-            images = await asyncio.to_thread(
-                encode_jpeg, request.media.frames, self._settings.jpeg_quality
-            )
+            frames = await request.media.frames()
+            images = await asyncio.to_thread(encode_jpeg, frames, self._settings.jpeg_quality)
         try:
             chunks = await self._client.chat(
                 model=self._model,

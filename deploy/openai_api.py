@@ -45,6 +45,7 @@ from deploy.schemas import (
     Strategy,
     Turn,
 )
+from deploy.video.cache import digest
 
 BACKEND_HEADER = "X-Vidserve-Backend"
 # base64 grows data by 4/3; the JSON around the media is small.
@@ -291,7 +292,8 @@ def media_source(url: str, kind: MediaKind, param: str, args: AppArgs) -> MediaS
                 code="too_many_frames",
             )
         return MediaSource(param=param, kind=kind, frames=frames)
-    return MediaSource(param=param, kind=kind, data=_b64(payload, param))
+    data = _b64(payload, param)
+    return MediaSource(param=param, kind=kind, data=data, digest=digest(data))
 
 
 def _b64(data: str, param: str) -> bytes:
@@ -404,7 +406,7 @@ class OpenAIRoutes:
             loaded = await self._pipeline.load(plan.media, plan.sampling)
         inference = InferenceRequest(
             turns=plan.turns,
-            media=loaded.batch if loaded else None,
+            media=loaded.media if loaded else None,
             params=plan.params,
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
         )
@@ -433,6 +435,7 @@ class OpenAIRoutes:
             | {
                 "timings": {
                     "inference_s": round(finished - started, 4),
+                    "engine_s": round(result.inference_s, 4),
                     "total_s": round(finished - received_at, 4),
                 }
             },
@@ -541,10 +544,12 @@ def _extension(
         "fallback": fallback.model_dump() if fallback else None,
     }
     if loaded is not None:
+        meta = loaded.media.meta
         extra["frames"] = {
-            "count": loaded.batch.count,
-            "timestamps": loaded.batch.timestamps_s,
-            "cached": loaded.batch.cached,
+            "count": meta.count,
+            "timestamps": meta.timestamps_s,
+            "cached": meta.cached,
+            "decode_s": round(meta.extract_s, 4),
             "download_s": round(loaded.download_s, 4),
             "extract_s": round(loaded.extract_s, 4),
         }

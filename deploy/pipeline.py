@@ -1,9 +1,18 @@
-"""Where a request goes after the HTTP layer: download (URLs), extractor, backend policy.
+"""Where a request goes after the HTTP layer: extractor, then backend policy.
 
 No HTTP here: the ingress (analyze) and `openai_api` (chat) parse requests and render answers;
-this module checks that the model can see what was sent, downloads URLs through the SSRF guard,
-calls the extractor through its handle, hands the frames to the `BackendRouter` (vLLM, Ollama,
-fallback) and times each stage.
+this module checks that the model can see what was sent, asks the extractor for frames (routed
+to the replica that holds the video: deploy/affinity_router.py), hands the engine a reference to
+them through the `BackendRouter` (vLLM, Ollama, fallback) and times each stage.
+
+    upload (hashed as it streamed in) ─► extractor.lookup(digest)  hit: no video bytes sent
+                                         └ miss ─► extractor.extract(bytes, digest)
+    URL ─► extractor.extract_url(url)   the extractor downloads it (SSRF guard), not the ingress
+    frame list ─► extractor.from_images(frames)
+
+The extractor answers `StoredFrames`: metadata, and a reference to pixels in Ray's object store.
+The ingress keeps the metadata; the engine replica reads the pixels: they never cross the
+ingress.
 """
 
 from __future__ import annotations
@@ -17,26 +26,27 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from deploy.affinity_router import affinity, url_key
 from deploy.analyze_request import AnalyzeRequest
 from deploy.backends import BackendRouter, OpenedStream, Routed
 from deploy.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
 from deploy.config import AppArgs, Backend
-from deploy.errors import ServiceUnavailable, UnprocessableInput, VidserveError
-from deploy.fetch import UrlFetcher
+from deploy.errors import ServiceUnavailable, UnprocessableInput
 from deploy.handles import call_stage
 from deploy.metrics import StageMetrics
 from deploy.schemas import (
     AnalyzeResponse,
     Delta,
-    FrameBatch,
     FramesInfo,
     InferenceRequest,
     InferenceResult,
     MediaKind,
     SamplingOptions,
+    StoredFrames,
     Timings,
     Usage,
 )
+from deploy.video.cache import digest
 from deploy.video.container import sniff
 
 logger = logging.getLogger("ray.serve.vidserve.pipeline")
@@ -49,18 +59,20 @@ READY_TIMEOUT_S = 2.0
 @dataclass(frozen=True)
 class MediaSource:
     """Where a request's video or image is: uploaded bytes, a URL, or a list of frame images.
-    `kind` None: told by the bytes. `param` names it in errors (e.g. `messages[0].content[1]`)."""
+    `kind` None: told by the bytes. `param` names it in errors (e.g. `messages[0].content[1]`).
+    `digest`: `video.cache.digest(data)` when the HTTP layer hashed the bytes as they arrived."""
 
     param: str
     kind: MediaKind | None = None
     data: bytes | None = None
     url: str | None = None
     frames: list[bytes] | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
 class Loaded:
-    batch: FrameBatch
+    media: StoredFrames
     download_s: float
     extract_s: float
 
@@ -77,10 +89,6 @@ class AnalyzePipeline:
         self._router = router
         self._args = args
         self._metrics = metrics
-        self._fetcher = UrlFetcher(
-            args.url_fetch,
-            max_bytes=min(args.url_fetch.max_bytes, args.extraction.max_upload_bytes),
-        )
         # Known once (it may read the model's config.json), not per request.
         self._primary_sees = args.vision_of(args.backends.primary)
 
@@ -107,39 +115,39 @@ class AnalyzePipeline:
         self._observe("upload", seconds)
 
     async def load(self, source: MediaSource, sampling: SamplingOptions) -> Loaded:
-        """Frames from an upload, a URL (downloaded here, SSRF-guarded) or a list of frames."""
+        """Frames from an upload, a URL (the extractor downloads it) or a list of frames."""
         self.check_can_see(source.kind or MediaKind.VIDEO)
         started = time.perf_counter()
         if source.frames is not None:
-            batch: FrameBatch = await call_stage(
-                self._extractor.from_images.remote(source.frames, sampling, source.param),
-                stage="extract",
-                timeout_s=EXTRACT_TIMEOUT_S,
-            )
-            return self._loaded(batch, 0.0, time.perf_counter() - started)
+            call = self._extractor.from_images.remote(source.frames, sampling, source.param)
+            return self._loaded(await self._extract(call), started)
+        if source.data is None:
+            handle = affinity(self._extractor, url_key(source.url or ""))
+            call = handle.extract_url.remote(source.url or "", sampling, source.kind, source.param)
+            stored = await self._extract(call)
+            self._observe("download", stored.download_s)
+            return self._loaded(stored, started)
         data = source.data
-        if data is None:
-            try:
-                data = await self._fetcher.fetch(source.url or "")
-            except VidserveError as exc:
-                exc.param = source.param
-                raise
-            self._observe("download", time.perf_counter() - started)
-        downloaded = time.perf_counter()
         kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
-        batch = await call_stage(
-            self._extractor.extract.remote(data, sampling, kind, source.param),
-            stage="extract",
-            timeout_s=EXTRACT_TIMEOUT_S,
-        )
-        return self._loaded(batch, downloaded - started, time.perf_counter() - downloaded)
+        content_digest = source.digest or digest(data)
+        handle = affinity(self._extractor, content_digest)
+        cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
+        if cached is None:  # the video's replica does not have it: now send the bytes
+            call = handle.extract.remote(data, content_digest, sampling, kind, source.param)
+            cached = await self._extract(call)
+        return self._loaded(cached, started)
 
-    def _loaded(self, batch: FrameBatch, download_s: float, extract_s: float) -> Loaded:
-        """`extract_s` is the wall time here; the replica's own decoding time is in the batch:
-        the difference is queueing for (and travelling to) an extractor."""
-        self._observe("extract", batch.extract_s)
-        self._observe("extract_queue", extract_s - batch.extract_s)
-        return Loaded(batch, download_s, extract_s)
+    @staticmethod
+    async def _extract(call: Any) -> Any:
+        return await call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
+
+    def _loaded(self, stored: StoredFrames, started: float) -> Loaded:
+        """The wall time here less the download is `extract_s`; the replica's own decoding time
+        is in the metadata: the difference is queueing for (and travelling to) an extractor."""
+        extract_s = time.perf_counter() - started - stored.download_s
+        self._observe("extract", stored.meta.extract_s)
+        self._observe("extract_queue", max(0.0, extract_s - stored.meta.extract_s))
+        return Loaded(stored, stored.download_s, extract_s)
 
     async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
         started = time.perf_counter()
@@ -165,9 +173,11 @@ class AnalyzePipeline:
     ) -> AnalyzeResponse:
         """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
         loaded = await self.load(source, request.sampling)
-        batch = loaded.batch
+        meta = loaded.media.meta
         extracted = time.perf_counter()
-        routed = await self.answer(InferenceRequest.ask(request.prompt, batch, request.params))
+        routed = await self.answer(
+            InferenceRequest.ask(request.prompt, loaded.media, request.params)
+        )
         result = routed.result
         finished = time.perf_counter()
         return AnalyzeResponse(
@@ -175,9 +185,7 @@ class AnalyzePipeline:
             model=result.model,
             backend=result.backend,
             fallback=routed.fallback,
-            frames=FramesInfo(
-                count=batch.count, timestamps=batch.timestamps_s, cached=batch.cached
-            ),
+            frames=FramesInfo(count=meta.count, timestamps=meta.timestamps_s, cached=meta.cached),
             timings=Timings(
                 download_s=round(loaded.download_s, 4),
                 extract_s=round(loaded.extract_s, 4),

@@ -1,7 +1,9 @@
 """Typed messages between the deployments, and the HTTP response bodies.
 
-Frames travel as a `FrameBatch` (numpy arrays) through Ray's object store; everything else is
-small pydantic data.
+The extractor decodes a `FrameBatch` (numpy arrays) and puts its pixels in Ray's object store
+once; what leaves it is `StoredFrames`: the small `FrameMeta` and a reference to the pixels. The
+ingress keeps the metadata and passes the reference on, so the engine replica reads the pixels
+straight from the object store: they never cross the ingress. Everything else is small data.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
 
 
 class MediaKind(StrEnum):
@@ -58,6 +63,38 @@ class SamplingOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class FrameMeta:
+    """What is known of sampled frames without their pixels: what the ingress keeps."""
+
+    kind: MediaKind
+    count: int
+    shape: tuple[int, ...]  # of the frames array, [T, H, W, 3]
+    indices: list[int]
+    timestamps_s: list[float]
+    source_fps: float
+    duration_s: float
+    total_frames: int
+    extract_s: float = 0.0
+    cached: bool = False  # served from the extractor's frame cache
+    reader: str = ""  # what decoded a video: "pyav" or "opencv" (video/av_read.py)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))  # uint8
+
+    def vllm_video_metadata(self) -> dict[str, Any]:
+        """The metadata vLLM's Qwen video processor needs with pre-sampled frames."""
+        return {
+            "total_num_frames": self.total_frames,
+            "fps": self.source_fps,
+            "duration": self.duration_s,
+            "frames_indices": list(self.indices),
+            "video_backend": "opencv",
+            "do_sample_frames": False,
+        }
+
+
+@dataclass(frozen=True)
 class FrameBatch:
     """Frames sampled from one video (or one image), RGB uint8 `[T, H, W, 3]`, with metadata."""
 
@@ -78,16 +115,46 @@ class FrameBatch:
     def count(self) -> int:
         return int(self.frames.shape[0])
 
-    def vllm_video_metadata(self) -> dict[str, Any]:
-        """The metadata vLLM's Qwen video processor needs with pre-sampled frames."""
-        return {
-            "total_num_frames": self.total_frames,
-            "fps": self.source_fps,
-            "duration": self.duration_s,
-            "frames_indices": list(self.indices),
-            "video_backend": "opencv",
-            "do_sample_frames": False,
-        }
+    def meta(self) -> FrameMeta:
+        return FrameMeta(
+            kind=self.kind,
+            count=self.count,
+            shape=tuple(int(n) for n in self.frames.shape),
+            indices=list(self.indices),
+            timestamps_s=list(self.timestamps_s),
+            source_fps=self.source_fps,
+            duration_s=self.duration_s,
+            total_frames=self.total_frames,
+            extract_s=self.extract_s,
+            cached=self.cached,
+            reader=self.reader,
+        )
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """Frames whose pixels wait in Ray's object store (`pixels` an ObjectRef), or in this
+    process (`pixels` the array itself: tests, and callers without Ray).
+
+    `frames_id` names these exact pixels (the source's digest, the sampling options and the
+    settings that shape frames; empty for a frame list): vLLM takes it as the item's multimodal
+    UUID, so a repeat is known without hashing pixels. `download_s`: time spent fetching a URL."""
+
+    meta: FrameMeta
+    pixels: ObjectRef[np.ndarray] | np.ndarray
+    frames_id: str = ""
+    download_s: float = 0.0
+
+    @classmethod
+    def inline(cls, batch: FrameBatch, frames_id: str = "") -> StoredFrames:
+        return cls(batch.meta(), batch.frames, frames_id)
+
+    async def frames(self) -> np.ndarray:
+        """The pixels, `[T, H, W, 3]` uint8 (read-only when they came from the object store)."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels
+        frames: np.ndarray = await self.pixels
+        return frames
 
 
 @dataclass(frozen=True)
@@ -122,13 +189,13 @@ class InferenceRequest:
     image, whose frames travel once in `media`."""
 
     turns: tuple[Turn, ...]
-    media: FrameBatch | None
+    media: StoredFrames | None
     params: GenerationParams
     request_id: str = ""
 
     @classmethod
     def ask(
-        cls, prompt: str, media: FrameBatch | None, params: GenerationParams
+        cls, prompt: str, media: StoredFrames | None, params: GenerationParams
     ) -> InferenceRequest:
         """A single question about `media` (the analyze endpoint)."""
         return cls((Turn(Role.USER, prompt, media=media is not None),), media, params)

@@ -1,8 +1,12 @@
-"""Multipart uploads read as they stream in, refused the moment they pass the size limit."""
+"""Multipart uploads read as they stream in, refused the moment they pass the size limit, and
+hashed as they stream in (the digest is the extractor's cache key: a repeat sends no bytes)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -34,7 +38,31 @@ async def _capped(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
         yield chunk
 
 
-async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
+class _HashingParser(MultiPartParser):
+    """Starlette's parser, updating a SHA-256 (video.cache.digest) per file field with each
+    piece of the file as it arrives, so no second pass over the bytes is needed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hashes: dict[str, Any] = {}
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        super().on_part_data(data, start, end)
+        part = self._current_part
+        if part.file is not None:
+            self.hashes.setdefault(part.field_name, hashlib.sha256()).update(data[start:end])
+
+
+@dataclass(frozen=True)
+class Upload:
+    form: FormData
+    digests: dict[str, str]  # file field -> video.cache.digest of its bytes
+
+    async def close(self) -> None:
+        await self.form.close()
+
+
+async def read_multipart(request: Request, max_upload_bytes: int) -> Upload:
     """Parse a multipart/form-data body, stopping as soon as it exceeds the limit."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
@@ -47,7 +75,7 @@ async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(max_upload_bytes)
-    parser = MultiPartParser(
+    parser = _HashingParser(
         request.headers,
         _capped(request, limit),
         max_files=1,
@@ -55,14 +83,16 @@ async def read_multipart(request: Request, max_upload_bytes: int) -> FormData:
         max_part_size=_MAX_FIELD_BYTES,
     )
     try:
-        return await parser.parse()
+        form = await parser.parse()
     except MultiPartException as exc:
         raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
+    return Upload(form, {name: h.hexdigest() for name, h in parser.hashes.items()})
 
 
-async def read_source(form: FormData) -> MediaSource:
+async def read_source(upload: Upload) -> MediaSource:
     """The one media of an analyze request: a video in 'file', an image in 'image', or a 'url'
     to download (video or image, told by its bytes)."""
+    form = upload.form
     present = [name for name in (*FIELD_FOR.values(), "url") if form.get(name) is not None]
     if len(present) != 1:
         problem = "no" if not present else "more than one"
@@ -85,4 +115,5 @@ async def read_source(form: FormData) -> MediaSource:
             f"'{name}' must be a file upload, not a text field", param=name, code="missing_file"
         )
     kind = next(k for k, field in FIELD_FOR.items() if field == name)
-    return MediaSource(param=name, kind=kind, data=await value.read())
+    data = await value.read()
+    return MediaSource(param=name, kind=kind, data=data, digest=upload.digests.get(name))

@@ -4,8 +4,9 @@ with the Ollama stand-in (tests/ollama_stub.py) as its fallback.
 Two applications run side by side in the one Serve instance:
   * `vidserve` at `/`: primary vLLM, fallback Ollama (the stand-in); open (no API keys);
     fetches URLs from `media_server` (allowlisted) and `file://` inside `media_dir`;
-  * `vidserve-ollama` at `/ollama-only`: primary Ollama, no fallback, no vLLM deployment;
-    API keys required (one in the config, one in a keys file). The `client` fixture sends one.
+  * `vidserve-ollama` at `/ollama-only`: primary Ollama, no fallback, no vLLM deployment, two
+    FrameExtractor replicas (cache affinity); API keys required (one in the config, one in a
+    keys file). The `client` fixture sends one.
 `internal_server` stands for a private service: nothing may ever reach it.
 """
 
@@ -49,6 +50,8 @@ CONFIG_KEY = "vidserve-test-key-from-config"
 FILE_KEY = "vidserve-test-key-from-the-file"
 VIDEO_FRAMES, VIDEO_FPS = 40, 10.0
 SCRAPE_INTERVAL_S = 2
+# The ollama-only app's FrameExtractor replicas (the main app's autoscale from one).
+AFFINITY_EXTRACTORS = 2
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,10 @@ def _test_config(
         },
     )
     ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] != "VLLM"]
+    for deployment in ollama_only["deployments"]:
+        if deployment["name"] == "FrameExtractor":  # cache affinity over two replicas
+            deployment.pop("autoscaling_config", None)
+            deployment["num_replicas"] = AFFINITY_EXTRACTORS
     config["applications"].append(ollama_only)
     validate(config)
     return config

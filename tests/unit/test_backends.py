@@ -35,6 +35,7 @@ from deploy.schemas import (
     InferenceRequest,
     InferenceResult,
     MediaKind,
+    StoredFrames,
 )
 
 SETTINGS = CircuitBreakerSettings(failure_threshold=2, open_s=10.0, probe_timeout_s=1.0)
@@ -106,7 +107,7 @@ class Metrics:
 def _request() -> InferenceRequest:
     frames = np.zeros((2, 28, 28, 3), np.uint8)
     media = FrameBatch(MediaKind.VIDEO, frames, [0, 1], [0.0, 1.0], 1.0, 2.0, 28, 28, 2)
-    return InferenceRequest.ask("what?", media, GenerationParams(max_tokens=8))
+    return InferenceRequest.ask("what?", StoredFrames.inline(media), GenerationParams(max_tokens=8))
 
 
 def _router(*backends: Backend, clock: Clock | None = None) -> tuple[BackendRouter, Metrics]:

@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
-from deploy.video.cache import FrameCache, cache_key
+from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, StoredFrames, Strategy
+from deploy.video.cache import FrameCache, cache_key, digest
 
 
-def _batch(count: int, side: int = 10) -> FrameBatch:
+def _batch(count: int, side: int = 10) -> StoredFrames:
     frames = np.zeros((count, side, side, 3), np.uint8)  # 300 bytes per frame
-    return FrameBatch(MediaKind.VIDEO, frames, list(range(count)), [0.0] * count, 1.0, 1.0,
-                      side, side, count)  # fmt: skip
+    batch = FrameBatch(MediaKind.VIDEO, frames, list(range(count)), [0.0] * count, 1.0, 1.0,
+                       side, side, count)  # fmt: skip
+    return StoredFrames.inline(batch)
 
 
 def test_keys_depend_on_the_bytes_the_kind_and_the_options_not_on_names() -> None:
     options = SamplingOptions(num_frames=4)
-    key = cache_key(b"video-bytes", options, MediaKind.VIDEO)
-    assert key == cache_key(b"video-bytes", SamplingOptions(num_frames=4), MediaKind.VIDEO)
+    video = digest(b"video-bytes")
+    assert video == hashlib.sha256(b"video-bytes").hexdigest()
+    key = cache_key(video, options, MediaKind.VIDEO)
+    assert key == cache_key(digest(b"video-bytes"), SamplingOptions(num_frames=4), MediaKind.VIDEO)
     others = {
-        cache_key(b"video-bytez", options, MediaKind.VIDEO),
-        cache_key(b"video-bytes", SamplingOptions(num_frames=5), MediaKind.VIDEO),
-        cache_key(b"video-bytes", options, MediaKind.IMAGE),
-        cache_key(b"video-bytes", SamplingOptions(num_frames=4, strategy=Strategy.SCENE),
-                  MediaKind.VIDEO),
-    }  # fmt: skip
+        cache_key(digest(b"video-bytez"), options, MediaKind.VIDEO),
+        cache_key(video, SamplingOptions(num_frames=5), MediaKind.VIDEO),
+        cache_key(video, options, MediaKind.IMAGE),
+        cache_key(video, SamplingOptions(num_frames=4, strategy=Strategy.SCENE), MediaKind.VIDEO),
+    }
     assert key not in others
     assert len(others) == 4
 

@@ -23,6 +23,7 @@ from deploy.schemas import (
     InferenceRequest,
     MediaKind,
     Role,
+    StoredFrames,
     Turn,
 )
 from tests.ollama_stub import TEXT, VISION, OllamaStub, decode_images
@@ -51,11 +52,12 @@ def _server(stub_url: str, model: str = "qwen2.5vl:7b", **settings: Any) -> Olla
     return asyncio.run(build())
 
 
-def _video(count: int = 3, height: int = 56, width: int = 84) -> FrameBatch:
+def _video(count: int = 3, height: int = 56, width: int = 84) -> StoredFrames:
+    """Frames as the extractor hands them on (here with the pixels inline, not in Ray)."""
     frames = np.zeros((count, height, width, 3), np.uint8)
     for i in range(count):
         frames[i, :, : width // 2] = (40 * i, 200, 10)  # left half differs per frame
-    return FrameBatch(
+    batch = FrameBatch(
         kind=MediaKind.VIDEO,
         frames=frames,
         indices=list(range(0, 10 * count, 10)),
@@ -66,9 +68,10 @@ def _video(count: int = 3, height: int = 56, width: int = 84) -> FrameBatch:
         source_height=height,
         total_frames=10 * count,
     )
+    return StoredFrames.inline(batch)
 
 
-def _ask(server: OllamaServer, media: FrameBatch | None, **params: Any) -> Any:
+def _ask(server: OllamaServer, media: StoredFrames | None, **params: Any) -> Any:
     request = InferenceRequest.ask(
         "What changes?", media, GenerationParams(max_tokens=64, **params)
     )
@@ -164,7 +167,7 @@ def test_an_unreachable_server_is_a_503_naming_the_host() -> None:
         assert info.value.code == "ollama_unreachable"
 
 
-def _request_with(media: FrameBatch) -> InferenceRequest:
+def _request_with(media: StoredFrames) -> InferenceRequest:
     return InferenceRequest.ask("q", media, GenerationParams(max_tokens=4))
 
 

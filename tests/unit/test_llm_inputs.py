@@ -1,0 +1,87 @@
+"""The vLLM replica's pure functions: the conversation its chat template renders, the engine's
+multimodal inputs (with the frames' UUID for vLLM's caches) and the sampling parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+from vllm.sampling_params import RequestOutputKind
+
+from deploy.llm_deployment import chat_messages, engine_inputs, sampling_params
+from deploy.schemas import (
+    FrameBatch,
+    GenerationParams,
+    InferenceRequest,
+    MediaKind,
+    Role,
+    StoredFrames,
+    Turn,
+)
+
+
+def _stored(kind: MediaKind = MediaKind.VIDEO, count: int = 4) -> StoredFrames:
+    frames = np.zeros((count, 28, 56, 3), np.uint8)
+    batch = FrameBatch(kind, frames, list(range(0, 5 * count, 5)), [i * 0.5 for i in range(count)],
+                       10.0, 2.0, 56, 28, 5 * count)  # fmt: skip
+    return StoredFrames.inline(batch, "frames-1")
+
+
+def test_the_media_opens_its_turn_before_the_question_so_repeats_share_a_prefix() -> None:
+    request = InferenceRequest(
+        turns=(
+            Turn(Role.SYSTEM, "Be brief."),
+            Turn(Role.USER, "What happens?", media=True),
+            Turn(Role.ASSISTANT, "A bar moves."),
+            Turn(Role.USER, "Which way?"),
+        ),
+        media=_stored(),
+        params=GenerationParams(max_tokens=8),
+    )
+    assert chat_messages(request) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]},
+        {"role": "assistant", "content": "A bar moves."},
+        {"role": "user", "content": "Which way?"},
+    ]
+
+
+def test_a_video_goes_in_with_its_metadata_and_its_frames_id_as_the_items_uuid() -> None:
+    stored = _stored()
+    frames = np.asarray(stored.pixels)
+    inputs = engine_inputs("<prompt>", stored.meta, frames, stored.frames_id)
+    assert inputs["prompt"] == "<prompt>"
+    video, metadata = inputs["multi_modal_data"]["video"]
+    assert video is frames
+    assert metadata == {
+        "total_num_frames": 20,
+        "fps": 10.0,
+        "duration": 2.0,
+        "frames_indices": [0, 5, 10, 15],
+        "video_backend": "opencv",
+        "do_sample_frames": False,
+    }
+    assert inputs["multi_modal_uuids"] == {"video": ["frames-1"]}
+
+
+def test_an_image_is_its_one_frame_and_a_frame_list_lets_vllm_hash_it() -> None:
+    stored = _stored(MediaKind.IMAGE, count=1)
+    frames = np.asarray(stored.pixels)
+    inputs = engine_inputs("p", stored.meta, frames, "")
+    assert np.array_equal(inputs["multi_modal_data"]["image"], frames[0])
+    assert inputs["multi_modal_data"]["image"].shape == (28, 56, 3)
+    assert "multi_modal_uuids" not in inputs
+    assert engine_inputs("text only", None, None) == {"prompt": "text only"}
+
+
+def test_sampling_parameters_stream_deltas_and_carry_only_what_was_asked() -> None:
+    params = GenerationParams(
+        max_tokens=12, temperature=0.0, seed=3, stop=("END",), json_schema={"type": "object"}
+    )
+    sampling = sampling_params(InferenceRequest.ask("q", None, params))
+    assert sampling.max_tokens == 12
+    assert sampling.output_kind is RequestOutputKind.DELTA
+    assert (sampling.temperature, sampling.seed, sampling.stop) == (0.0, 3, ["END"])
+    assert sampling.structured_outputs is not None
+    assert sampling.structured_outputs.json == {"type": "object"}
+    plain = sampling_params(InferenceRequest.ask("q", None, GenerationParams(max_tokens=5)))
+    assert plain.structured_outputs is None
+    assert plain.seed is None
