@@ -9,7 +9,7 @@ PROFILE ?= $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo gpu; \
 	elif [ "$$(uname -s)" = Darwin ]; then echo ollama; else echo cpu; fi)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-dev lint typecheck bench monitor clean-venv
+.PHONY: run test test-unit setup setup-dev lint typecheck bench monitor clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: setup-dev
 
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop: tests/unit only (no Ray, no engine), about a minute and a half on 2 cores.
+test-unit: setup-dev
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup-dev
 	$(PY) bench/analyze.py

@@ -6,7 +6,8 @@ One run, one after the other on this machine: first `python -m vllm.entrypoints.
 (vLLM's own server and its own video loader, frames sampled by `--media-io-kwargs`), then vidserve
 (`make run`'s app on a local Ray) at `/v1/chat/completions`. Both serve the same model (the tiny
 random Qwen2.5-VL unless VLLM_MODEL_PATH is set) with the same engine arguments (vidserve's
-`llm` settings for the profile, passed to vLLM's server as flags), both get the video as the same
+`llm` settings for the profile, passed to vLLM's server as flags, and vidserve's per-frame pixel
+budget as vLLM's `--mm-processor-kwargs`), both get the video as the same
 `file://` URL of a generated 60 s 720p H.264 clip, and the same question with `temperature: 0`.
 
 Printed: p50 end-to-end latency at concurrency 1, throughput at concurrency 4, prompt and
@@ -137,7 +138,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes] | None, timeout_s: flo
 
 
 def run_vllm(
-    model: str, args: AppArgs, media_dir: Path, frames: int, log: Path
+    model: str, args: AppArgs, media_dir: Path, *, frames: int, seconds: float, log: Path
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     engine = args.llm.vllm_engine_kwargs()
@@ -146,7 +147,15 @@ def run_vllm(
         "--model", model, "--served-model-name", "bench",
         "--host", "127.0.0.1", "--port", str(port),
         "--allowed-local-media-path", str(media_dir),
-        "--media-io-kwargs", json.dumps({"video": {"num_frames": frames}}),
+        # vLLM's loader samples at min(num_frames, fps x duration) with fps 2 by default (120
+        # frames of 60 s): the rate is set so that it takes `frames` frames, as vidserve does.
+        "--media-io-kwargs", json.dumps(
+            {"video": {"num_frames": frames, "fps": frames / seconds + 1e-6}}
+        ),
+        # vidserve's per-frame pixel budget (extraction.min/max_pixels), for the same frame size.
+        "--mm-processor-kwargs", json.dumps(
+            {"min_pixels": args.extraction.min_pixels, "max_pixels": args.extraction.max_pixels}
+        ),
         *engine_flags(engine),
     ]  # fmt: skip
     print("+", " ".join(command), flush=True)
@@ -239,7 +248,14 @@ def main() -> int:
     args = AppArgs.model_validate(app_args(config))
 
     print("\n== vLLM's own server", flush=True)
-    vllm_url, process = run_vllm(model, args, media_dir, options.frames, media_dir / "vllm.log")
+    vllm_url, process = run_vllm(
+        model,
+        args,
+        media_dir,
+        frames=options.frames,
+        seconds=options.seconds,
+        log=media_dir / "vllm.log",
+    )
     try:
         body = _body("bench", video_url, options.frames, vidserve=False)
         vllm = asyncio.run(_measure(vllm_url, body, options.requests, options.throughput_requests))

@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from deploy.config import CircuitBreakerSettings
-from deploy.errors import BackendTimeout, EngineError, ServiceUnavailable, VidserveError
+from deploy.errors import EngineError, Failure, ServiceUnavailable, VidserveError
 from deploy.handles import call_stage, next_item
 from deploy.metrics import BackendMetrics
 from deploy.schemas import Delta, FallbackInfo, InferenceRequest, InferenceResult
@@ -105,18 +105,6 @@ class HandleBackend:
             self._handle.ready.remote(), stage=self.name, timeout_s=timeout_s
         )
         return model
-
-
-def failure_reason(error: VidserveError) -> str:
-    """A short, bounded name for why a backend failed (metrics label, log, response)."""
-    if isinstance(error, BackendTimeout):
-        return "timeout"
-    if isinstance(error, EngineError):
-        return "engine_error"
-    for reason in ("overloaded", "not_deployed", "replica_died"):
-        if error.code.endswith(reason):
-            return reason
-    return "unavailable"
 
 
 class CircuitState(StrEnum):
@@ -253,8 +241,8 @@ class BackendRouter:
                         breaker.record_success()  # the backend answered; the request was bad
                         self._count(backend.name, "client_error")
                         raise
-                    reason = failure_reason(exc)
-                    if reason != "overloaded":  # a full queue is load, not ill health
+                    reason = exc.kind.value
+                    if reason != Failure.OVERLOADED:  # a full queue is load, not ill health
                         breaker.record_failure(exc.message)
                     states[backend.name] = f"{reason}: {exc.message}"
                     errors.append(exc)

@@ -7,7 +7,20 @@ Response body: `{"error": {"message": ..., "type": ..., "code": ...}}`.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, ClassVar
+
+
+class Failure(StrEnum):
+    """Why a stage could not answer, for the backend policy, metrics and logs (a bounded set,
+    kept as a type: never read back out of an error code)."""
+
+    TIMEOUT = "timeout"
+    ENGINE_ERROR = "engine_error"
+    OVERLOADED = "overloaded"  # a full queue: load, not ill health
+    NOT_DEPLOYED = "not_deployed"
+    REPLICA_DIED = "replica_died"
+    UNAVAILABLE = "unavailable"
 
 
 class VidserveError(Exception):
@@ -21,6 +34,7 @@ class VidserveError(Exception):
         code: str | None = None,
         param: str | None = None,
         details: dict[str, Any] | None = None,
+        failure: Failure | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -28,13 +42,32 @@ class VidserveError(Exception):
         self.param = param
         # Extra fields of the error object, e.g. `backends` (the state of each backend).
         self.details = details
+        # Set where the cause is known (deploy/handles.py); else told by the class: `kind`.
+        self.failure = failure
 
     @classmethod
     def default_code(cls) -> str:
         return cls.error_type
 
+    @property
+    def kind(self) -> Failure:
+        """Why it failed, as the backend policy counts it."""
+        if self.failure is not None:
+            return self.failure
+        if isinstance(self, BackendTimeout):
+            return Failure.TIMEOUT
+        if isinstance(self, EngineError):
+            return Failure.ENGINE_ERROR
+        return Failure.UNAVAILABLE
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.code, self.param, self.details))
+        fields = {
+            "code": self.code,
+            "param": self.param,
+            "details": self.details,
+            "failure": self.failure,
+        }
+        return (_rebuild, (type(self), self.message, fields))
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
@@ -45,14 +78,8 @@ class VidserveError(Exception):
         return {"error": body}
 
 
-def _rebuild(
-    cls: type[VidserveError],
-    message: str,
-    code: str,
-    param: str | None,
-    details: dict[str, Any] | None = None,
-) -> VidserveError:
-    return cls(message, code=code, param=param, details=details)
+def _rebuild(cls: type[VidserveError], message: str, fields: dict[str, Any]) -> VidserveError:
+    return cls(message, **fields)
 
 
 class InvalidRequest(VidserveError):

@@ -23,7 +23,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from deploy.errors import BackendTimeout, EngineError, ServiceUnavailable, VidserveError
+from deploy.errors import BackendTimeout, EngineError, Failure, ServiceUnavailable, VidserveError
 
 T = TypeVar("T")
 
@@ -71,17 +71,21 @@ def _ray_errors(stage: str, timeout_s: float, cancel: Callable[[], None]) -> Ite
         ) from None
     except BackPressureError:
         raise ServiceUnavailable(
-            f"the {stage} stage is overloaded: its queue is full", code=f"{stage}_overloaded"
+            f"the {stage} stage is overloaded: its queue is full",
+            code=f"{stage}_overloaded",
+            failure=Failure.OVERLOADED,
         ) from None
     except DeploymentUnavailableError:
         raise ServiceUnavailable(
             f"the {stage} deployment is not deployed (it failed to start)",
             code=f"{stage}_not_deployed",
+            failure=Failure.NOT_DEPLOYED,
         ) from None
     except (RayActorError, RayServeException) as exc:
         raise ServiceUnavailable(
             f"the {stage} replica died while handling the request ({type(exc).__name__})",
             code=f"{stage}_replica_died",
+            failure=Failure.REPLICA_DIED,
         ) from None
 
 

@@ -27,7 +27,13 @@ from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
 from deploy.catalog import DEFAULT_VISION_HF_ID
 from deploy.config import Accelerator, LLMSettings
-from deploy.errors import EngineError, InvalidRequest, ServiceUnavailable, UnprocessableInput
+from deploy.errors import (
+    EngineError,
+    Failure,
+    InvalidRequest,
+    ServiceUnavailable,
+    UnprocessableInput,
+)
 from deploy.schemas import (
     Delta,
     FrameMeta,
@@ -172,7 +178,9 @@ class VideoLLMServer(LLMServer):
             raise InvalidRequest(str(exc), code="invalid_for_model") from None
         except QueueOverflowError as exc:
             raise ServiceUnavailable(
-                f"the vLLM engine's queue is full: {exc}", code="vllm_overloaded"
+                f"the vLLM engine's queue is full: {exc}",
+                code="vllm_overloaded",
+                failure=Failure.OVERLOADED,
             ) from None
         except VLLMServerError as exc:  # EngineDeadError, EngineGenerateError, ...
             raise EngineError(

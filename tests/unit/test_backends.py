@@ -7,6 +7,7 @@ each backend is a small object with the same two methods, so every branch is rea
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,12 +19,12 @@ from deploy.backends import (
     CircuitBreaker,
     CircuitState,
     OpenedStream,
-    failure_reason,
 )
 from deploy.config import CircuitBreakerSettings
 from deploy.errors import (
     BackendTimeout,
     EngineError,
+    Failure,
     InvalidRequest,
     ServiceUnavailable,
     VidserveError,
@@ -130,16 +131,17 @@ def test_the_primary_answers_when_it_can() -> None:
     [
         (BackendTimeout("slow", code="vllm_timeout"), "timeout"),
         (EngineError("dead", code="vllm_engine_error"), "engine_error"),
-        (ServiceUnavailable("full", code="vllm_overloaded"), "overloaded"),
-        (ServiceUnavailable("gone", code="vllm_not_deployed"), "not_deployed"),
-        (ServiceUnavailable("died", code="vllm_replica_died"), "replica_died"),
+        (ServiceUnavailable("full", code="x", failure=Failure.OVERLOADED), "overloaded"),
+        (ServiceUnavailable("gone", code="x", failure=Failure.NOT_DEPLOYED), "not_deployed"),
+        (ServiceUnavailable("died", code="x", failure=Failure.REPLICA_DIED), "replica_died"),
         (ServiceUnavailable("down", code="ollama_unreachable"), "unavailable"),
     ],
 )
 def test_a_failing_primary_hands_the_same_request_to_the_fallback(
     error: VidserveError, reason: str
 ) -> None:
-    assert failure_reason(error) == reason
+    assert error.kind == reason
+    assert pickle.loads(pickle.dumps(error)).kind == reason  # it crosses replicas intact
     vllm, ollama = Backend("vllm", error=error), Backend("ollama")
     router, metrics = _router(vllm, ollama)
     request = _request()
