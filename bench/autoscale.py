@@ -45,9 +45,9 @@ os.environ.update(PUSH_INTERVALS)
 from ray import serve  # noqa: E402
 from ray.serve.schema import ReplicaState  # noqa: E402
 
-from deploy import runner  # noqa: E402
+from deploy.cli import runner  # noqa: E402
+from deploy.config.serve_config import APP_NAME, Profile, load_config  # noqa: E402
 from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR  # noqa: E402
-from deploy.serve_config import APP_NAME, Profile, load_config  # noqa: E402
 from tests.ollama_stub import OllamaStub  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.videos import write_h264  # noqa: E402

@@ -68,9 +68,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deploy import env  # noqa: E402
-from deploy.config import ExtractionSettings  # noqa: E402
-from deploy.schemas import SamplingOptions  # noqa: E402
+from deploy.config import env  # noqa: E402
+from deploy.config.settings import ExtractionSettings  # noqa: E402
+from deploy.serving.messages import SamplingOptions  # noqa: E402
 from deploy.video import av_read, decode, extract, use_cpus  # noqa: E402
 from deploy.video.plan import (  # noqa: E402
     OPENCV_READER,

@@ -1,4 +1,4 @@
-"""Real GPU memory of Qwen2.5-VL-7B under transformers, against deploy/catalog/memory.py's terms.
+"""Real GPU memory of Qwen2.5-VL-7B under transformers, against deploy/models/memory.py's terms.
 
     python bench/gpu_memory.py        (needs an NVIDIA GPU with ~24 GB free, torch, transformers)
 
@@ -21,8 +21,8 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.catalog import catalog
-from deploy.catalog.memory import GIB, Setup, activation_bytes, weight_bytes
+from deploy.models.catalog import catalog
+from deploy.models.memory import GIB, Setup, activation_bytes, weight_bytes
 
 HF_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 GRID = (8, 112, 110)  # temporal x height x width patches: 98,560, the extractor's largest video

@@ -7,11 +7,11 @@ Ray gave the replica. What it returns is `StoredFrames`: the pixels are put in R
 here, once, and only a reference and the small metadata go back to the ingress, which hands the
 reference to the engine replica.
 
-Calls, all routed by the affinity router (deploy/affinity_router.py) to the replica that holds
-the video's frames:
+Calls, all routed by the affinity router (deploy/serving/affinity_router.py) to the replica that
+holds the video's frames:
     lookup(digest, ...)          a cache hit, or None: the ingress then sends the bytes
     extract(data, digest, ...)   decode bytes the ingress hashed as they streamed in
-    extract_url(url, ...)        download (SSRF guard, deploy/fetch.py), hash, then as above
+    extract_url(url, ...)        download (SSRF guard, deploy/serving/fetch.py), hash, then as above
     from_images(images, ...)     a video sent as its frames (not cached)
 """
 
@@ -25,11 +25,11 @@ import time
 
 import ray
 
-from deploy.config import ExtractionSettings, UrlFetchSettings
-from deploy.errors import VidserveError
-from deploy.fetch import UrlFetcher
-from deploy.metrics import ServeExtractorMetrics, keep_reporting
-from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, StoredFrames
+from deploy.config.settings import ExtractionSettings, UrlFetchSettings
+from deploy.serving.errors import VidserveError
+from deploy.serving.fetch import UrlFetcher
+from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
+from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key, digest
 from deploy.video.chunks import Chunk, extract_chunks

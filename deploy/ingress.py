@@ -25,16 +25,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from deploy.analyze_request import parse_analyze_form
-from deploy.auth import ApiKeyMiddleware, ApiKeys
-from deploy.backends import BackendRouter, HandleBackend
-from deploy.config import AppArgs, Backend
-from deploy.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
-from deploy.http_metrics import MetricsMiddleware
-from deploy.metrics import HttpMetrics, ServeBackendMetrics, ServeHttpMetrics, ServeStageMetrics
-from deploy.openai_api import BACKEND_HEADER, OpenAIRoutes
-from deploy.pipeline import AnalyzePipeline
-from deploy.upload import read_multipart, read_source
+from deploy.api.analyze_form import parse_analyze_form
+from deploy.api.auth import ApiKeyMiddleware, ApiKeys
+from deploy.api.http_metrics import MetricsMiddleware
+from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
+from deploy.api.upload import read_multipart, read_source
+from deploy.config.settings import AppArgs, Backend
+from deploy.serving.backends import BackendRouter, HandleBackend
+from deploy.serving.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
+from deploy.serving.metrics import (
+    HttpMetrics,
+    ServeBackendMetrics,
+    ServeHttpMetrics,
+    ServeStageMetrics,
+)
+from deploy.serving.pipeline import AnalyzePipeline
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 

@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
-from deploy.catalog import DEFAULT_VISION_HF_ID
-from deploy.config import Accelerator, LLMSettings
-from deploy.errors import (
+from deploy.config.settings import Accelerator, LLMSettings
+from deploy.models.catalog import DEFAULT_VISION_HF_ID
+from deploy.models.startup_errors import ModelStartError, explain
+from deploy.serving.errors import (
     EngineError,
     Failure,
     InvalidRequest,
     ServiceUnavailable,
     UnprocessableInput,
 )
-from deploy.schemas import (
+from deploy.serving.messages import (
     Delta,
     FrameMeta,
     InferenceRequest,
@@ -42,7 +43,6 @@ from deploy.schemas import (
     MediaKind,
     join_deltas,
 )
-from deploy.startup_errors import ModelStartError, explain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +110,8 @@ class VideoLLMServer(LLMServer):
 
     async def start(self) -> None:
         """Start the engine; a failure with a known cause is re-raised saying what to change
-        (deploy/startup_errors.py): that message is what `vidserve run` and `serve status` show."""
+        (deploy/models/startup_errors.py): that message is what `vidserve run` and `serve status`
+        show."""
         try:
             await super().start()
         except Exception as exc:

@@ -20,16 +20,22 @@ import httpx
 import numpy as np
 import ollama
 
-from deploy.catalog import DEFAULT_VISION_OLLAMA_TAG, normalize_tag, ollama_model_vision
-from deploy.config import OllamaSettings
-from deploy.errors import (
+from deploy.config.settings import OllamaSettings
+from deploy.models.catalog import DEFAULT_VISION_OLLAMA_TAG, normalize_tag, ollama_model_vision
+from deploy.serving.errors import (
     BackendTimeout,
     EngineError,
     InvalidRequest,
     ServiceUnavailable,
     UnprocessableInput,
 )
-from deploy.schemas import Delta, GenerationParams, InferenceRequest, InferenceResult, join_deltas
+from deploy.serving.messages import (
+    Delta,
+    GenerationParams,
+    InferenceRequest,
+    InferenceResult,
+    join_deltas,
+)
 
 logger = logging.getLogger("ray.serve.vidserve.ollama")
 

@@ -17,7 +17,7 @@ from typing import Any
 from ray import serve
 from ray.serve.deployment import Application
 
-from deploy.config import Accelerator, AppArgs, Backend
+from deploy.config.settings import Accelerator, AppArgs, Backend
 from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR_NAME
 from deploy.frame_extractor import FrameExtractor
 from deploy.ingress import DEPLOYMENT_NAME as INGRESS_NAME

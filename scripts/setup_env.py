@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TORCH_CPU = "torch-2.13.0+cpu"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_UNWANTED = ("torchaudio", "torchcodec", "triton")
-FIX_SOURCE = ROOT / "deploy" / "setup" / "torchvision_fix.py"
+FIX_SOURCE = ROOT / "deploy" / "dev" / "torchvision_fix.py"
 FIX_MODULE = "vidserve_torchvision_fix"
 # pyproject.toml extras each profile installs.
 PROFILE_EXTRAS = {"gpu": ["gpu"], "cpu": ["cpu"], "ollama": []}

@@ -1,5 +1,5 @@
-"""Plain recorders with the methods of deploy.metrics' Protocols: unit tests read what the code
-recorded, where Ray's metrics would export it."""
+"""Plain recorders with the methods of deploy.serving.metrics' Protocols: unit tests read what the
+code recorded, where Ray's metrics would export it."""
 
 from __future__ import annotations
 

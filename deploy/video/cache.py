@@ -5,7 +5,7 @@ Keyed by the video's content digest (SHA-256 of the bytes, not the name or URL: 
 kind and the sampling options; bounded by the bytes of the frames it holds, least recently used
 evicted first. It holds `StoredFrames`, whose pixels live in Ray's object store: a hit hands out
 the same object reference again, with no copy. One per extractor replica; the affinity router
-(deploy/affinity_router.py) sends every request about one video to the same replica.
+(deploy/serving/affinity_router.py) sends every request about one video to the same replica.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from deploy.schemas import MediaKind, SamplingOptions, StoredFrames
+from deploy.serving.messages import MediaKind, SamplingOptions, StoredFrames
 
 
 def digest(data: bytes) -> str:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from deploy.config import ExtractionSettings
-from deploy.errors import InvalidRequest, UnprocessableInput
-from deploy.schemas import FrameBatch
+from deploy.config.settings import ExtractionSettings
+from deploy.serving.errors import InvalidRequest, UnprocessableInput
+from deploy.serving.messages import FrameBatch
 from deploy.video import decode
 from deploy.video.probe import probe
 from deploy.video.sampling import uniform_indices, window

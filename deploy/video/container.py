@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.schemas import MediaKind
+from deploy.serving.messages import MediaKind
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from deploy.config import ExtractionSettings
-from deploy.errors import InvalidRequest, UnprocessableInput
-from deploy.schemas import FrameBatch, MediaKind, SamplingOptions, Strategy
+from deploy.config.settings import ExtractionSettings
+from deploy.serving.errors import InvalidRequest, UnprocessableInput
+from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video import av_read
 from deploy.video.container import sniff
 from deploy.video.plan import PYAV_READER, Plan, plan_reads, read_costs, split

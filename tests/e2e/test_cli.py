@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.tiny_model import ensure_tiny_model
+from deploy.dev.tiny_model import ensure_tiny_model
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
 
@@ -58,7 +58,7 @@ def _fake_cache(home: Path, repo_id: str, model: Path) -> Path:
 def fake_nvidia_smi(tmp_path: Path) -> Path:
     """`nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits` as the
     real one answers it, for one 24 GB NVIDIA L4 (23034 MiB). The real one, on an H100 lent to
-    this project, answered `0, NVIDIA H100 80GB HBM3, 81559`, which deploy/gpus.py parsed."""
+    this project, answered `0, NVIDIA H100 80GB HBM3, 81559`, which deploy/models/gpus.py parsed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "nvidia-smi"

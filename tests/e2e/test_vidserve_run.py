@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.tiny_model import ensure_tiny_model
+from deploy.dev.tiny_model import ensure_tiny_model
 from tests.e2e.process import curl_analyze, vidserve_run
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
@@ -78,7 +78,7 @@ def test_a_model_that_cannot_load_is_refused_before_anything_starts(tmp_path: Pa
 
 
 def test_an_engine_that_will_not_start_is_explained_and_run_exits_1(tmp_path: Path) -> None:
-    """The replica's own start-up error (deploy/startup_errors.py) reaches the user: weights
+    """The replica's own start-up error (deploy/models/startup_errors.py) reaches the user: weights
     stored as AWQ, the config asking for GPTQ."""
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
     model = tmp_path / "awq-model"

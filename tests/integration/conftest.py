@@ -27,9 +27,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from deploy import runner
-from deploy.serve_config import Profile, load_config, merge, validate
-from deploy.tiny_model import ensure_tiny_model
+from deploy.cli import runner
+from deploy.config.serve_config import Profile, load_config, merge, validate
+from deploy.dev.tiny_model import ensure_tiny_model
 from tests.ollama_stub import VISION, OllamaStub
 from tests.ports import free_port
 from tests.prometheus import Prometheus, run_prometheus

@@ -191,8 +191,8 @@ def test_the_metrics_count_what_was_sent(prom: Prometheus, traffic: int) -> None
 
 def test_gauges_stay_reported_while_replicas_are_idle(prom: Prometheus, traffic: int) -> None:
     """Ray drops a gauge value not set again within two export intervals (~20 s); vidserve
-    re-reports its gauges (deploy/metrics.py keep_reporting), so an idle extractor still shows
-    its cache size and an idle ingress zero requests in flight."""
+    re-reports its gauges (deploy/serving/metrics.py keep_reporting), so an idle extractor still
+    shows its cache size and an idle ingress zero requests in flight."""
     time.sleep(IDLE_S)
     for gauge in ("ray_vidserve_frame_cache_bytes", "ray_vidserve_requests_in_flight"):
         assert prom.query(gauge), f"{gauge} vanished after {IDLE_S}s without traffic"

@@ -7,7 +7,7 @@ import numpy as np
 from vllm.sampling_params import RequestOutputKind
 
 from deploy.llm_deployment import chat_messages, engine_inputs, sampling_params
-from deploy.schemas import (
+from deploy.serving.messages import (
     FrameBatch,
     GenerationParams,
     InferenceRequest,

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deploy.config import OllamaSettings
-from deploy.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
+from deploy.config.settings import OllamaSettings
 from deploy.ollama_deployment import OllamaServer
-from deploy.schemas import (
+from deploy.serving.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
+from deploy.serving.messages import (
     Delta,
     FrameBatch,
     GenerationParams,

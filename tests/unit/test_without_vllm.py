@@ -17,7 +17,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     sys.modules["vllm"] = None  # `import vllm` now raises ImportError
-    from deploy.serve_config import Profile, app_args, load_config
+    from deploy.config.serve_config import Profile, app_args, load_config
     from deploy.serve_app import build_app
     config = load_config(profile=Profile.OLLAMA)
     app = build_app(app_args(config))

@@ -1,0 +1,1 @@
+"""HTTP only: routes' parsing, the OpenAI protocol, uploads, API keys, HTTP metrics."""

@@ -1,0 +1,189 @@
+"""The fields of `POST /v1/video/analyze`, validated against the app's limits."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from starlette.datastructures import FormData, UploadFile
+
+from deploy.config.settings import AppArgs
+from deploy.serving.errors import InvalidRequest
+from deploy.serving.messages import GenerationParams, SamplingOptions, Strategy
+
+FIELDS = (
+    "file",
+    "image",
+    "url",
+    "prompt",
+    "num_frames",
+    "fps",
+    "start_s",
+    "end_s",
+    "strategy",
+    "scene_threshold",
+    "min_gap_s",
+    "max_tokens",
+    "temperature",
+    "response_format",
+)
+
+
+# A time window's bounds: a day of video is more than anyone sends.
+MAX_SECONDS = 86400.0
+
+
+def sampling_options(values: dict[str, Any], *, param_prefix: str) -> SamplingOptions:
+    """Options already range-checked one by one (None: not given); this checks them together."""
+    given = {name: value for name, value in values.items() if value is not None}
+    start_s, end_s = given.get("start_s"), given.get("end_s")
+    if start_s is not None and end_s is not None and end_s <= start_s:
+        raise InvalidRequest(
+            f"'end_s' ({end_s:g}) must be after 'start_s' ({start_s:g})",
+            param=f"{param_prefix}end_s",
+            code="out_of_range",
+        )
+    if given.get("strategy") not in (None, *Strategy):
+        raise InvalidRequest(
+            f"'strategy' must be one of {', '.join(Strategy)}, got {given['strategy']!r}",
+            param=f"{param_prefix}strategy",
+            code="invalid_value",
+        )
+    if given.get("strategy") == Strategy.FPS and "fps" not in given:
+        raise InvalidRequest(
+            "the fps strategy needs 'fps' (frames per second to sample)",
+            param=f"{param_prefix}fps",
+            code="invalid_value",
+        )
+    return SamplingOptions(**given)
+
+
+@dataclass(frozen=True)
+class AnalyzeRequest:
+    prompt: str
+    sampling: SamplingOptions
+    params: GenerationParams
+
+
+def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
+    unknown = sorted(set(form.keys()) - set(FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; accepted fields are "
+            + ", ".join(FIELDS),
+            param=unknown[0],
+            code="unknown_field",
+        )
+    prompt = _text(form, "prompt")
+    if prompt is None or not prompt.strip():
+        raise InvalidRequest(
+            "'prompt' is required: the question to ask about the video",
+            param="prompt",
+            code="missing_prompt",
+        )
+    limit = args.generation.max_prompt_chars
+    if len(prompt) > limit:
+        raise InvalidRequest(
+            f"'prompt' is {len(prompt)} characters; the limit is {limit}",
+            param="prompt",
+            code="prompt_too_long",
+        )
+    extraction = args.extraction
+    num_frames = _number(form, "num_frames", int, low=1, high=extraction.max_num_frames)
+    fps = _number(form, "fps", float, low=0.0, high=extraction.max_fps, low_open=True)
+    sampling = {
+        "num_frames": num_frames,
+        "fps": fps,
+        "start_s": _number(form, "start_s", float, low=0.0, high=MAX_SECONDS),
+        "end_s": _number(form, "end_s", float, low=0.0, high=MAX_SECONDS, low_open=True),
+        "strategy": _text(form, "strategy"),
+        "scene_threshold": _number(
+            form, "scene_threshold", float, low=0.0, high=1.0, low_open=True
+        ),
+        "min_gap_s": _number(form, "min_gap_s", float, low=0.0, high=MAX_SECONDS),
+    }
+    generation = args.generation
+    max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
+    temperature = _number(form, "temperature", float, low=0.0, high=2.0)
+    return AnalyzeRequest(
+        prompt=prompt,
+        sampling=sampling_options(sampling, param_prefix=""),
+        params=GenerationParams(
+            max_tokens=int(max_tokens or generation.default_max_tokens),
+            temperature=temperature,
+            json_schema=parse_json_schema(_text(form, "response_format")),
+        ),
+    )
+
+
+def _text(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    if value is None:
+        return None
+    if isinstance(value, UploadFile):
+        raise InvalidRequest(f"'{name}' must be a text field, not a file", param=name)
+    return value
+
+
+def _number(
+    form: FormData,
+    name: str,
+    kind: type[int] | type[float],
+    *,
+    low: float,
+    high: float,
+    low_open: bool = False,
+) -> Any:
+    raw = _text(form, name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise InvalidRequest(
+            f"'{name}' must be {noun}, got {raw!r}", param=name, code="invalid_value"
+        ) from None
+    too_low = value <= low if low_open else value < low
+    if too_low or value > high:
+        bound = f"greater than {low}" if low_open else f"at least {low:g}"
+        raise InvalidRequest(
+            f"'{name}' must be {bound} and at most {high:g}, got {raw.strip()}",
+            param=name,
+            code="out_of_range",
+        )
+    return value
+
+
+def parse_json_schema(raw: str | None) -> dict[str, Any] | None:
+    """A JSON schema, bare or wrapped OpenAI-style in {"type": "json_schema", ...}."""
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"'response_format' is not valid JSON: {exc.msg} at position {exc.pos}",
+            param="response_format",
+            code="invalid_json_schema",
+        ) from None
+    if isinstance(value, dict) and value.get("type") == "json_schema":
+        value = (value.get("json_schema") or {}).get("schema")
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            "'response_format' must be a JSON schema object",
+            param="response_format",
+            code="invalid_json_schema",
+        )
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        raise InvalidRequest(
+            f"'response_format' is not a valid JSON schema: {exc.message}",
+            param="response_format",
+            code="invalid_json_schema",
+        ) from None
+    return value

@@ -1,0 +1,356 @@
+"""The OpenAI chat protocol, requests side: the request models and their parsing.
+
+    JSON body ─► ChatCompletionRequest (strict; unknown fields are 400s)
+        ─► ChatPlan: turns, the one video/image (URL, data URL or frame list), options
+
+The routes that use it, and the responses, are in openai_routes.py.
+
+Content parts: `text`, `image_url` and `video_url`, whose `url` is http(s) (downloaded through the
+SSRF guard), `file://` (inside `url_fetch.local_dir`), `data:<video or image type>;base64,...`,
+or a video as its frames, `data:video/jpeg;base64,<frame1>,<frame2>,...` (as vLLM accepts; the
+frames are taken as 1 s apart). One video or image per request. Sampling options go in the
+extension field `video_options` (the OpenAI SDK sends it with `extra_body=`). Errors have
+OpenAI's shape and status codes, so the SDK raises its own exception types.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deploy.api.analyze_form import MAX_SECONDS, sampling_options
+from deploy.config.settings import AppArgs
+from deploy.serving.errors import InvalidRequest, NotFound
+from deploy.serving.messages import (
+    GenerationParams,
+    MediaKind,
+    Role,
+    SamplingOptions,
+    Strategy,
+    Turn,
+)
+from deploy.serving.pipeline import MediaSource
+from deploy.video.cache import digest
+
+_MAX_STOP_SEQUENCES = 4
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*),", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """Parts of the request whose extra fields clients add freely (e.g. `detail`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MediaUrl(_Open):
+    url: str = Field(min_length=1)
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: MediaUrl
+
+
+class VideoPart(_Strict):
+    type: Literal["video_url"]
+    video_url: MediaUrl
+
+
+Part = Annotated[TextPart | ImagePart | VideoPart, Field(discriminator="type")]
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[Part] | None = None
+    name: str | None = None
+
+
+class VideoOptions(_Strict):
+    """vidserve's extension: how to sample the video (extra_body={"video_options": {...}})."""
+
+    num_frames: int | None = Field(default=None, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    start_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    end_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    strategy: Strategy | None = None
+    scene_threshold: float | None = Field(default=None, gt=0, le=1)
+    min_gap_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class JsonSchemaSpec(_Open):
+    name: str = "response"
+    json_schema: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class ChatCompletionRequest(_Strict):
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    user: str | None = None
+    video_options: VideoOptions | None = None
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    model: str
+    turns: tuple[Turn, ...]
+    media: MediaSource | None
+    sampling: SamplingOptions
+    params: GenerationParams
+    stream: bool
+    include_usage: bool
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
+    """The request body -> a plan, or a 4xx naming the field. Blocking (JSON, base64)."""
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    try:
+        request = ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    if request.model not in served:
+        raise NotFound(
+            f"the model {request.model!r} is not served here; GET /v1/models lists "
+            f"{', '.join(map(repr, served))}",
+            param="model",
+            code="model_not_found",
+        )
+    turns, media = _conversation(request.messages, args)
+    return ChatPlan(
+        model=request.model,
+        turns=turns,
+        media=media,
+        sampling=_sampling(request.video_options, args),
+        params=_generation(request, args),
+        stream=request.stream,
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+    )
+
+
+def _validation_error(exc: ValidationError) -> InvalidRequest:
+    # The most specific error: for `content`, the list branch's, not "should be a string".
+    errors = exc.errors()
+    error = max(errors, key=lambda e: len(e["loc"]))
+    where = _location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(
+            f"unrecognized request argument {where!r}; vidserve's own options go in "
+            "'video_options' (num_frames, fps, start_s, end_s, strategy, scene_threshold, "
+            "min_gap_s)",
+            param=where,
+            code="unknown_parameter",
+        )
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return InvalidRequest(f"{where}: {error['msg']}{more}", param=where, code="invalid_value")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location as a path: ('messages', 0, 'content', 'list[...]', 1, 'video_url',
+    'video_url', 'url') -> messages[0].content[1].video_url.url (union branches dropped)."""
+    text = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "[" not in part and part not in ("str", previous):
+            text += f".{part}" if text else part
+        previous = part
+    return text
+
+
+def _conversation(
+    messages: list[Message], args: AppArgs
+) -> tuple[tuple[Turn, ...], MediaSource | None]:
+    turns: list[Turn] = []
+    media: MediaSource | None = None
+    total_chars = 0
+    for m, message in enumerate(messages):
+        role = Role.SYSTEM if message.role in ("system", "developer") else Role(message.role)
+        content = message.content
+        parts: list[Any] = (
+            []
+            if content is None
+            else ([TextPart(type="text", text=content)] if isinstance(content, str) else content)
+        )
+        texts: list[str] = []
+        has_media = False
+        for p, part in enumerate(parts):
+            where = f"messages[{m}].content[{p}]"
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+                continue
+            if role is not Role.USER:
+                raise InvalidRequest(
+                    f"{where}: only user messages may carry images or video",
+                    param=where,
+                    code="invalid_value",
+                )
+            if media is not None:
+                raise InvalidRequest(
+                    f"{where}: one video or image per request is supported and "
+                    f"{media.param} already holds one; ask about each in its own request",
+                    param=where,
+                    code="too_many_media",
+                )
+            kind = MediaKind.IMAGE if isinstance(part, ImagePart) else MediaKind.VIDEO
+            url = part.image_url.url if isinstance(part, ImagePart) else part.video_url.url
+            media = media_source(url, kind, f"{where}.{part.type}.url", args)
+            has_media = True
+        text = "\n".join(texts)
+        total_chars += len(text)
+        turns.append(Turn(role, text, media=has_media))
+    if total_chars > args.generation.max_prompt_chars:
+        raise InvalidRequest(
+            f"the messages hold {total_chars} characters of text; the limit is "
+            f"{args.generation.max_prompt_chars} (generation.max_prompt_chars)",
+            param="messages",
+            code="prompt_too_long",
+        )
+    if turns[-1].role is not Role.USER:
+        raise InvalidRequest(
+            "the last message must be the user's: it is what the model answers",
+            param=f"messages[{len(turns) - 1}].role",
+            code="invalid_value",
+        )
+    return tuple(turns), media
+
+
+def media_source(url: str, kind: MediaKind, param: str, args: AppArgs) -> MediaSource:
+    """A URL of an image_url / video_url part: data URLs decoded here, others fetched later."""
+    if not url.lower().startswith("data:"):
+        return MediaSource(param=param, kind=kind, url=url)
+    match = _DATA_URL.match(url)
+    if match is None or ";base64" not in match.group("params").lower():
+        raise InvalidRequest(
+            f"{param}: a data URL must be 'data:<type>;base64,<data>'",
+            param=param,
+            code="invalid_data_url",
+        )
+    mime = (match.group("mime") or "").lower()
+    payload = url[match.end() :]
+    if kind is MediaKind.VIDEO and mime in ("video/jpeg", "video/png", "image/jpeg"):
+        frames = [_b64(chunk, param) for chunk in payload.split(",")]
+        limit = args.extraction.max_num_frames
+        if len(frames) > limit * 16:
+            raise InvalidRequest(
+                f"{param}: {len(frames)} frames is too many to send; send at most {limit * 16} "
+                f"(at most {limit} are used)",
+                param=param,
+                code="too_many_frames",
+            )
+        return MediaSource(param=param, kind=kind, frames=frames)
+    data = _b64(payload, param)
+    return MediaSource(param=param, kind=kind, data=data, digest=digest(data))
+
+
+def _b64(data: str, param: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(
+            f"{param}: the data URL's payload is not valid base64",
+            param=param,
+            code="invalid_data_url",
+        ) from None
+
+
+def _sampling(options: VideoOptions | None, args: AppArgs) -> SamplingOptions:
+    if options is None:
+        return SamplingOptions()
+    extraction = args.extraction
+    for name, value, limit in (
+        ("num_frames", options.num_frames, extraction.max_num_frames),
+        ("fps", options.fps, extraction.max_fps),
+    ):
+        if value is not None and value > limit:
+            raise InvalidRequest(
+                f"video_options.{name} must be at most {limit:g} (extraction.max_{name}), "
+                f"got {value:g}",
+                param=f"video_options.{name}",
+                code="out_of_range",
+            )
+    return sampling_options(options.model_dump(), param_prefix="video_options.")
+
+
+def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationParams:
+    generation = args.generation
+    asked = request.max_completion_tokens or request.max_tokens
+    name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    if asked is not None and asked > generation.max_tokens_limit:
+        raise InvalidRequest(
+            f"{name} must be at most {generation.max_tokens_limit} "
+            f"(generation.max_tokens_limit), got {asked}",
+            param=name,
+            code="out_of_range",
+        )
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    if len(stop) > _MAX_STOP_SEQUENCES or any(not s for s in stop):
+        raise InvalidRequest(
+            f"stop takes at most {_MAX_STOP_SEQUENCES} non-empty sequences",
+            param="stop",
+            code="invalid_value",
+        )
+    return GenerationParams(
+        max_tokens=asked or generation.default_max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop=stop,
+        json_schema=_json_schema(request.response_format),
+    )
+
+
+def _json_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    from deploy.api.analyze_form import parse_json_schema
+
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return {"type": "object"}
+    if response_format.json_schema is None:
+        raise InvalidRequest(
+            "response_format of type json_schema needs a 'json_schema' object with a 'schema'",
+            param="response_format.json_schema",
+            code="invalid_json_schema",
+        )
+    return parse_json_schema(json.dumps(response_format.json_schema.json_schema))

@@ -1,0 +1,201 @@
+"""The OpenAI-compatible API's routes: `POST /v1/chat/completions` and `GET /v1/models`.
+
+    JSON body (size-capped: api/body.py) ─► parse_chat (openai_protocol.py) ─► ChatPlan
+        ─► AnalyzePipeline.load (extract) ─► .answer or .stream (backend policy)
+        ─► chat.completion JSON, or server-sent `chat.completion.chunk`s ending `data: [DONE]`
+
+Errors have OpenAI's shape and status codes, so the SDK raises its own exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from deploy.api.body import read_capped, require_content_type
+from deploy.api.openai_protocol import ChatPlan, parse_chat
+from deploy.config.settings import AppArgs
+from deploy.serving.errors import PayloadTooLarge, VidserveError
+from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest
+from deploy.serving.pipeline import AnalyzePipeline, Loaded
+
+BACKEND_HEADER = "X-Vidserve-Backend"
+# base64 grows data by 4/3; the JSON around the media is small.
+_BASE64_RATIO = 4 / 3
+_JSON_OVERHEAD_BYTES = 1024 * 1024
+
+
+class OpenAIRoutes:
+    def __init__(self, pipeline: AnalyzePipeline, args: AppArgs) -> None:
+        self._pipeline = pipeline
+        self._args = args
+        self._served = [args.model_of(b) for b in args.backends.order]
+        self._backend_of = {args.model_of(b): b.value for b in args.backends.order}
+        self._created = int(time.time())
+        self._max_body = (
+            int(args.extraction.max_upload_bytes * _BASE64_RATIO) + _JSON_OVERHEAD_BYTES
+        )
+
+    async def models(self, request: Request) -> Response:
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "created": self._created,
+                "owned_by": "vidserve",
+                "backend": self._backend_of[model],
+            }
+            for model in self._served
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat_completions(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body = await self._read_body(request)
+        self._pipeline.uploaded(time.perf_counter() - received_at)
+        plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
+        loaded = None
+        if plan.media is not None:
+            loaded = await self._pipeline.load(plan.media, plan.sampling)
+        inference = InferenceRequest(
+            turns=plan.turns,
+            media=loaded.media if loaded else None,
+            params=plan.params,
+            request_id=f"chatcmpl-{uuid.uuid4().hex}",
+        )
+        if plan.stream:
+            return await self._stream(plan, inference, loaded)
+        started = time.perf_counter()
+        routed = await self._pipeline.answer(inference)
+        result = routed.result
+        finished = time.perf_counter()
+        usage = _usage(result.prompt_tokens, result.completion_tokens)
+        body_out = {
+            "id": inference.request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": result.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": _finish_reason(result.finish_reason),
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+            "vidserve": _extension(result.backend, routed.fallback, loaded)
+            | {
+                "timings": {
+                    "inference_s": round(finished - started, 4),
+                    "engine_s": round(result.inference_s, 4),
+                    "total_s": round(finished - received_at, 4),
+                }
+            },
+        }
+        return JSONResponse(body_out, headers={BACKEND_HEADER: result.backend})
+
+    async def _stream(
+        self, plan: ChatPlan, inference: InferenceRequest, loaded: Loaded | None
+    ) -> Response:
+        # The policy (fallback) applies until the first piece arrives, so errors before it are
+        # still plain HTTP errors; after it, an error ends the stream as an `error` event.
+        routed = await self._pipeline.stream(inference)
+        opened = routed.result
+        first = opened.first
+        chunk_base = {
+            "id": inference.request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": first.model,
+        }
+        extension = _extension(first.backend, routed.fallback, loaded)
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+            chunk = {**chunk_base, "choices": choices, **extra}
+            if plan.include_usage and "usage" not in extra:
+                chunk["usage"] = None
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            last: Delta = first
+            yield event([_choice({"role": "assistant", "content": first.text})])
+            try:
+                async for delta in opened.rest:
+                    last = delta
+                    if delta.text:
+                        yield event([_choice({"content": delta.text})])
+            except VidserveError as exc:
+                yield f"data: {json.dumps(exc.to_dict())}\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            finish = _finish_reason(last.finish_reason)
+            yield event([_choice({}, finish)], vidserve=extension)
+            if plan.include_usage:
+                yield event([], usage=_usage(last.prompt_tokens, last.completion_tokens))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={
+                BACKEND_HEADER: first.backend,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        require_content_type(request, "application/json", "an application/json body")
+        return await read_capped(request, self._max_body, self._too_large)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body exceeds {self._max_body} bytes (extraction.max_upload_bytes "
+            "as base64, plus the JSON); send the video by URL instead"
+        )
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _finish_reason(reason: str | None) -> str:
+    """OpenAI's values: `length` when max_tokens cut the answer, else `stop`."""
+    return "length" if reason == "length" else "stop"
+
+
+def _extension(
+    backend: str, fallback: FallbackInfo | None, loaded: Loaded | None
+) -> dict[str, Any]:
+    """vidserve's extra response field: who answered, and what was seen."""
+    extra: dict[str, Any] = {
+        "backend": backend,
+        "fallback": fallback.model_dump() if fallback else None,
+    }
+    if loaded is not None:
+        meta = loaded.media.meta
+        extra["frames"] = {
+            "count": meta.count,
+            "timestamps": meta.timestamps_s,
+            "cached": meta.cached,
+            "decode_s": round(meta.extract_s, 4),
+            "download_s": round(loaded.download_s, 4),
+            "extract_s": round(loaded.extract_s, 4),
+        }
+    return extra

@@ -1,0 +1,1 @@
+"""The `vidserve` command and what it runs."""

@@ -1,0 +1,1 @@
+"""Typed settings, environment overrides and the Serve config files."""

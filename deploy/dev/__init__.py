@@ -1,0 +1,1 @@
+"""For tests and laptops: the tiny test model, the torchvision fix for CPU torch."""

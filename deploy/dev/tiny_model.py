@@ -1,0 +1,227 @@
+"""Build a tiny Qwen2.5-VL with random weights, its tokenizer and processor, with no hub access.
+
+Its answers are meaningless: it exists so that the real vLLM engine can run the whole pipeline on a
+machine with no GPU and no network (tests, CI, `make run` with no model configured). Building it
+twice with the same seed gives the same bytes.
+
+    python -m deploy.dev.tiny_model /path/to/dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("ray.serve.vidserve.tiny_model")
+
+FORMAT_VERSION = 1
+MARKER = "vidserve_tiny_model.json"
+# Processor budget: 224x224 frames at most, so 8 frames are 256 visual tokens.
+MAX_PIXELS = 224 * 224
+MIN_PIXELS = 56 * 56
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# Qwen2-VL's chat template: text, image and video parts; a default system prompt.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = (
+    "The video shows a person walking a dog in a park. A red car drives along the street. "
+    "What happens in this clip? Describe the scene, the objects, the colours and the actions. "
+    "Answer in JSON with the keys summary, objects, count, colour, true, false, null. "
+    '0 1 2 3 4 5 6 7 8 9 10 { } [ ] : , " . ? ! - _ '
+)
+
+
+def is_tiny_model(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def ensure_tiny_model(path: Path, seed: int = 0) -> Path:
+    """Build the tiny model at `path` unless a current one is already there."""
+    marker = path / MARKER
+    if marker.is_file():
+        meta = json.loads(marker.read_text())
+        if meta.get("format_version") == FORMAT_VERSION and meta.get("seed") == seed:
+            return path
+    build_tiny_model(path, seed=seed)
+    return path
+
+
+def build_tiny_model(path: Path, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2.5-VL to `path` (replaced atomically)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
+    try:
+        tokenizer = _build_tokenizer(staging)
+        _build_model(staging, tokenizer, seed)
+        _build_processor(staging, tokenizer)
+        (staging / MARKER).write_text(
+            json.dumps({"format_version": FORMAT_VERSION, "seed": seed}, indent=2) + "\n"
+        )
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    logger.info("built the tiny Qwen2.5-VL test model at %s", path)
+    return path
+
+
+def _build_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+        show_progress=False,
+    )
+    bpe.train_from_iterator([_CORPUS] * 20, trainer=trainer)
+    state = json.loads(bpe.to_str())
+    vocab: dict[str, int] = state["model"]["vocab"]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["model"]["merges"]
+    ]
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]  # transformers 5 wants tuples here
+        unk_token=None,  # type: ignore[arg-type]
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    vocab_size = ((len(tokenizer) + 63) // 64) * 64
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1000000.0,
+                "mrope_section": [8, 12, 12],
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "out_hidden_size": 128,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model: Any = Qwen2_5_VLForConditionalGeneration(config)
+    model = model.to(torch.float32).eval()
+    model.save_pretrained(directory, safe_serialization=True)
+    GenerationConfig(
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    ).save_pretrained(directory)
+
+
+def _build_processor(directory: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        ),
+        video_processor=Qwen2VLVideoProcessor(
+            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        ),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", type=Path, help="directory to write the model to")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    build_tiny_model(args.path, seed=args.seed)
+    print(args.path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The model catalog, the GPU memory estimate, model files, GPUs, start-up errors."""

@@ -1,0 +1,141 @@
+"""Typed errors carrying their HTTP status, and the one JSON error shape.
+
+Every error a client can see is a `VidserveError`. They cross replica boundaries (Ray pickles
+them), so each keeps its state in plain attributes and round-trips through `__reduce__`.
+Response body: `{"error": {"message": ..., "type": ..., "code": ...}}`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Failure(StrEnum):
+    """Why a stage could not answer, for the backend policy, metrics and logs (a bounded set,
+    kept as a type: never read back out of an error code)."""
+
+    TIMEOUT = "timeout"
+    ENGINE_ERROR = "engine_error"
+    OVERLOADED = "overloaded"  # a full queue: load, not ill health
+    NOT_DEPLOYED = "not_deployed"
+    REPLICA_DIED = "replica_died"
+    UNAVAILABLE = "unavailable"
+
+
+class VidserveError(Exception):
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        details: dict[str, Any] | None = None,
+        failure: Failure | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code()
+        self.param = param
+        # Extra fields of the error object, e.g. `backends` (the state of each backend).
+        self.details = details
+        # Set where the cause is known (deploy/serving/handles.py); else told by the class: `kind`.
+        self.failure = failure
+
+    @classmethod
+    def default_code(cls) -> str:
+        return cls.error_type
+
+    @property
+    def kind(self) -> Failure:
+        """Why it failed, as the backend policy counts it."""
+        if self.failure is not None:
+            return self.failure
+        if isinstance(self, BackendTimeout):
+            return Failure.TIMEOUT
+        if isinstance(self, EngineError):
+            return Failure.ENGINE_ERROR
+        return Failure.UNAVAILABLE
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {
+            "code": self.code,
+            "param": self.param,
+            "details": self.details,
+            "failure": self.failure,
+        }
+        return (_rebuild, (type(self), self.message, fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
+        if self.param is not None:
+            body["param"] = self.param
+        if self.details:
+            body.update(self.details)
+        return {"error": body}
+
+
+def _rebuild(cls: type[VidserveError], message: str, fields: dict[str, Any]) -> VidserveError:
+    return cls(message, **fields)
+
+
+class InvalidRequest(VidserveError):
+    """The request itself is wrong (missing field, bad option)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class UnprocessableInput(VidserveError):
+    """Well-formed request whose content cannot be processed (not a video, corrupt video)."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(VidserveError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+    @classmethod
+    def default_code(cls) -> str:
+        return "payload_too_large"
+
+
+class Unauthorized(VidserveError):
+    """No API key, or not a valid one."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+
+
+class NotFound(VidserveError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class MethodNotAllowed(VidserveError):
+    status_code = 405
+    error_type = "invalid_request_error"
+
+
+class ServiceUnavailable(VidserveError):
+    """No backend can answer now (not ready, overloaded, down)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+class BackendTimeout(VidserveError):
+    status_code = 504
+    error_type = "timeout_error"
+
+
+class EngineError(VidserveError):
+    """The inference engine failed on a valid request."""
+
+    status_code = 500
+    error_type = "engine_error"

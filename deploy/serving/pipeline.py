@@ -1,0 +1,210 @@
+"""Where a request goes after the HTTP layer: extractor, then backend policy.
+
+No HTTP here: the ingress (analyze) and `api/openai.py` (chat) parse requests and render
+answers; this module checks that the model can see what was sent, asks the extractor for frames
+(routed to the replica that holds the video: serving/affinity_router.py), hands the engine a
+reference to them through the `BackendRouter` (vLLM, Ollama, fallback) and times each stage.
+
+    upload (hashed as it streamed in) ─► extractor.lookup(digest)  hit: no video bytes sent
+                                         └ miss ─► extractor.extract(bytes, digest)
+    URL ─► extractor.extract_url(url)   the extractor downloads it (SSRF guard), not the ingress
+    frame list ─► extractor.from_images(frames)
+
+The extractor answers `StoredFrames`: metadata, and a reference to pixels in Ray's object store.
+The ingress keeps the metadata; the engine replica reads the pixels: they never cross the
+ingress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from deploy.api.analyze_form import AnalyzeRequest
+from deploy.config.settings import AppArgs, Backend
+from deploy.models.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
+from deploy.serving.affinity_router import affinity, url_key
+from deploy.serving.backends import BackendRouter, OpenedStream, Routed
+from deploy.serving.errors import ServiceUnavailable, UnprocessableInput
+from deploy.serving.handles import call_stage
+from deploy.serving.messages import (
+    AnalyzeResponse,
+    Delta,
+    FramesInfo,
+    InferenceRequest,
+    InferenceResult,
+    MediaKind,
+    SamplingOptions,
+    StoredFrames,
+    Timings,
+    Usage,
+)
+from deploy.serving.metrics import StageMetrics
+from deploy.video.cache import digest
+from deploy.video.container import sniff
+
+logger = logging.getLogger("ray.serve.vidserve.pipeline")
+
+# Extraction of even long videos takes seconds; past this something is wrong.
+EXTRACT_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class MediaSource:
+    """Where a request's video or image is: uploaded bytes, a URL, or a list of frame images.
+    `kind` None: told by the bytes. `param` names it in errors (e.g. `messages[0].content[1]`).
+    `digest`: `video.cache.digest(data)` when the HTTP layer hashed the bytes as they arrived."""
+
+    param: str
+    kind: MediaKind | None = None
+    data: bytes | None = None
+    url: str | None = None
+    frames: list[bytes] | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    media: StoredFrames
+    download_s: float
+    extract_s: float
+
+
+class AnalyzePipeline:
+    def __init__(
+        self,
+        extractor: DeploymentHandle[Any],
+        router: BackendRouter,
+        args: AppArgs,
+        metrics: StageMetrics | None = None,
+    ):
+        self._extractor = extractor
+        self._router = router
+        self._args = args
+        self._metrics = metrics
+        # Known once (it may read the model's config.json), not per request.
+        self._primary_sees = args.vision_of(args.backends.primary)
+
+    def check_can_see(self, kind: MediaKind) -> None:
+        """A 422 before any decoding when the primary model is known to be text-only."""
+        primary = self._args.backends.primary
+        if self._primary_sees is not False:
+            return
+        suggestion = DEFAULT_VISION_HF_ID if primary is Backend.VLLM else DEFAULT_VISION_OLLAMA_TAG
+        setting = "llm.model / VLLM_MODEL_PATH" if primary is Backend.VLLM else "ollama.model"
+        raise UnprocessableInput(
+            f"the model {self._args.model_of(primary)!r} is text-only and cannot take "
+            f"{'images' if kind is MediaKind.IMAGE else 'video'}; serve a vision model such as "
+            f"{suggestion!r} ({setting})",
+            code="model_cannot_see",
+        )
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.stage(stage, seconds)
+
+    def uploaded(self, seconds: float) -> None:
+        """The request body took `seconds` to arrive (the HTTP layer times it)."""
+        self._observe("upload", seconds)
+
+    async def load(self, source: MediaSource, sampling: SamplingOptions) -> Loaded:
+        """Frames from an upload, a URL (the extractor downloads it) or a list of frames."""
+        self.check_can_see(source.kind or MediaKind.VIDEO)
+        started = time.perf_counter()
+        if source.frames is not None:
+            call = self._extractor.from_images.remote(source.frames, sampling, source.param)
+            return self._loaded(await self._extract(call), started)
+        if source.data is None:
+            handle = affinity(self._extractor, url_key(source.url or ""))
+            call = handle.extract_url.remote(source.url or "", sampling, source.kind, source.param)
+            stored = await self._extract(call)
+            self._observe("download", stored.download_s)
+            return self._loaded(stored, started)
+        data = source.data
+        kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
+        content_digest = source.digest or digest(data)
+        handle = affinity(self._extractor, content_digest)
+        cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
+        if cached is None:  # the video's replica does not have it: now send the bytes
+            call = handle.extract.remote(data, content_digest, sampling, kind, source.param)
+            cached = await self._extract(call)
+        return self._loaded(cached, started)
+
+    @staticmethod
+    async def _extract(call: Any) -> Any:
+        return await call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
+
+    def _loaded(self, stored: StoredFrames, started: float) -> Loaded:
+        """The wall time here less the download is `extract_s`; the replica's own decoding time
+        is in the metadata: the difference is queueing for (and travelling to) an extractor."""
+        extract_s = time.perf_counter() - started - stored.download_s
+        self._observe("extract", stored.meta.extract_s)
+        self._observe("extract_queue", max(0.0, extract_s - stored.meta.extract_s))
+        return Loaded(stored, stored.download_s, extract_s)
+
+    async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
+        started = time.perf_counter()
+        routed = await self._router.answer(request)
+        self._observe("inference", time.perf_counter() - started)
+        return routed
+
+    async def stream(self, request: InferenceRequest) -> Routed[OpenedStream]:
+        """The stream, its end timed as the inference stage."""
+        started = time.perf_counter()
+        routed = await self._router.stream(request)
+        opened = routed.result
+
+        async def rest() -> AsyncIterator[Delta]:
+            async for delta in opened.rest:
+                yield delta
+            self._observe("inference", time.perf_counter() - started)
+
+        return dataclasses.replace(routed, result=OpenedStream(opened.first, rest()))
+
+    async def analyze(
+        self, source: MediaSource, request: AnalyzeRequest, received_at: float
+    ) -> AnalyzeResponse:
+        """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
+        loaded = await self.load(source, request.sampling)
+        meta = loaded.media.meta
+        extracted = time.perf_counter()
+        routed = await self.answer(
+            InferenceRequest.ask(request.prompt, loaded.media, request.params)
+        )
+        result = routed.result
+        finished = time.perf_counter()
+        return AnalyzeResponse(
+            answer=result.text,
+            model=result.model,
+            backend=result.backend,
+            fallback=routed.fallback,
+            frames=FramesInfo(count=meta.count, timestamps=meta.timestamps_s, cached=meta.cached),
+            timings=Timings(
+                download_s=round(loaded.download_s, 4),
+                extract_s=round(loaded.extract_s, 4),
+                inference_s=round(finished - extracted, 4),
+                total_s=round(finished - received_at, 4),
+            ),
+            usage=Usage(
+                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
+            ),
+        )
+
+    async def ready(self) -> dict[str, Any]:
+        """Each backend's state; raises ServiceUnavailable (naming them) when none can answer."""
+        backends = await self._router.status(READY_TIMEOUT_S)
+        if not any(state["ready"] for state in backends.values()):
+            summary = "; ".join(f"{name}: {s['reason']}" for name, s in backends.items())
+            raise ServiceUnavailable(
+                f"no backend can answer yet ({summary})",
+                code="not_ready",
+                details={"backends": backends},
+            )
+        return backends

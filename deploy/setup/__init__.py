@@ -1,1 +1,0 @@
-"""Install-time helpers: fix-ups the project's setup applies (scripts/setup_env.py)."""

@@ -1,0 +1,201 @@
+"""The data path through the ingress: an upload is hashed as it streams in, a repeat sends the
+extractor only its digest, URLs are downloaded by the extractor, each video's calls carry its
+affinity key, and the engine gets the frames as the extractor stored them.
+
+The real Starlette app of the ingress (deploy/ingress.py), driven over HTTP by Starlette's test
+client. Behind it, a stand-in for the FrameExtractor's handle that keeps the deployment's
+contract (lookup / extract / extract_url / from_images, `.options(multiplexed_model_id=...)`,
+responses that are awaited and cancellable) and decodes with the real `deploy.video.extract`;
+the real extractor replica, on Ray, is tested in tests/integration/test_data_path.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from deploy.api.auth import ApiKeys
+from deploy.config.settings import AppArgs
+from deploy.ingress import build_http_app
+from deploy.serving.affinity_router import url_key
+from deploy.serving.backends import BackendRouter, OpenedStream
+from deploy.serving.messages import (
+    InferenceRequest,
+    InferenceResult,
+    MediaKind,
+    SamplingOptions,
+    StoredFrames,
+)
+from deploy.serving.pipeline import AnalyzePipeline
+from deploy.video import extract
+from deploy.video.cache import cache_key
+from tests.recorders import MetricsRecorder
+from tests.videos import write_h264
+
+ARGS = AppArgs.model_validate(
+    {
+        "backends": {"primary": "ollama", "fallback": "none"},
+        "extraction": {"max_pixels": 224 * 224, "min_pixels": 56 * 56},
+    }
+)
+
+
+class _Response:
+    """A DeploymentResponse's surface: awaited for the result, cancellable."""
+
+    def __init__(self, work: Coroutine[Any, Any, Any]) -> None:
+        self._work = work
+
+    def __await__(self) -> Any:
+        return self._work.__await__()
+
+    def cancel(self) -> None:
+        self._work.close()
+
+
+@dataclass
+class FakeExtractor:
+    url_video: bytes  # what a URL "downloads" to
+    calls: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
+    cache: dict[str, StoredFrames] = field(default_factory=dict)
+    key: str = ""
+
+    def options(self, multiplexed_model_id: str = "") -> FakeExtractor:
+        return FakeExtractor(self.url_video, self.calls, self.cache, multiplexed_model_id)
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in ("lookup", "extract", "extract_url", "from_images"):
+            raise AttributeError(method)
+        outer = self
+
+        class _Method:
+            @staticmethod
+            def remote(*args: Any) -> _Response:
+                outer.calls.append((method, outer.key, args))
+                return _Response(getattr(outer, f"_{method}")(*args))
+
+        return _Method()
+
+    async def _lookup(
+        self, digest: str, options: SamplingOptions, kind: MediaKind
+    ) -> StoredFrames | None:
+        return self.cache.get(cache_key(digest, options, kind))
+
+    async def _extract(
+        self, data: bytes, digest: str, options: SamplingOptions, kind: MediaKind, param: str
+    ) -> StoredFrames:
+        assert digest == hashlib.sha256(data).hexdigest()
+        stored = StoredFrames.inline(extract(data, options, ARGS.extraction, kind), "frames-id")
+        self.cache[cache_key(digest, options, kind)] = stored
+        return stored
+
+    async def _extract_url(
+        self, url: str, options: SamplingOptions, kind: MediaKind | None, param: str
+    ) -> StoredFrames:
+        return StoredFrames.inline(extract(self.url_video, options, ARGS.extraction))
+
+
+@dataclass
+class RecordingBackend:
+    name: str = "ollama"
+    seen: list[tuple[int, str]] = field(default_factory=list)
+
+    async def answer(self, request: InferenceRequest) -> InferenceResult:
+        assert request.media is not None
+        frames = await request.media.frames()
+        self.seen.append((int(frames.shape[0]), request.media.frames_id))
+        return InferenceResult("ok", "m", self.name, 1, 1)
+
+    async def open_stream(self, request: InferenceRequest) -> OpenedStream:
+        raise AssertionError("not streamed here")
+
+    async def ready(self, timeout_s: float) -> str:
+        return "m"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("v") / "clip.mp4"
+    return write_h264(path, 20, 10.0, (160, 120), gop=5).read_bytes()
+
+
+def _client(video: bytes) -> tuple[TestClient, FakeExtractor, RecordingBackend]:
+    extractor = FakeExtractor(video)
+    backend = RecordingBackend()
+    router = BackendRouter([backend], ARGS.backends.circuit_breaker)
+    pipeline = AnalyzePipeline(extractor, router, ARGS)  # type: ignore[arg-type]
+    app = build_http_app(pipeline, ARGS, ApiKeys([]), MetricsRecorder())
+    return TestClient(app), extractor, backend
+
+
+def _summary(extractor: FakeExtractor) -> list[tuple[str, str, bool]]:
+    """(method, affinity key, whether video bytes were sent) of each extractor call."""
+    return [
+        (method, key, any(isinstance(a, bytes) for a in args))
+        for method, key, args in extractor.calls
+    ]
+
+
+def test_an_upload_is_hashed_as_it_arrives_and_a_repeat_sends_only_its_digest(
+    video: bytes,
+) -> None:
+    client, extractor, backend = _client(video)
+    digest = hashlib.sha256(video).hexdigest()
+    for _ in range(3):
+        response = client.post(
+            "/v1/video/analyze",
+            files={"file": ("clip.mp4", video, "video/mp4")},
+            data={"prompt": "What?", "num_frames": "4"},
+        )
+        assert response.status_code == 200, response.text
+    assert _summary(extractor) == [
+        ("lookup", digest, False),
+        ("extract", digest, True),
+        ("lookup", digest, False),
+        ("lookup", digest, False),
+    ]
+    assert backend.seen == [(4, "frames-id")] * 3
+
+
+def test_a_data_url_is_hashed_once_and_a_repeat_sends_only_its_digest(video: bytes) -> None:
+    client, extractor, _ = _client(video)
+    url = "data:video/mp4;base64," + base64.b64encode(video).decode()
+    body = {
+        "model": ARGS.model_of(ARGS.backends.primary),
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video_url", "video_url": {"url": url}},
+                    {"type": "text", "text": "What?"},
+                ],
+            }
+        ],
+    }
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    digest = hashlib.sha256(video).hexdigest()
+    assert _summary(extractor) == [
+        ("lookup", digest, False),
+        ("extract", digest, True),
+        ("lookup", digest, False),
+    ]
+
+
+def test_a_url_is_downloaded_by_the_extractor_reached_by_the_urls_key(video: bytes) -> None:
+    client, extractor, backend = _client(video)
+    # Loopback, nothing listening: had the ingress tried to fetch it, the SSRF guard would
+    # have refused it (400), and nothing would have answered.
+    url = "http://127.0.0.1:9/clip.mp4"
+    form = {"url": (None, url), "prompt": (None, "What?")}
+    response = client.post("/v1/video/analyze", files=form)
+    assert response.status_code == 200, response.text
+    ((method, key, args),) = extractor.calls
+    assert (method, key, args[0]) == ("extract_url", url_key(url), url)
+    assert len(backend.seen) == 1
