@@ -4,11 +4,12 @@ them when it is full or gone, and keys spread over the replicas."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.serving.affinity_router import CacheAffinityRouter, rank_for, url_key
+from deploy.serving.affinity_router import ROUTER_CLASS, CacheAffinityRouter, rank_for, url_key
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,16 @@ def test_a_url_key_is_stable_and_names_no_path() -> None:
     assert key != url_key("https://example.com/private/other.mp4")
     assert "secret" not in key
     assert key.startswith("url:")
+
+
+def test_serve_config_routes_the_extractor_with_this_router() -> None:
+    from deploy.config.serve_config import Profile, load_config
+
+    for profile in Profile:
+        config = load_config(profile=profile)
+        (extractor,) = [
+            d for d in config["applications"][0]["deployments"] if d["name"] == "FrameExtractor"
+        ]
+        assert extractor["request_router_config"]["request_router_class"] == ROUTER_CLASS
+    module, name = ROUTER_CLASS.split(":")
+    assert getattr(importlib.import_module(module), name) is CacheAffinityRouter
