@@ -26,14 +26,13 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
 from deploy.config.settings import Accelerator, LLMSettings
-from deploy.models.catalog import DEFAULT_VISION_HF_ID
+from deploy.models.catalog import cannot_see
 from deploy.models.startup_errors import ModelStartError, explain
 from deploy.serving.errors import (
     EngineError,
     Failure,
     InvalidRequest,
     ServiceUnavailable,
-    UnprocessableInput,
 )
 from deploy.serving.messages import (
     Delta,
@@ -141,11 +140,8 @@ class VideoLLMServer(LLMServer):
 
         client = self._vllm_client()
         if request.media is not None and not client.model_config.is_multimodal_model:
-            raise UnprocessableInput(
-                f"the model {self._llm_config.model_id!r} cannot take images or video; use a "
-                f"vision model such as {DEFAULT_VISION_HF_ID!r} (llm.model / VLLM_MODEL_PATH)",
-                code="model_cannot_see",
-            )
+            # The engine's own answer, for a model the catalog and its config did not settle.
+            raise cannot_see(self._llm_config.model_id, ollama=False)
         prompt = client.get_tokenizer().apply_chat_template(
             chat_messages(request), tokenize=False, add_generation_prompt=True
         )

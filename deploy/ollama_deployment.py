@@ -21,13 +21,12 @@ import numpy as np
 import ollama
 
 from deploy.config.settings import OllamaSettings
-from deploy.models.catalog import DEFAULT_VISION_OLLAMA_TAG, normalize_tag, ollama_model_vision
+from deploy.models.catalog import cannot_see, normalize_tag, ollama_model_vision
 from deploy.serving.errors import (
     BackendTimeout,
     EngineError,
     InvalidRequest,
     ServiceUnavailable,
-    UnprocessableInput,
 )
 from deploy.serving.messages import (
     Delta,
@@ -120,11 +119,7 @@ class OllamaServer:
         if request.media is not None:
             await self._learn_vision()
         if request.media is not None and self._vision is False:
-            raise UnprocessableInput(
-                f"the Ollama model {self._model!r} cannot take images or video; use a vision "
-                f"model such as {DEFAULT_VISION_OLLAMA_TAG!r} (ollama.model / OLLAMA_MODEL)",
-                code="model_cannot_see",
-            )
+            raise cannot_see(self._model, ollama=True)
         images: list[bytes] = []
         if request.media is not None:
             frames = await request.media.frames()

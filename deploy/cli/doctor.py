@@ -21,7 +21,7 @@ import httpx
 from deploy.config import env
 from deploy.config.serve_config import Profile, app_args, load_config
 from deploy.config.settings import Accelerator, AppArgs, Backend, ModelSourceKind
-from deploy.models.catalog import DEFAULT_VISION_HF_ID, catalog, normalize_tag
+from deploy.models.catalog import DEFAULT_VISION_HF_ID, catalog, hf_model_vision, normalize_tag
 from deploy.models.gpus import Gpu, find_gpus
 from deploy.models.memory import GIB, Setup, advice, estimate
 from deploy.models.model_files import ModelFiles, locate
@@ -161,13 +161,7 @@ def _files_finding(files: ModelFiles, kind: str) -> Finding:
 
 
 def _vision_finding(args: AppArgs, files: ModelFiles) -> list[Finding]:
-    entry = catalog().by_hf_id(args.llm.served_model_id)
-    vision = (
-        entry.vision
-        if entry
-        else ("vision_config" in files.config if files.config is not None else None)
-    )
-    if vision is False:
+    if hf_model_vision(args.llm.model, files.config) is False:
         return [
             Finding(
                 "problem",

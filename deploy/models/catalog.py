@@ -7,12 +7,15 @@ source vidserve may be given, including local directories (from their `config.js
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deploy.serving.errors import UnprocessableInput
 
 CATALOG_FILE = Path(__file__).with_name("models.yaml")
 DEFAULT_VISION_HF_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -146,25 +149,41 @@ def catalog() -> Catalog:
     return Catalog.model_validate(yaml.safe_load(CATALOG_FILE.read_text()))
 
 
-def hf_model_vision(source: str) -> bool | None:
-    """Whether a vLLM model source sees images: catalog first, then a local `config.json`.
+def config_sees(config: Mapping[str, Any] | None) -> bool | None:
+    """A model's own `config.json` says it sees when it has a `vision_config`."""
+    return None if config is None else "vision_config" in config
 
-    None when unknown (an HF id outside the catalog): the engine itself then decides."""
+
+def hf_model_vision(source: str, config: Mapping[str, Any] | None = None) -> bool | None:
+    """The one rule for whether a vLLM model sees images: the catalog (by its HF id) first, then
+    its `config.json` (given, e.g. from the HF cache, or read from a local directory).
+
+    None when unknown (an HF id outside the catalog, not downloaded): the engine decides."""
     entry = catalog().by_hf_id(source)
     if entry is not None:
         return entry.vision
-    config = Path(source).expanduser() / "config.json"
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    return "vision_config" in data
+    if config is None:
+        try:
+            data = json.loads((Path(source).expanduser() / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        config = data if isinstance(data, dict) else None
+    return config_sees(config)
 
 
 def ollama_model_vision(tag: str) -> bool | None:
-    """Whether an Ollama tag sees images per the catalog; None when the catalog does not know it
-    (the Ollama deployment then asks the server's `/api/show` capabilities)."""
+    """The same rule for an Ollama tag: the catalog; None when it does not know the tag (the
+    Ollama deployment then asks the server's `/api/show` capabilities)."""
     entry = catalog().by_ollama_tag(tag)
     return entry.vision if entry else None
+
+
+def cannot_see(model: str, *, ollama: bool, media: str = "images or video") -> UnprocessableInput:
+    """The one 422 for media sent to a text-only model, naming a vision model to serve."""
+    suggestion = DEFAULT_VISION_OLLAMA_TAG if ollama else DEFAULT_VISION_HF_ID
+    setting = "ollama.model / OLLAMA_MODEL" if ollama else "llm.model / VLLM_MODEL_PATH"
+    return UnprocessableInput(
+        f"the model {model!r} is text-only and cannot take {media}; serve a vision model such "
+        f"as {suggestion!r} ({setting})",
+        code="model_cannot_see",
+    )

@@ -28,10 +28,10 @@ from ray.serve.handle import DeploymentHandle
 
 from deploy.api.analyze_form import AnalyzeRequest
 from deploy.config.settings import AppArgs, Backend
-from deploy.models.catalog import DEFAULT_VISION_HF_ID, DEFAULT_VISION_OLLAMA_TAG
+from deploy.models.catalog import cannot_see
 from deploy.serving.affinity_router import affinity, url_key
 from deploy.serving.backends import BackendRouter, OpenedStream, Routed
-from deploy.serving.errors import ServiceUnavailable, UnprocessableInput
+from deploy.serving.errors import ServiceUnavailable
 from deploy.serving.handles import call_stage
 from deploy.serving.messages import (
     AnalyzeResponse,
@@ -94,17 +94,13 @@ class AnalyzePipeline:
 
     def check_can_see(self, kind: MediaKind) -> None:
         """A 422 before any decoding when the primary model is known to be text-only."""
-        primary = self._args.backends.primary
-        if self._primary_sees is not False:
-            return
-        suggestion = DEFAULT_VISION_HF_ID if primary is Backend.VLLM else DEFAULT_VISION_OLLAMA_TAG
-        setting = "llm.model / VLLM_MODEL_PATH" if primary is Backend.VLLM else "ollama.model"
-        raise UnprocessableInput(
-            f"the model {self._args.model_of(primary)!r} is text-only and cannot take "
-            f"{'images' if kind is MediaKind.IMAGE else 'video'}; serve a vision model such as "
-            f"{suggestion!r} ({setting})",
-            code="model_cannot_see",
-        )
+        if self._primary_sees is False:
+            primary = self._args.backends.primary
+            raise cannot_see(
+                self._args.model_of(primary),
+                ollama=primary is Backend.OLLAMA,
+                media="images" if kind is MediaKind.IMAGE else "video",
+            )
 
     def _observe(self, stage: str, seconds: float) -> None:
         if self._metrics is not None:

@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from deploy.config.settings import AppArgs, Backend
-from deploy.models.catalog import catalog, hf_model_vision, normalize_tag, ollama_model_vision
+from deploy.models.catalog import (
+    cannot_see,
+    catalog,
+    hf_model_vision,
+    normalize_tag,
+    ollama_model_vision,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,21 @@ def test_vision_is_known_from_the_catalog_and_from_a_local_config(tmp_path: Path
     (text / "config.json").write_text(json.dumps({"hidden_size": 64}))
     assert hf_model_vision(str(vision)) is True
     assert hf_model_vision(str(text)) is False
+    # A config found elsewhere (the HF cache, as doctor finds it) decides for an unknown id;
+    # the catalog still wins over it.
+    assert hf_model_vision("someone/unknown-model", {"vision_config": {}}) is True
+    assert hf_model_vision("someone/unknown-model", {"hidden_size": 64}) is False
+    assert hf_model_vision("Qwen/Qwen3-8B", {"vision_config": {}}) is False
+
+
+def test_one_422_for_media_sent_to_a_text_only_model() -> None:
+    vllm = cannot_see("Qwen/Qwen3-8B", ollama=False, media="video")
+    assert (vllm.status_code, vllm.code) == (422, "model_cannot_see")
+    assert "'Qwen/Qwen3-8B' is text-only and cannot take video" in vllm.message
+    assert "'Qwen/Qwen2.5-VL-7B-Instruct' (llm.model / VLLM_MODEL_PATH)" in vllm.message
+    ollama = cannot_see("qwen3:8b", ollama=True)
+    assert "cannot take images or video" in ollama.message
+    assert "'qwen2.5vl:7b' (ollama.model / OLLAMA_MODEL)" in ollama.message
 
 
 def test_naming_the_vllm_model_names_the_ollama_fallback_too() -> None:
