@@ -10,9 +10,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from starlette.datastructures import FormData, UploadFile
 
+from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.serving.errors import InvalidRequest
-from deploy.serving.messages import GenerationParams, SamplingOptions, Strategy
+from deploy.serving.messages import GenerationParams, SamplingOptions
 
 FIELDS = (
     "file",
@@ -30,35 +31,6 @@ FIELDS = (
     "temperature",
     "response_format",
 )
-
-
-# A time window's bounds: a day of video is more than anyone sends.
-MAX_SECONDS = 86400.0
-
-
-def sampling_options(values: dict[str, Any], *, param_prefix: str) -> SamplingOptions:
-    """Options already range-checked one by one (None: not given); this checks them together."""
-    given = {name: value for name, value in values.items() if value is not None}
-    start_s, end_s = given.get("start_s"), given.get("end_s")
-    if start_s is not None and end_s is not None and end_s <= start_s:
-        raise InvalidRequest(
-            f"'end_s' ({end_s:g}) must be after 'start_s' ({start_s:g})",
-            param=f"{param_prefix}end_s",
-            code="out_of_range",
-        )
-    if given.get("strategy") not in (None, *Strategy):
-        raise InvalidRequest(
-            f"'strategy' must be one of {', '.join(Strategy)}, got {given['strategy']!r}",
-            param=f"{param_prefix}strategy",
-            code="invalid_value",
-        )
-    if given.get("strategy") == Strategy.FPS and "fps" not in given:
-        raise InvalidRequest(
-            "the fps strategy needs 'fps' (frames per second to sample)",
-            param=f"{param_prefix}fps",
-            code="invalid_value",
-        )
-    return SamplingOptions(**given)
 
 
 @dataclass(frozen=True)
@@ -91,26 +63,21 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
             param="prompt",
             code="prompt_too_long",
         )
-    extraction = args.extraction
-    num_frames = _number(form, "num_frames", int, low=1, high=extraction.max_num_frames)
-    fps = _number(form, "fps", float, low=0.0, high=extraction.max_fps, low_open=True)
     sampling = {
-        "num_frames": num_frames,
-        "fps": fps,
-        "start_s": _number(form, "start_s", float, low=0.0, high=MAX_SECONDS),
-        "end_s": _number(form, "end_s", float, low=0.0, high=MAX_SECONDS, low_open=True),
+        "num_frames": _number(form, "num_frames", int),
+        "fps": _number(form, "fps", float),
+        "start_s": _number(form, "start_s", float),
+        "end_s": _number(form, "end_s", float),
         "strategy": _text(form, "strategy"),
-        "scene_threshold": _number(
-            form, "scene_threshold", float, low=0.0, high=1.0, low_open=True
-        ),
-        "min_gap_s": _number(form, "min_gap_s", float, low=0.0, high=MAX_SECONDS),
+        "scene_threshold": _number(form, "scene_threshold", float),
+        "min_gap_s": _number(form, "min_gap_s", float),
     }
     generation = args.generation
     max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
     temperature = _number(form, "temperature", float, low=0.0, high=2.0)
     return AnalyzeRequest(
         prompt=prompt,
-        sampling=sampling_options(sampling, param_prefix=""),
+        sampling=sampling_options(sampling, args.extraction, param_prefix=""),
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,
@@ -133,10 +100,11 @@ def _number(
     name: str,
     kind: type[int] | type[float],
     *,
-    low: float,
-    high: float,
-    low_open: bool = False,
+    low: float | None = None,
+    high: float | None = None,
 ) -> Any:
+    """A text field as a number; `low`..`high` checked when given (the sampling options'
+    bounds are checked by api/sampling.py instead)."""
     raw = _text(form, name)
     if raw is None or raw.strip() == "":
         return None
@@ -147,11 +115,9 @@ def _number(
         raise InvalidRequest(
             f"'{name}' must be {noun}, got {raw!r}", param=name, code="invalid_value"
         ) from None
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bound = f"greater than {low}" if low_open else f"at least {low:g}"
+    if low is not None and high is not None and not low <= value <= high:
         raise InvalidRequest(
-            f"'{name}' must be {bound} and at most {high:g}, got {raw.strip()}",
+            f"'{name}' must be at least {low:g} and at most {high:g}, got {raw.strip()}",
             param=name,
             code="out_of_range",
         )

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deploy.api.analyze_form import MAX_SECONDS, sampling_options
+from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.serving.errors import InvalidRequest, NotFound
 from deploy.serving.messages import (
@@ -32,7 +32,6 @@ from deploy.serving.messages import (
     MediaKind,
     Role,
     SamplingOptions,
-    Strategy,
     Turn,
 )
 from deploy.serving.pipeline import MediaSource
@@ -80,18 +79,6 @@ class Message(_Strict):
     name: str | None = None
 
 
-class VideoOptions(_Strict):
-    """vidserve's extension: how to sample the video (extra_body={"video_options": {...}})."""
-
-    num_frames: int | None = Field(default=None, ge=1)
-    fps: float | None = Field(default=None, gt=0)
-    start_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
-    end_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
-    strategy: Strategy | None = None
-    scene_threshold: float | None = Field(default=None, gt=0, le=1)
-    min_gap_s: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
-
-
 class StreamOptions(_Strict):
     include_usage: bool = False
 
@@ -121,7 +108,8 @@ class ChatCompletionRequest(_Strict):
     response_format: ResponseFormat | None = None
     n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
     user: str | None = None
-    video_options: VideoOptions | None = None
+    # vidserve's extension, checked by api/sampling.py (the same check as the analyze form's).
+    video_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -294,22 +282,8 @@ def _b64(data: str, param: str) -> bytes:
         ) from None
 
 
-def _sampling(options: VideoOptions | None, args: AppArgs) -> SamplingOptions:
-    if options is None:
-        return SamplingOptions()
-    extraction = args.extraction
-    for name, value, limit in (
-        ("num_frames", options.num_frames, extraction.max_num_frames),
-        ("fps", options.fps, extraction.max_fps),
-    ):
-        if value is not None and value > limit:
-            raise InvalidRequest(
-                f"video_options.{name} must be at most {limit:g} (extraction.max_{name}), "
-                f"got {value:g}",
-                param=f"video_options.{name}",
-                code="out_of_range",
-            )
-    return sampling_options(options.model_dump(), param_prefix="video_options.")
+def _sampling(options: dict[str, Any] | None, args: AppArgs) -> SamplingOptions:
+    return sampling_options(options or {}, args.extraction, param_prefix="video_options.")
 
 
 def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationParams:

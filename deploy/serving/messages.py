@@ -33,8 +33,13 @@ class Strategy(StrEnum):
     KEYFRAMES = "keyframes"  # keyframes only (no decoding between them): quick previews
 
 
+# A time window's bounds: a day of video is more than anyone sends.
+MAX_SECONDS = 86400.0
+
+
 class SamplingOptions(BaseModel):
-    """How to pick frames from one video; validated against the app's limits by the ingress."""
+    """How to pick frames from one video. The one definition of each option's own bounds: both
+    APIs check requests against it, then against the app's limits (api/sampling.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,15 +50,22 @@ class SamplingOptions(BaseModel):
         default=None, gt=0, le=1, description="Scene sampling: frame difference that is a cut."
     )
     min_gap_s: float | None = Field(
-        default=None, ge=0, description="Scene sampling: fewest seconds between chosen frames."
+        default=None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Scene sampling: fewest seconds between chosen frames.",
     )
 
     num_frames: int | None = Field(default=None, ge=1, description="Frames sampled uniformly.")
     fps: float | None = Field(
         default=None, gt=0, description="Frames per second of video; num_frames caps the count."
     )
-    start_s: float | None = Field(default=None, ge=0, description="Sample from this time on.")
-    end_s: float | None = Field(default=None, gt=0, description="Sample up to this time.")
+    start_s: float | None = Field(
+        default=None, ge=0, le=MAX_SECONDS, description="Sample from this time on."
+    )
+    end_s: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="Sample up to this time."
+    )
 
     @property
     def resolved_strategy(self) -> Strategy:
