@@ -68,10 +68,6 @@ _CORPUS = (
 )
 
 
-def is_tiny_model(path: Path) -> bool:
-    return (path / MARKER).is_file()
-
-
 def ensure_tiny_model(path: Path, seed: int = 0) -> Path:
     """Build the tiny model at `path` unless a current one is already there."""
     marker = path / MARKER
