@@ -1,5 +1,9 @@
 """The OpenAI-compatible API's routes: `POST /v1/chat/completions` and `GET /v1/models`.
 
+Responses are built from the `openai` library's own types (ChatCompletion, ChatCompletionChunk,
+Model), so their shape is OpenAI's by construction; vidserve's extra fields (`vidserve`,
+`backend`) ride along as the types' allowed extras.
+
     JSON body (size-capped: api/body.py) ─► parse_chat (openai_protocol.py) ─► ChatPlan
         ─► AnalyzePipeline.load (extract) ─► .answer or .stream (backend policy)
         ─► chat.completion JSON, or server-sent `chat.completion.chunk`s ending `data: [DONE]`
@@ -14,8 +18,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
+from openai.types import CompletionUsage, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -45,13 +55,8 @@ class OpenAIRoutes:
 
     async def models(self, request: Request) -> Response:
         data = [
-            {
-                "id": model,
-                "object": "model",
-                "created": self._created,
-                "owned_by": "vidserve",
-                "backend": self._backend_of[model],
-            }
+            _json(Model(id=model, object="model", created=self._created, owned_by="vidserve"))
+            | {"backend": self._backend_of[model]}  # vidserve's extra field
             for model in self._served
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -76,30 +81,28 @@ class OpenAIRoutes:
         routed = await self._pipeline.answer(inference)
         result = routed.result
         finished = time.perf_counter()
-        usage = _usage(result.prompt_tokens, result.completion_tokens)
-        body_out = {
-            "id": inference.request_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": result.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
-                    "finish_reason": _finish_reason(result.finish_reason),
-                    "logprobs": None,
-                }
+        completion = ChatCompletion(
+            id=inference.request_id,
+            object="chat.completion",
+            created=int(time.time()),
+            model=result.model,
+            choices=[
+                Choice(
+                    index=0,
+                    message=ChatCompletionMessage(role="assistant", content=result.text),
+                    finish_reason=_finish_reason(result.finish_reason),
+                    logprobs=None,
+                )
             ],
-            "usage": usage,
-            "vidserve": _extension(result.backend, routed.fallback, loaded)
-            | {
-                "timings": {
-                    "inference_s": round(finished - started, 4),
-                    "engine_s": round(result.inference_s, 4),
-                    "total_s": round(finished - received_at, 4),
-                }
-            },
+            usage=_usage(result.prompt_tokens, result.completion_tokens),
+        )
+        timings = {
+            "inference_s": round(finished - started, 4),
+            "engine_s": round(result.inference_s, 4),
+            "total_s": round(finished - received_at, 4),
         }
+        extension = _extension(result.backend, routed.fallback, loaded) | {"timings": timings}
+        body_out = _json(completion) | {"vidserve": extension}
         return JSONResponse(body_out, headers={BACKEND_HEADER: result.backend})
 
     async def _stream(
@@ -110,34 +113,40 @@ class OpenAIRoutes:
         routed = await self._pipeline.stream(inference)
         opened = routed.result
         first = opened.first
-        chunk_base = {
-            "id": inference.request_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": first.model,
-        }
+        created = int(time.time())
         extension = _extension(first.backend, routed.fallback, loaded)
 
-        def event(choices: list[dict[str, Any]], **extra: Any) -> str:
-            chunk = {**chunk_base, "choices": choices, **extra}
-            if plan.include_usage and "usage" not in extra:
-                chunk["usage"] = None
-            return f"data: {json.dumps(chunk)}\n\n"
+        def event(
+            choices: list[ChunkChoice],
+            usage: CompletionUsage | None = None,
+            vidserve: dict[str, Any] | None = None,
+        ) -> str:
+            chunk = ChatCompletionChunk(
+                id=inference.request_id,
+                object="chat.completion.chunk",
+                created=created,
+                model=first.model,
+                choices=choices,
+            )
+            if plan.include_usage:  # OpenAI's shape: null on every chunk but the last
+                chunk.usage = usage
+            body = _json(chunk) | ({"vidserve": vidserve} if vidserve is not None else {})
+            return f"data: {json.dumps(body)}\n\n"
 
         async def events() -> AsyncIterator[str]:
             last: Delta = first
-            yield event([_choice({"role": "assistant", "content": first.text})])
+            yield event([_choice(ChoiceDelta(role="assistant", content=first.text))])
             try:
                 async for delta in opened.rest:
                     last = delta
                     if delta.text:
-                        yield event([_choice({"content": delta.text})])
+                        yield event([_choice(ChoiceDelta(content=delta.text))])
             except VidserveError as exc:
                 yield f"data: {json.dumps(exc.to_dict())}\n\n"
                 yield "data: [DONE]\n\n"
                 return
             finish = _finish_reason(last.finish_reason)
-            yield event([_choice({}, finish)], vidserve=extension)
+            yield event([_choice(ChoiceDelta(), finish)], vidserve=extension)
             if plan.include_usage:
                 yield event([], usage=_usage(last.prompt_tokens, last.completion_tokens))
             yield "data: [DONE]\n\n"
@@ -163,19 +172,27 @@ class OpenAIRoutes:
         )
 
 
-def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+def _json(model: BaseModel) -> dict[str, Any]:
+    """What was set, as JSON (the types' many optional fields stay out unless set)."""
+    return model.model_dump(mode="json", exclude_unset=True)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+def _choice(delta: ChoiceDelta, finish_reason: FinishReason | None = None) -> ChunkChoice:
+    return ChunkChoice(index=0, delta=delta, finish_reason=finish_reason, logprobs=None)
 
 
-def _finish_reason(reason: str | None) -> str:
+def _usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+FinishReason = Literal["stop", "length"]
+
+
+def _finish_reason(reason: str | None) -> FinishReason:
     """OpenAI's values: `length` when max_tokens cut the answer, else `stop`."""
     return "length" if reason == "length" else "stop"
 

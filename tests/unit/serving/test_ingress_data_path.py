@@ -12,6 +12,7 @@ the real extractor replica, on Ray, is tested in tests/integration/test_data_pat
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -85,7 +86,10 @@ class FakeExtractor:
     async def _lookup(
         self, digest: str, options: SamplingOptions, kind: MediaKind
     ) -> StoredFrames | None:
-        return self.cache.get(cache_key(digest, options, kind))
+        stored = self.cache.get(cache_key(digest, options, kind))
+        if stored is None:
+            return None
+        return dataclasses.replace(stored, meta=dataclasses.replace(stored.meta, cached=True))
 
     async def _extract(
         self, data: bytes, digest: str, options: SamplingOptions, kind: MediaKind, param: str
@@ -178,8 +182,20 @@ def test_a_data_url_is_hashed_once_and_a_repeat_sends_only_its_digest(video: byt
             }
         ],
     }
-    for _ in range(2):
-        assert client.post("/v1/chat/completions", json=body).status_code == 200
+    answers = [client.post("/v1/chat/completions", json=body) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    second = answers[1].json()
+    assert second["object"] == "chat.completion"
+    assert second["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "ok"},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ]
+    assert second["usage"] == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    assert second["vidserve"]["frames"]["cached"] is True
     digest = hashlib.sha256(video).hexdigest()
     assert _summary(extractor) == [
         ("lookup", digest, False),
