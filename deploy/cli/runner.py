@@ -18,6 +18,7 @@ from ray.serve.schema import ApplicationStatus, ServeDeploySchema
 
 from deploy.config import env
 from deploy.config.serve_config import APP_NAME
+from deploy.models.startup_errors import ModelStartError
 
 logger = logging.getLogger("ray.serve.vidserve.runner")
 
@@ -84,17 +85,14 @@ class DeployFailed(RuntimeError):
         self.reason = reason
 
 
-# A replica's start-up error that explains itself (deploy/models/startup_errors.py).
-_EXPLAINED = "ModelStartError: "
-
-
 def _failure(status: Any) -> str | None:
     """The failed deployments' errors; of an explained one, only the explanation."""
     reasons = []
     for name, deployment in sorted(status.deployments.items()):
         message = deployment.message or ""
-        if _EXPLAINED in message:
-            reasons.append(f"{name}: {message.split(_EXPLAINED, 1)[1].strip()}")
+        explained = ModelStartError.explanation_in(message)
+        if explained is not None:
+            reasons.append(f"{name}: {explained}")
         elif deployment.status.value in {"DEPLOY_FAILED", "UNHEALTHY"} and message:
             reasons.append(f"{name}: {message}")
     return "\n".join(reasons) or None

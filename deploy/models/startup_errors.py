@@ -17,6 +17,15 @@ from deploy.models.memory import Setup, advice
 class ModelStartError(RuntimeError):
     """The engine could not start; the message says why and what to change."""
 
+    @classmethod
+    def explanation_in(cls, status_message: str) -> str | None:
+        """The explanation inside a deployment's status message (Serve shows the replica's
+        traceback, which prints this error as `ModelStartError: <explanation>`), or None."""
+        rendered = f"{cls.__name__}: "
+        if rendered not in status_message:
+            return None
+        return status_message.split(rendered, 1)[1].strip()
+
 
 def _chain(exc: BaseException) -> str:
     """The exception and its causes, as one text to match against."""

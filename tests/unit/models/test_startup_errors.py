@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import traceback
 from pathlib import Path
 
 import pytest
 import torch
 
 from deploy.dev.tiny_model import ensure_tiny_model
-from deploy.models.startup_errors import explain, preflight
+from deploy.models.startup_errors import ModelStartError, explain, preflight
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -102,3 +103,13 @@ def test_preflight_refuses_what_cannot_load(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     offline = preflight("Qwen/Qwen2.5-VL-7B-Instruct") or ""
     assert "neither in the local Hugging Face cache nor downloadable" in offline
+
+
+def test_the_runner_finds_the_explanation_in_a_replicas_traceback() -> None:
+    error = ModelStartError("the model is not downloaded: run `vidserve download X`")
+    printed = "".join(traceback.format_exception(error))
+    status = "The deployment failed to start.\n" + printed
+    assert ModelStartError.explanation_in(status) == (
+        "the model is not downloaded: run `vidserve download X`"
+    )
+    assert ModelStartError.explanation_in("RuntimeError: CUDA error") is None
