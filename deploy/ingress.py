@@ -29,10 +29,16 @@ from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
-from deploy.api.upload import read_multipart, read_source
+from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config.settings import AppArgs, Backend
 from deploy.serving.backends import BackendRouter, HandleBackend
-from deploy.serving.errors import MethodNotAllowed, NotFound, ServiceUnavailable, VidserveError
+from deploy.serving.errors import (
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    UnprocessableInput,
+    VidserveError,
+)
 from deploy.serving.metrics import (
     HttpMetrics,
     ServeBackendMetrics,
@@ -85,7 +91,10 @@ def build_http_app(
             source = await read_source(upload)
         finally:
             await upload.close()
-        result = await pipeline.analyze(source, parsed, received_at)
+        try:
+            result = await pipeline.analyze(source, parsed, received_at)
+        except UnprocessableInput as exc:
+            raise with_field_hint(exc) from None
         return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
 
     async def healthz(request: Request) -> Response:

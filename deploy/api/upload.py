@@ -12,13 +12,15 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from deploy.api.body import capped_stream, require_content_type
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge
+from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.serving.messages import MediaKind
 from deploy.serving.pipeline import MediaSource
-from deploy.video.decode import FIELD_FOR
 
 # Room for the multipart boundaries and the small text fields around the file.
 _FORM_OVERHEAD_BYTES = 1024 * 1024
 _MAX_FIELD_BYTES = 1024 * 1024
+# The multipart field that carries each kind of media.
+FIELD_FOR = {MediaKind.VIDEO: "file", MediaKind.IMAGE: "image"}
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -101,3 +103,19 @@ async def read_source(upload: Upload) -> MediaSource:
     kind = next(k for k, field in FIELD_FOR.items() if field == name)
     data = await value.read()
     return MediaSource(param=name, kind=kind, data=data, digest=upload.digests.get(name))
+
+
+def with_field_hint(error: UnprocessableInput) -> UnprocessableInput:
+    """A video sent in the image field (or an image in the file field): say which field takes
+    it. The extractor names what it found (`details.found`); the fields are the API's."""
+    found = (error.details or {}).get("found")
+    field = next((f for kind, f in FIELD_FOR.items() if kind.value == found), None)
+    fields = FIELD_FOR.values()
+    if (
+        error.code == "unsupported_media"
+        and field
+        and error.param in fields
+        and field != error.param
+    ):
+        error.message += f"; send it as the '{field}' field instead"
+    return error

@@ -46,7 +46,6 @@ _SUPPORTED = {
     MediaKind.IMAGE: "a JPEG, PNG, WebP or BMP image",
 }
 # The multipart field each kind of media is uploaded as.
-FIELD_FOR = {MediaKind.VIDEO: "file", MediaKind.IMAGE: "image"}
 # A header may overstate the frame count by a little; past this, stopping early means truncation.
 _COUNT_SLACK_FRAMES = 2
 _COUNT_SLACK_RATIO = 0.01
@@ -100,12 +99,13 @@ def extract(
     param: str | None = None,
 ) -> FrameBatch:
     """Decode `data` into the frames `options` ask for; `data` must be of the `expected` kind.
-    `param` names where the media came from in errors (default: the upload field)."""
+    `param` names where the media came from in errors, as the API calls it (default: the
+    media's kind)."""
     started = time.perf_counter()
     try:
         batch = _decode(data, options, settings, expected, param)
     except (InvalidRequest, UnprocessableInput) as exc:
-        exc.param = param or FIELD_FOR[expected]
+        exc.param = param or expected.value
         raise
     return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
 
@@ -121,8 +121,11 @@ def _decode(
         raise InvalidRequest(f"the {expected.value} is empty", code="empty_file")
     sniffed = sniff(data[:512])
     if sniffed.kind is not expected:
+        found = {"found": sniffed.kind.value} if sniffed.kind else None
         raise UnprocessableInput(
-            _wrong_kind(expected, sniffed.kind, sniffed.format, param), code="unsupported_media"
+            _wrong_kind(expected, sniffed.kind, sniffed.format, param),
+            code="unsupported_media",
+            details=found,  # what it is: the API layer can say where to send it instead
         )
     if expected is MediaKind.IMAGE:
         return _decode_image(data, sniffed.format, settings)
@@ -169,17 +172,13 @@ def frames_from_images(
 
 
 def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str, param: str | None) -> str:
+    where = param or f"the {expected.value}"
     if found is None:
         return (
-            f"{param or 'the uploaded ' + FIELD_FOR[expected]} is not a {expected.value} (its "
-            f"bytes look like {fmt}); send {_SUPPORTED[expected]}"
+            f"{where} is not a {expected.value} (its bytes look like {fmt}); "
+            f"send {_SUPPORTED[expected]}"
         )
-    if param is not None:
-        return f"{param} holds a {fmt} {found.value}, not a {expected.value}"
-    return (
-        f"the '{FIELD_FOR[expected]}' field holds a {fmt} {found.value}, not a {expected.value}; "
-        f"send it as the '{FIELD_FOR[found]}' field instead"
-    )
+    return f"{where} holds a {fmt} {found.value}, not a {expected.value}"
 
 
 def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBatch:

@@ -18,6 +18,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
@@ -95,7 +97,8 @@ class FakeExtractor:
         self, data: bytes, digest: str, options: SamplingOptions, kind: MediaKind, param: str
     ) -> StoredFrames:
         assert digest == hashlib.sha256(data).hexdigest()
-        stored = StoredFrames.inline(extract(data, options, ARGS.extraction, kind), "frames-id")
+        batch = extract(data, options, ARGS.extraction, kind, param)
+        stored = StoredFrames.inline(batch, "frames-id")
         self.cache[cache_key(digest, options, kind)] = stored
         return stored
 
@@ -215,3 +218,17 @@ def test_a_url_is_downloaded_by_the_extractor_reached_by_the_urls_key(video: byt
     ((method, key, args),) = extractor.calls
     assert (method, key, args[0]) == ("extract_url", url_key(url), url)
     assert len(backend.seen) == 1
+
+
+def test_an_image_in_the_file_field_is_told_to_use_the_image_field(video: bytes) -> None:
+    client, _, _ = _client(video)
+    png = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))[1].tobytes()
+    response = client.post(
+        "/v1/video/analyze", files={"file": ("x.png", png)}, data={"prompt": "What?"}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["code"], error["param"], error["found"]) == ("unsupported_media", "file", "image")
+    assert error["message"] == (
+        "file holds a png image, not a video; send it as the 'image' field instead"
+    )

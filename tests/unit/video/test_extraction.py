@@ -104,7 +104,10 @@ def test_empty_upload_is_a_400() -> None:
     [
         (b"just some text, not a video\n" * 10, "look like text"),
         (bytes(range(256)) * 4, "unknown binary"),
-        (cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes(), "'image' field"),
+        (
+            cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes(),
+            "holds a jpeg image, not a video",
+        ),
     ],
 )
 def test_not_a_video_is_a_422_saying_what_it_is(payload: bytes, words: str) -> None:
@@ -115,8 +118,11 @@ def test_not_a_video_is_a_422_saying_what_it_is(payload: bytes, words: str) -> N
 
 def test_video_sent_as_image_is_refused(tmp_path: Path) -> None:
     data = write_opencv(tmp_path / "v.avi", "MJPG", 3, 10.0, (64, 48)).read_bytes()
-    with pytest.raises(UnprocessableInput, match="'file' field"):
-        extract(data, SamplingOptions(), SETTINGS, MediaKind.IMAGE)
+    with pytest.raises(UnprocessableInput, match="holds a avi video, not a image") as info:
+        extract(data, SamplingOptions(), SETTINGS, MediaKind.IMAGE, "image")
+    # What it is, for the API layer to say where to send it (api/upload.py with_field_hint).
+    assert info.value.details == {"found": "video"}
+    assert info.value.param == "image"
 
 
 def test_truncated_video_is_a_422(tmp_path: Path) -> None:
