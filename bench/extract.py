@@ -30,7 +30,7 @@ everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 --ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
 threads), with the extractor as built and with one choice undone at a time: its parallel parts
 cut at equal frame counts instead of equal estimated cost (plan.read_costs); OpenCV's own thread
-pool left on while the parts run (decode._parts_convert_alone); OpenCV reading the video instead
+pool left on while the parts run (decode.parts_convert_alone); OpenCV reading the video instead
 of PyAV (av_read.py); PyAV's plans made with the seek cost plan.py used before --seeks measured
 it (7 frame decodes instead of 2).
 
@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 from deploy.config import env  # noqa: E402
 from deploy.config.settings import ExtractionSettings  # noqa: E402
 from deploy.serving.messages import SamplingOptions  # noqa: E402
-from deploy.video import av_read, decode, extract, use_cpus  # noqa: E402
+from deploy.video import av_read, decode, extract, resize, use_cpus  # noqa: E402
 from deploy.video.plan import (  # noqa: E402
     OPENCV_READER,
     PYAV_READER,
@@ -238,7 +238,7 @@ ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = 
     "as built": contextlib.nullcontext,
     "split by frame count": lambda: mock.patch.object(decode, "read_costs", return_value=None),
     "OpenCV pool in parts": lambda: mock.patch.object(
-        decode, "_parts_convert_alone", contextlib.nullcontext
+        decode, "parts_convert_alone", contextlib.nullcontext
     ),
     "OpenCV reads it": lambda: mock.patch.object(av_read, "av", None),
     "seek cost 7 (before)": lambda: mock.patch.object(
@@ -317,8 +317,8 @@ def cost_fit(path: Path, frames: int = 1800, kept: int = 128) -> tuple[float, fl
         if i % every == 0:
             started = time.perf_counter()
             _, bgr = capture.retrieve()
-            size = size or decode._frame_size(bgr.shape[:2], kept, ExtractionSettings())
-            decode._to_rgb(bgr, size)
+            size = size or resize.frame_size(bgr.shape[:2], kept, ExtractionSettings())
+            resize.to_rgb(bgr, size)
             convert_s.append(time.perf_counter() - started)
     capture.release()
     assert size is not None

@@ -27,9 +27,10 @@ from deploy.serving.errors import InvalidRequest, UnprocessableInput
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video import av_read
 from deploy.video.container import sniff
+from deploy.video.images import decode_image
 from deploy.video.plan import PYAV_READER, Plan, plan_reads, read_costs, split
 from deploy.video.probe import VideoIndex, probe
-from deploy.video.resize import fit_size, per_frame_max_pixels, shrink
+from deploy.video.resize import frame_size, to_rgb
 from deploy.video.sampling import (
     fps_indices,
     keyframe_indices,
@@ -38,6 +39,7 @@ from deploy.video.sampling import (
     uniform_indices,
     window,
 )
+from deploy.video.threads import THREADS, parts_convert_alone
 
 logger = logging.getLogger("ray.serve.vidserve.extract")
 
@@ -45,50 +47,9 @@ _SUPPORTED = {
     MediaKind.VIDEO: "an MP4, MOV, MKV, WebM or AVI video",
     MediaKind.IMAGE: "a JPEG, PNG, WebP or BMP image",
 }
-# The multipart field each kind of media is uploaded as.
 # A header may overstate the frame count by a little; past this, stopping early means truncation.
 _COUNT_SLACK_FRAMES = 2
 _COUNT_SLACK_RATIO = 0.01
-
-
-@dataclasses.dataclass
-class _Threads:
-    cpus: int  # CPUs to decode with (use_cpus): the machine's until the deployment sets its own
-    parallel_reads: int = 0  # reads in parallel parts under way (OpenCV's pool is at 1 meanwhile)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-
-_THREADS = _Threads(max(1, cv2.getNumberOfCPUs()))
-
-
-def use_cpus(cpus: int) -> None:
-    """Decode with `cpus` CPUs (the replica's, not the machine's: a 2-CPU replica on a 64-core
-    node must not start 64 decoder threads): one decoder with that many threads, or a long plan
-    split between that many single-threaded decoders; OpenCV's own pool (resizing, colour
-    conversion) gets as many threads, except while parts run (_parts_convert_alone)."""
-    with _THREADS.lock:
-        _THREADS.cpus = max(1, cpus)
-        if _THREADS.parallel_reads == 0:
-            cv2.setNumThreads(_THREADS.cpus)
-
-
-@contextmanager
-def _parts_convert_alone() -> Iterator[None]:
-    """While one decoder per CPU runs, each part converts its frames on its own thread: with
-    OpenCV's pool on, a part's resize hands stripes to a pool worker that competes for the
-    cores with the other decoders, and the part stalls until that worker gets one (measured on
-    2 cores, 128 frames of 1080p: 3-4% more wall time; `python bench/extract.py --ablation`).
-    The pool gets use_cpus' count back when the last parallel read ends."""
-    with _THREADS.lock:
-        _THREADS.parallel_reads += 1
-        cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        with _THREADS.lock:
-            _THREADS.parallel_reads -= 1
-            if _THREADS.parallel_reads == 0:
-                cv2.setNumThreads(_THREADS.cpus)
 
 
 def extract(
@@ -128,47 +89,8 @@ def _decode(
             details=found,  # what it is: the API layer can say where to send it instead
         )
     if expected is MediaKind.IMAGE:
-        return _decode_image(data, sniffed.format, settings)
+        return decode_image(data, sniffed.format, settings)
     return _decode_video(data, options, settings)
-
-
-def frames_from_images(
-    images: list[bytes], options: SamplingOptions, settings: ExtractionSettings, param: str
-) -> FrameBatch:
-    """A video sent as its frames (JPEG or PNG images), taken as 1 s apart as vLLM does; thinned
-    uniformly to `num_frames` (or `max_num_frames`) and resized like decoded frames."""
-    started = time.perf_counter()
-    if not images:
-        raise InvalidRequest("the list of frames is empty", param=param, code="empty_file")
-    count = options.num_frames or min(len(images), settings.max_num_frames)
-    indices = uniform_indices(len(images), count)
-    frames: list[np.ndarray] = []
-    size: tuple[int, int] | None = None
-    source = (0, 0)
-    for index in indices:
-        bgr = cv2.imdecode(np.frombuffer(images[index], dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UnprocessableInput(
-                f"frame {index} of the list is not a decodable JPEG or PNG image",
-                param=param,
-                code="corrupt_media",
-            )
-        if size is None:
-            source = (bgr.shape[0], bgr.shape[1])
-            size = _frame_size(source, len(indices), settings)
-        frames.append(_to_rgb(bgr, size))
-    return FrameBatch(
-        kind=MediaKind.VIDEO,
-        frames=np.stack(frames),
-        indices=indices,
-        timestamps_s=[float(i) for i in indices],
-        source_fps=1.0,
-        duration_s=float(len(images)),
-        source_width=source[1],
-        source_height=source[0],
-        total_frames=len(images),
-        extract_s=time.perf_counter() - started,
-    )
 
 
 def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str, param: str | None) -> str:
@@ -179,40 +101,6 @@ def _wrong_kind(expected: MediaKind, found: MediaKind | None, fmt: str, param: s
             f"send {_SUPPORTED[expected]}"
         )
     return f"{where} holds a {fmt} {found.value}, not a {expected.value}"
-
-
-def _decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBatch:
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UnprocessableInput(
-            f"the {fmt} image could not be decoded: it is corrupt or truncated",
-            code="corrupt_media",
-        )
-    height, width = bgr.shape[:2]
-    size = fit_size(
-        height,
-        width,
-        factor=settings.patch_factor,
-        min_pixels=settings.min_pixels,
-        max_pixels=settings.max_pixels,
-    )
-    frame = _to_rgb(bgr, size)
-    return FrameBatch(
-        kind=MediaKind.IMAGE,
-        frames=frame[np.newaxis],
-        indices=[0],
-        timestamps_s=[0.0],
-        source_fps=0.0,
-        duration_s=0.0,
-        source_width=width,
-        source_height=height,
-        total_frames=1,
-    )
-
-
-def _to_rgb(bgr: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
-    """Resize first (less to convert), then BGR -> RGB, into `out` when given."""
-    return cv2.cvtColor(shrink(bgr, size), cv2.COLOR_BGR2RGB, dst=out)
 
 
 def _fits_in_shm(size: int) -> bool:
@@ -235,7 +123,7 @@ def _as_file(data: bytes) -> Iterator[str]:
 @contextmanager
 def _open(path: str, threads: int | None = None) -> Iterator[cv2.VideoCapture]:
     """A capture on `path`; its decoder uses `threads` threads (default: all of use_cpus)."""
-    params = [cv2.CAP_PROP_N_THREADS, threads or _THREADS.cpus]
+    params = [cv2.CAP_PROP_N_THREADS, threads or THREADS.cpus]
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
     try:
         if not capture.isOpened():
@@ -479,7 +367,7 @@ def _read(
     total = index.frame_count if index is not None else int(total or 0)
     wanted = [step.target for step in plan.steps]
     output = _Output(len(wanted), budget_frames or len(wanted), settings)
-    workers = _THREADS.cpus if plan.decodes >= _PARALLEL_MIN_DECODES else 1
+    workers = THREADS.cpus if plan.decodes >= _PARALLEL_MIN_DECODES else 1
     costs = None
     if workers > 1 and index is not None and index.packet_sizes and index.pixels:
         costs = read_costs(index.packet_sizes, index.pixels, plan.reader)
@@ -490,7 +378,7 @@ def _read(
         segments = [read(path, plan, index, fps, output, start=0, threads=None)]
     else:
         with (
-            _parts_convert_alone(),
+            parts_convert_alone(),
             ThreadPoolExecutor(len(parts), thread_name_prefix="vidserve-decode") as pool,
         ):
             futures = [
@@ -542,14 +430,14 @@ class _Output:
         with self._lock:
             if self.frames is None:
                 self.source_size = source
-                height, width = _frame_size(source, self._budget_frames, self._settings)
+                height, width = frame_size(source, self._budget_frames, self._settings)
                 self.frames = np.empty((self._count, height, width, 3), np.uint8)
         slot: np.ndarray = self.frames[position]
         return slot
 
     def put(self, position: int, bgr: np.ndarray) -> None:
         out = self.slot(position, (bgr.shape[0], bgr.shape[1]))
-        _to_rgb(bgr, (out.shape[0], out.shape[1]), out=out)
+        to_rgb(bgr, (out.shape[0], out.shape[1]), out=out)
 
 
 def _read_part(
@@ -601,7 +489,7 @@ def _read_part_av(
     if index is None:
         raise av_read.Unsuitable("no packet index to number frames by")
     kept, stamps, last = av_read.read_part(
-        path, plan, index, output, start=start, threads=threads or _THREADS.cpus
+        path, plan, index, output, start=start, threads=threads or THREADS.cpus
     )
     return _Part(kept, stamps, last)
 
@@ -612,24 +500,6 @@ def _check_landed(capture: cv2.VideoCapture, target: int, index: VideoIndex, fps
     half_frame = 0.5 / fps if fps > 0 else 0.02
     if abs(decoded - expected) > half_frame:
         raise _SeekMissed(f"asked frame {target} at {expected:.3f}s, got {decoded:.3f}s")
-
-
-def _frame_size(
-    source: tuple[int, int], count: int, settings: ExtractionSettings
-) -> tuple[int, int]:
-    budget = per_frame_max_pixels(
-        count,
-        min_pixels=settings.min_pixels,
-        max_pixels=settings.max_pixels,
-        total_pixels=settings.total_pixels,
-    )
-    return fit_size(
-        source[0],
-        source[1],
-        factor=settings.patch_factor,
-        min_pixels=settings.min_pixels,
-        max_pixels=budget,
-    )
 
 
 def _timestamp(

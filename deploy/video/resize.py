@@ -8,6 +8,8 @@ import math
 import cv2
 import numpy as np
 
+from deploy.config.settings import ExtractionSettings
+
 
 def fit_size(
     height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int
@@ -58,3 +60,26 @@ def shrink(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = No
         out[...] = image
         return out
     return image
+
+
+def frame_size(
+    source: tuple[int, int], count: int, settings: ExtractionSettings
+) -> tuple[int, int]:
+    budget = per_frame_max_pixels(
+        count,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+        total_pixels=settings.total_pixels,
+    )
+    return fit_size(
+        source[0],
+        source[1],
+        factor=settings.patch_factor,
+        min_pixels=settings.min_pixels,
+        max_pixels=budget,
+    )
+
+
+def to_rgb(bgr: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Resize first (less to convert), then BGR -> RGB, into `out` when given."""
+    return cv2.cvtColor(shrink(bgr, size), cv2.COLOR_BGR2RGB, dst=out)

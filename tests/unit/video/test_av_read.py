@@ -17,6 +17,7 @@ from deploy.serving.messages import FrameBatch, SamplingOptions
 from deploy.video import av_read, decode, extract, use_cpus
 from deploy.video.plan import PYAV_READER, plan_reads
 from deploy.video.probe import probe
+from deploy.video.threads import THREADS
 from tests.videos import (
     decode_index,
     encode_index,
@@ -127,7 +128,7 @@ def test_b_frames_are_numbered_by_presentation_time(
         tmp_path / "b.mp4", images, 30.0, (160, 120), ["-preset", "medium", "-g", "30", "-bf", "3"]
     )
     data = path.read_bytes()
-    before = decode._THREADS.cpus
+    before = THREADS.cpus
     use_cpus(2)
     try:
         sparse = extract(data, SamplingOptions(num_frames=6), SETTINGS)  # seeks
@@ -247,7 +248,7 @@ def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
     assert plan.decodes == plan.sequential_decodes - 3 - 5 == 140
     # OpenCV's seeks land a GOP earlier (it backs off 16 frames): no seek pays.
     assert plan_reads(wanted, index.keyframes).seeks == 0
-    before = decode._THREADS.cpus
+    before = THREADS.cpus
     use_cpus(1)  # one decoder follows the whole plan (not split into parts)
     try:
         batch = decode.read_frames(str(path), wanted, index, 30.0, SETTINGS)

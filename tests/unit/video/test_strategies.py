@@ -18,6 +18,7 @@ from deploy.video import decode, extract, use_cpus
 from deploy.video.plan import OPENCV_READER, PYAV_READER, ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe
 from deploy.video.sampling import scene_indices
+from deploy.video.threads import THREADS
 from tests.videos import (
     decode_index,
     encode_index,
@@ -124,7 +125,7 @@ def test_probe_reads_packet_sizes_in_presentation_order(tmp_path: Path) -> None:
 
 def test_use_cpus_sets_the_decoder_threads(tmp_path: Path) -> None:
     path = write_h264(tmp_path / "t.mp4", 10, 30.0, (160, 120))
-    before = decode._THREADS.cpus
+    before = THREADS.cpus
     try:
         for cpus in (1, 3):
             use_cpus(cpus)
@@ -150,7 +151,7 @@ def test_parts_convert_on_their_own_threads_and_the_pool_comes_back(
             return _read(*args, **kwargs)
 
         monkeypatch.setattr(decode, name, recording)
-    before = decode._THREADS.cpus
+    before = THREADS.cpus
     use_cpus(3)
     try:
         extract(data, SamplingOptions(num_frames=50), SETTINGS)  # dense: three parts
@@ -168,7 +169,7 @@ def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
     tmp_path: Path, threads: int
 ) -> None:
     data = write_h264(tmp_path / "p.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
-    before = decode._THREADS.cpus
+    before = THREADS.cpus
     use_cpus(threads)  # one part per CPU
     try:
         dense = extract(data, SamplingOptions(num_frames=50), SETTINGS)
