@@ -2,11 +2,11 @@
 
 Routes:
     POST /v1/video/analyze      multipart video ('file'), image ('image') or 'url' + prompt
-    POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (openai_api.py)
+    POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (api/openai_routes.py)
     GET  /v1/models             the served models, OpenAI's shape
     GET  /healthz               200 while the process is alive
     GET  /readyz                200 once a backend can answer (each backend's state), 503 before
-Every route but /healthz and /readyz needs an API key when keys are configured (auth.py).
+Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
 Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
 """
 
