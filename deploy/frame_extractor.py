@@ -101,6 +101,7 @@ class FrameExtractor:
         download_s = time.perf_counter() - started
         content_digest = await asyncio.to_thread(digest, data)
         found = kind or sniff(data[:512]).kind or MediaKind.VIDEO
+        # The one cache lookup of a download (an upload's is the ingress's `lookup` call).
         stored = self._cached(cache_key(content_digest, options, found))
         if stored is None:
             stored = await asyncio.to_thread(
@@ -125,10 +126,8 @@ class FrameExtractor:
         kind: MediaKind,
         param: str | None,
     ) -> StoredFrames:
+        """Decode and cache; the caller has looked the frames up already (counted once)."""
         key = cache_key(content_digest, options, kind)
-        cached = self._cached(key)  # another request may have extracted it meanwhile
-        if cached is not None:
-            return cached
         batch = extract(data, options, self._settings, kind, param)
         self._metrics.extracted(kind.value, batch.count, batch.duration_s, len(data))
         logger.info(

@@ -212,7 +212,7 @@ def _extension(
             "timestamps": meta.timestamps_s,
             "cached": meta.cached,
             "decode_s": round(meta.extract_s, 4),
-            "download_s": round(loaded.download_s, 4),
+            "download_s": round(loaded.media.download_s, 4),
             "extract_s": round(loaded.extract_s, 4),
         }
     return extra

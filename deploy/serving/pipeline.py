@@ -17,6 +17,7 @@ ingress.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -72,8 +73,7 @@ class MediaSource:
 
 @dataclass(frozen=True)
 class Loaded:
-    media: StoredFrames
-    download_s: float
+    media: StoredFrames  # its download_s: the time a URL took to download
     extract_s: float
 
 
@@ -125,7 +125,9 @@ class AnalyzePipeline:
             return self._loaded(stored, started)
         data = source.data
         kind = source.kind or sniff(data[:512]).kind or MediaKind.VIDEO
-        content_digest = source.digest or digest(data)
+        content_digest = source.digest
+        if content_digest is None:  # not hashed by the HTTP layer: hash it off the event loop
+            content_digest = await asyncio.to_thread(digest, data)
         handle = affinity(self._extractor, content_digest)
         cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
         if cached is None:  # the video's replica does not have it: now send the bytes
@@ -143,7 +145,7 @@ class AnalyzePipeline:
         extract_s = time.perf_counter() - started - stored.download_s
         self._observe("extract", stored.meta.extract_s)
         self._observe("extract_queue", max(0.0, extract_s - stored.meta.extract_s))
-        return Loaded(stored, stored.download_s, extract_s)
+        return Loaded(stored, extract_s)
 
     async def answer(self, request: InferenceRequest) -> Routed[InferenceResult]:
         started = time.perf_counter()
@@ -183,7 +185,7 @@ class AnalyzePipeline:
             fallback=routed.fallback,
             frames=FramesInfo(count=meta.count, timestamps=meta.timestamps_s, cached=meta.cached),
             timings=Timings(
-                download_s=round(loaded.download_s, 4),
+                download_s=round(loaded.media.download_s, 4),
                 extract_s=round(loaded.extract_s, 4),
                 inference_s=round(finished - extracted, 4),
                 total_s=round(finished - received_at, 4),
