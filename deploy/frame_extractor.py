@@ -34,6 +34,7 @@ from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key, digest
 from deploy.video.chunks import Chunk, extract_chunks
 from deploy.video.container import sniff
+from deploy.video.limits import apply_library_caps
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -60,6 +61,7 @@ class FrameExtractor:
 
     def __init__(self, settings: ExtractionSettings, url_fetch: UrlFetchSettings) -> None:
         self._settings = settings
+        apply_library_caps(settings)  # before this process decodes its first image
         use_cpus(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
         self._fetcher = UrlFetcher(

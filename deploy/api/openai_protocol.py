@@ -257,15 +257,17 @@ def media_source(url: str, kind: MediaKind, param: str, args: AppArgs) -> MediaS
     mime = (match.group("mime") or "").lower()
     payload = url[match.end() :]
     if kind is MediaKind.VIDEO and mime in ("video/jpeg", "video/png", "image/jpeg"):
-        frames = [_b64(chunk, param) for chunk in payload.split(",")]
-        limit = args.extraction.max_num_frames
-        if len(frames) > limit * 16:
+        # Counted before any frame is decoded: the commas tell how many there are.
+        count = payload.count(",") + 1
+        limit = min(args.extraction.max_num_frames * 16, args.extraction.max_source_frames)
+        if count > limit:
             raise InvalidRequest(
-                f"{param}: {len(frames)} frames is too many to send; send at most {limit * 16} "
-                f"(at most {limit} are used)",
+                f"{param}: {count} frames is too many to send; send at most {limit} "
+                f"(at most {args.extraction.max_num_frames} are used)",
                 param=param,
                 code="too_many_frames",
             )
+        frames = [_b64(chunk, param) for chunk in payload.split(",")]
         return MediaSource(param=param, kind=kind, frames=frames)
     data = _b64(payload, param)
     return MediaSource(param=param, kind=kind, data=data, digest=digest(data))

@@ -110,7 +110,11 @@ class LLMSettings(StrictModel):
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = Field(
         default="half", description="Weights and activations dtype (float32 on CPU)."
     )
-    trust_remote_code: bool = Field(default=True, description="Allow model repos' own code.")
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Run code shipped inside the model's repository (off: none of the catalog's "
+        "models needs it; turn it on only for a model whose code you trust).",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other vLLM engine argument (AsyncEngineArgs field), passed unchanged.",
@@ -200,6 +204,32 @@ class ExtractionSettings(StrictModel):
         ge=1,
         description="Pixel budget over all frames of a request; frames shrink to fit it.",
     )
+    # Decoded-size limits: what a small file may cost to decode (video/limits.py). Checked from
+    # the header before decoding and again while decoding.
+    max_source_pixels: int = Field(
+        default=7680 * 4320,
+        ge=64 * 64,
+        description="Most pixels (width x height) of a source image or video frame: 8K by "
+        "default. A 1 MB PNG can declare 20000x20000 (1.2 GB decoded): 413 above this.",
+    )
+    max_duration_s: float = Field(
+        default=3 * 3600.0,
+        gt=0,
+        description="Longest video accepted (413 above it): indexing reads every packet.",
+    )
+    max_source_frames: int = Field(
+        default=3 * 3600 * 60,
+        ge=1,
+        description="Most frames in a video, or images in a frame list (413 above it): "
+        "3 hours at 60 fps by default.",
+    )
+    max_decode_pixels: int = Field(
+        default=20_000_000_000,
+        ge=1,
+        description="Decode work one request may cost: frames decoded x pixels per frame "
+        "(about 10,000 1080p frames, some 40 s of a core). 413 above it: ask fewer frames or a "
+        "shorter window.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ExtractionSettings:
@@ -213,6 +243,44 @@ class ExtractionSettings(StrictModel):
                 f"min_pixels ({self.min_pixels}) exceeds max_pixels ({self.max_pixels})"
             )
         return self
+
+
+class HttpSettings(StrictModel):
+    """What one ingress replica lets in: body limits, memory in flight, slow clients
+    (api/guard.py). Per replica: the worst case of a replica is stated from these (README)."""
+
+    max_inflight_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Request bytes one ingress replica holds at once (bodies as declared or as "
+        "they arrive, a JSON body counted twice: its text and its decoded media). A request "
+        "that would pass it gets 503 overloaded with Retry-After at once, nothing buffered.",
+    )
+    retry_after_s: int = Field(
+        default=2, ge=1, description="Retry-After (seconds) of a 503 overloaded or a 429."
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=4,
+        le=512,
+        description="Deepest nesting of arrays/objects in a JSON body (400 above it). A "
+        "response_format schema is the deepest thing a client sends.",
+    )
+    min_body_bytes_per_s: int = Field(
+        default=16 * 1024,
+        ge=1,
+        description="Slow-client guard: a body arriving slower than this over body_rate_window_s "
+        "is cut with 408, so a trickling client cannot hold a slot.",
+    )
+    body_rate_window_s: float = Field(
+        default=20.0, gt=0, description="Seconds over which min_body_bytes_per_s is measured."
+    )
+    spool_threshold_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="An uploaded file larger than this is spooled to a temporary file while "
+        "the form is parsed, not kept in memory.",
+    )
 
 
 class GenerationSettings(StrictModel):
@@ -388,6 +456,12 @@ class AuthSettings(StrictModel):
     open_paths: tuple[str, ...] = Field(
         default=("/healthz", "/readyz"), description="Paths answered without a key."
     )
+    max_concurrent_per_key: int = Field(
+        default=0,
+        ge=0,
+        description="Requests one API key may have in flight on one ingress replica; one more "
+        "gets 429 with Retry-After (0: no limit). One client cannot take every slot.",
+    )
 
     @field_validator("api_keys")
     @classmethod
@@ -439,6 +513,7 @@ class AppArgs(StrictModel):
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     url_fetch: UrlFetchSettings = Field(default_factory=UrlFetchSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 

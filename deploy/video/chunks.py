@@ -52,7 +52,7 @@ def extract_chunks(
     settings: ExtractionSettings,
 ) -> list[Chunk]:
     with decode._as_file(data) as path:
-        index = probe(path)
+        index = probe(path, settings)
         if index is None:
             raise UnprocessableInput(
                 "this video has no frame index, so it cannot be split in chunks",

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, UnprocessableInput
+from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, Strategy
-from deploy.video import av_read
+from deploy.video import av_read, limits
 from deploy.video.container import sniff
 from deploy.video.images import decode_image
 from deploy.video.plan import PYAV_READER, Plan, plan_reads, read_costs, split
@@ -65,7 +65,7 @@ def extract(
     started = time.perf_counter()
     try:
         batch = _decode(data, options, settings, expected, param)
-    except (InvalidRequest, UnprocessableInput) as exc:
+    except (InvalidRequest, UnprocessableInput, PayloadTooLarge) as exc:
         exc.param = param or expected.value
         raise
     return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
@@ -141,7 +141,7 @@ def _decode_video(
     data: bytes, options: SamplingOptions, settings: ExtractionSettings
 ) -> FrameBatch:
     with _as_file(data) as path:
-        index = probe(path)
+        index = probe(path, settings)
         if index is not None:
             _check_not_truncated(index, index.header_frames)
             fps = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
@@ -151,9 +151,15 @@ def _decode_video(
         with _open(path) as capture:
             total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(capture.get(cv2.CAP_PROP_FPS))
-        total = total if total > 0 else _count_frames(path)
+            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        limits.check_pixels(width, height, settings, "a frame of the video")
+        limits.check_frames(total, settings)
+        total = total if total > 0 else _count_frames(path, settings)
         chosen = _choose(total, fps, options, settings)
-        return _read(path, plan_reads(chosen, None), None, fps, settings, total=total)
+        plan = plan_reads(chosen, None)
+        limits.check_decode_work(plan.decodes, width * height, settings)
+        return _read(path, plan, None, fps, settings, total=total)
 
 
 def read_frames(
@@ -172,6 +178,7 @@ def read_frames(
     if av_read.can_read(index):
         # PyAV seeks by presentation time: exact on variable frame rates too.
         plan = plan_reads(chosen, index.keyframes, PYAV_READER)
+        limits.check_decode_work(plan.decodes, index.pixels, settings)
         try:
             return _read(
                 path, plan, index, fps, settings, budget_frames=budget_frames, read=_read_part_av
@@ -184,6 +191,7 @@ def read_frames(
     keyframes = None if is_variable_rate(index.times_s) else index.keyframes
     try:
         plan = plan_reads(chosen, keyframes)
+        limits.check_decode_work(plan.decodes, index.pixels, settings)
         return _read(path, plan, index, fps, settings, budget_frames=budget_frames)
     except _SeekMissed as exc:
         logger.warning("seeking is not frame-accurate here (%s); reading in order", exc)
@@ -220,12 +228,15 @@ def is_variable_rate(times: list[float], tolerance: float = 0.1) -> bool:
     return median <= 0 or float(np.abs(steps - median).max()) > tolerance * median
 
 
-def _count_frames(path: str) -> int:
-    """Containers without a frame count in their header: count with a grab-only pass."""
+def _count_frames(path: str, settings: ExtractionSettings) -> int:
+    """Containers without a frame count in their header: count with a grab-only pass (stopped
+    at the frame limit)."""
     with _open(path) as capture:
         count = 0
         while capture.grab():
             count += 1
+            if count > settings.max_source_frames:
+                limits.check_frames(count, settings)
     if count == 0:
         raise UnprocessableInput(
             "the video has no decodable frame: it is corrupt or truncated",
@@ -297,9 +308,11 @@ def _scene_choose(
     candidates = list(range(span.start, span.stop, step))
     keyframes = None if is_variable_rate(index.times_s) else index.keyframes
     thumbs: list[np.ndarray] = []
+    plan = plan_reads(candidates, keyframes)
+    limits.check_decode_work(plan.decodes, index.pixels, settings)
     with _open(path) as capture:
         position = 0
-        for step_ in plan_reads(candidates, keyframes).steps:
+        for step_ in plan.steps:
             if step_.seek:
                 capture.set(cv2.CAP_PROP_POS_FRAMES, step_.target)
                 position = step_.target
@@ -429,6 +442,8 @@ class _Output:
         """Where the frame kept at `position` goes; `source` is its decoded (height, width)."""
         with self._lock:
             if self.frames is None:
+                # The decoder's own size, whatever the header said.
+                limits.check_pixels(source[1], source[0], self._settings, "a decoded frame")
                 self.source_size = source
                 height, width = frame_size(source, self._budget_frames, self._settings)
                 self.frames = np.empty((self._count, height, width, 3), np.uint8)

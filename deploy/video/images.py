@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, UnprocessableInput
+from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions
+from deploy.video import limits
 from deploy.video.resize import fit_size, frame_size, to_rgb
 from deploy.video.sampling import uniform_indices
 
@@ -23,13 +24,23 @@ def frames_from_images(
     started = time.perf_counter()
     if not images:
         raise InvalidRequest("the list of frames is empty", param=param, code="empty_file")
+    try:
+        limits.check_frames(len(images), settings, "the list of frames")
+    except PayloadTooLarge as exc:
+        exc.param = param
+        raise
     count = options.num_frames or min(len(images), settings.max_num_frames)
     indices = uniform_indices(len(images), count)
     frames: list[np.ndarray] = []
     size: tuple[int, int] | None = None
     source = (0, 0)
     for index in indices:
-        bgr = cv2.imdecode(np.frombuffer(images[index], dtype=np.uint8), cv2.IMREAD_COLOR)
+        try:
+            limits.check_image(images[index], settings, f"frame {index} of the list")
+        except PayloadTooLarge as exc:
+            exc.param = param
+            raise
+        bgr = imdecode(images[index], settings)
         if bgr is None:
             raise UnprocessableInput(
                 f"frame {index} of the list is not a decodable JPEG or PNG image",
@@ -54,8 +65,27 @@ def frames_from_images(
     )
 
 
+def imdecode(data: bytes, settings: ExtractionSettings) -> np.ndarray | None:
+    """OpenCV's decode (BGR), None when the bytes are not an image it reads; past OpenCV's own
+    pixel cap (deploy/__init__.py) a 413, as the header check would have said."""
+    try:
+        bgr: np.ndarray | None = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" not in str(exc):
+            return None
+        raise limits.over_limit(
+            "max_source_pixels",
+            min(settings.max_source_pixels, limits.opencv_cap()),
+            limits.opencv_cap() + 1,
+            "the image's pixel count, by OpenCV's cap (OPENCV_IO_MAX_IMAGE_PIXELS),",
+            "send a smaller picture",
+        ) from None
+    return bgr
+
+
 def decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBatch:
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    limits.check_image(data, settings)  # from the header: nothing decoded yet
+    bgr = imdecode(data, settings)
     if bgr is None:
         raise UnprocessableInput(
             f"the {fmt} image could not be decoded: it is corrupt or truncated",

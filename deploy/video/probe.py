@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from deploy.config.settings import ExtractionSettings
+from deploy.video import limits
+
 
 @dataclass(frozen=True)
 class VideoIndex:
@@ -39,27 +42,38 @@ class VideoIndex:
         return self.times_s[-1] - self.times_s[0] + step
 
 
-def probe(path: str) -> VideoIndex | None:
+def probe(path: str, settings: ExtractionSettings | None = None) -> VideoIndex | None:
     """The index, or None when the container gives no usable packet times (the caller then
-    decodes sequentially and reads times from the decoder)."""
+    decodes sequentially and reads times from the decoder). With `settings`, its decoded-size
+    limits (video/limits.py) are checked from the header first, then as packets are read: a
+    stream far longer than its header says is stopped at the limit, not read to its end."""
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
     try:
         if not capture.isOpened():
             return None
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        pixels = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) * capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        pixels = width * height
         pixel_format = _fourcc(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
+        if settings is not None:
+            limits.check_pixels(width, height, settings, "a frame of the video")
+            limits.check_frames(header_frames, settings)
         times: list[float] = []
         keys: list[bool] = []
         sizes: list[int] = []
         while capture.grab():
+            if settings is not None and len(times) % _CHECK_EVERY == 0:
+                _check_so_far(times, settings)
             times.append(float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
             keys.append(bool(capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME)))
             ok, packet = capture.retrieve()
             sizes.append(int(packet.size) if ok and packet is not None else 0)
     finally:
         capture.release()
+    if settings is not None:
+        _check_so_far(times, settings)
     if len(times) < 2 or len(set(times)) != len(times) or not any(keys):
         return None  # no per-packet times (or duplicates): not an index to trust
     order = np.argsort(np.asarray(times), kind="stable")
@@ -76,6 +90,16 @@ def probe(path: str) -> VideoIndex | None:
         pixels=max(0, pixels),
         pixel_format=pixel_format,
     )
+
+
+# Packets read between two checks of the limits (a check costs a few microseconds).
+_CHECK_EVERY = 256
+
+
+def _check_so_far(times: list[float], settings: ExtractionSettings) -> None:
+    limits.check_frames(len(times), settings)
+    if times:
+        limits.check_duration(max(times[-1], 0.0), settings)
 
 
 def _fourcc(value: float) -> str:
