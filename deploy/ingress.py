@@ -7,7 +7,9 @@ Routes:
     GET  /healthz               200 while the process is alive
     GET  /readyz                200 once a backend can answer (each backend's state), 503 before
 Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
-Errors are `{"error": {"message", "type", "code"}}` with the status of the typed error.
+Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status of the typed
+error (api/error_handlers.py); what a replica lets in (bytes in flight, slow bodies, request ids)
+is api/guard.py, API keys and their concurrency api/auth.py.
 """
 
 from __future__ import annotations
@@ -27,18 +29,14 @@ from starlette.routing import Route
 
 from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys
+from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_error
+from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
 from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config.settings import AppArgs, Backend
 from deploy.serving.backends import BackendRouter, HandleBackend
-from deploy.serving.errors import (
-    MethodNotAllowed,
-    NotFound,
-    ServiceUnavailable,
-    UnprocessableInput,
-    VidserveError,
-)
+from deploy.serving.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.serving.metrics import (
     HttpMetrics,
     ServeBackendMetrics,
@@ -50,33 +48,6 @@ from deploy.serving.pipeline import AnalyzePipeline
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
 DEPLOYMENT_NAME = "Ingress"
-
-
-def error_response(error: VidserveError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status_code)
-
-
-async def _on_vidserve_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, VidserveError):
-        raise exc
-    if exc.status_code >= 500:
-        logger.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-    return error_response(exc)
-
-
-async def _on_http_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, HTTPException):
-        raise exc
-    if exc.status_code == 404:
-        return error_response(NotFound(f"no route {request.url.path}; see the README for the API"))
-    if exc.status_code == 405:
-        return error_response(
-            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-        )
-    return JSONResponse(
-        {"error": {"message": exc.detail, "type": "invalid_request_error", "code": None}},
-        status_code=exc.status_code,
-    )
 
 
 def build_http_app(
@@ -121,9 +92,22 @@ def build_http_app(
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(ApiKeyMiddleware, keys=keys, open_paths=args.auth.open_paths),
+            Middleware(
+                GuardMiddleware, settings=args.http, budget=ByteBudget(args.http.max_inflight_bytes)
+            ),
+            Middleware(
+                ApiKeyMiddleware,
+                keys=keys,
+                open_paths=args.auth.open_paths,
+                max_concurrent_per_key=args.auth.max_concurrent_per_key,
+                retry_after_s=args.http.retry_after_s,
+            ),
         ],
-        exception_handlers={VidserveError: _on_vidserve_error, HTTPException: _on_http_error},
+        exception_handlers={
+            VidserveError: on_vidserve_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,  # a fault of ours: JSON 500 with the request id
+        },
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from starlette.datastructures import FormData, UploadFile
 
+from deploy.api import json_body
 from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.serving.errors import InvalidRequest
@@ -81,7 +81,7 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,
-            json_schema=parse_json_schema(_text(form, "response_format")),
+            json_schema=parse_json_schema(_text(form, "response_format"), args.http.max_json_depth),
         ),
     )
 
@@ -124,18 +124,17 @@ def _number(
     return value
 
 
-def parse_json_schema(raw: str | None) -> dict[str, Any] | None:
+def parse_json_schema(raw: str | None, max_depth: int) -> dict[str, Any] | None:
     """A JSON schema, bare or wrapped OpenAI-style in {"type": "json_schema", ...}."""
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"'response_format' is not valid JSON: {exc.msg} at position {exc.pos}",
-            param="response_format",
-            code="invalid_json_schema",
-        ) from None
+    value = json_body.loads(
+        raw,
+        max_depth,
+        what="'response_format'",
+        param="response_format",
+        code="invalid_json_schema",
+    )
     if isinstance(value, dict) and value.get("type") == "json_schema":
         value = (value.get("json_schema") or {}).get("schema")
     if not isinstance(value, dict):

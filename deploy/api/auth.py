@@ -5,7 +5,8 @@ separated) and `auth.api_keys_file` / `VIDSERVE_API_KEYS_FILE` (one key per line
 Kubernetes Secret). With no key anywhere the API is open. Only SHA-256 digests are kept; the
 presented key's digest is compared with every one of them in constant time. `/healthz` and
 `/readyz` stay open for probes. A refusal is a 401 in OpenAI's error shape, which the OpenAI SDK
-raises as `AuthenticationError`.
+raises as `AuthenticationError`. `auth.max_concurrent_per_key` caps the requests one key has in
+flight on a replica (a 429 with Retry-After past it: the SDK's `RateLimitError`, which it retries).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections import Counter
 from pathlib import Path
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from deploy.api.error_handlers import error_response
 from deploy.config import env
 from deploy.config.settings import MIN_API_KEY_CHARS, AuthSettings
-from deploy.serving.errors import Unauthorized
+from deploy.serving.errors import TooManyRequests, Unauthorized
 
 logger = logging.getLogger("ray.serve.vidserve.auth")
 
@@ -67,8 +69,9 @@ class ApiKeys:
     def __len__(self) -> int:
         return len(self._digests)
 
-    def check(self, authorization: str | None) -> None:
-        """Raises Unauthorized unless `authorization` is `Bearer <a configured key>`."""
+    def check(self, authorization: str | None) -> int:
+        """Which configured key `authorization` (`Bearer <key>`) presents, by position;
+        Unauthorized unless it is one."""
         if authorization is None:
             raise Unauthorized(
                 "no API key: send it as the header 'Authorization: Bearer <key>' (the OpenAI "
@@ -81,34 +84,58 @@ class ApiKeys:
                 "the Authorization header must be 'Bearer <key>'", code="invalid_api_key"
             )
         presented = _digest(token.strip())
-        matched = False
-        for digest in self._digests:  # no early exit: the time does not tell which key matched
-            matched |= hmac.compare_digest(presented, digest)
-        if not matched:
+        matched = -1
+        for position, digest in enumerate(self._digests):
+            # No early exit: the time does not tell which key matched.
+            if hmac.compare_digest(presented, digest):
+                matched = position
+        if matched < 0:
             raise Unauthorized("the API key is not valid", code="invalid_api_key")
+        return matched
 
 
 class ApiKeyMiddleware:
     """ASGI middleware (streaming-safe, unlike BaseHTTPMiddleware) guarding every other path."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, open_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: ApiKeys,
+        open_paths: tuple[str, ...],
+        max_concurrent_per_key: int = 0,
+        retry_after_s: int = 1,
+    ) -> None:
         self.app = app
         self._keys = keys
         self._open = frozenset(open_paths)
+        self._max_per_key = max_concurrent_per_key
+        self._retry_after_s = retry_after_s
+        self._in_flight: Counter[int] = Counter()  # key position -> requests in flight here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._keys.enabled or route_path(scope) in self._open:
             await self.app(scope, receive, send)
             return
         try:
-            self._keys.check(Headers(scope=scope).get("authorization"))
+            key = self._keys.check(Headers(scope=scope).get("authorization"))
         except Unauthorized as exc:
-            response = JSONResponse(
-                exc.to_dict(), status_code=exc.status_code, headers={"WWW-Authenticate": "Bearer"}
-            )
+            response = error_response(exc, scope)
+            response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if self._max_per_key and self._in_flight[key] >= self._max_per_key:
+            refused = TooManyRequests(
+                f"this API key already has {self._in_flight[key]} requests in flight, the most "
+                f"auth.max_concurrent_per_key allows; retry after {self._retry_after_s} s",
+                details={"retry_after_s": self._retry_after_s},
+            )
+            await error_response(refused, scope)(scope, receive, send)
+            return
+        self._in_flight[key] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._in_flight[key] -= 1
 
 
 def route_path(scope: Scope) -> str:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deploy.api import json_body
 from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.serving.errors import InvalidRequest, NotFound
@@ -128,10 +129,9 @@ class ChatPlan:
 
 def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
     """The request body -> a plan, or a 4xx naming the field. Blocking (JSON, base64)."""
-    try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    raw = json_body.loads(
+        body, args.http.max_json_depth, what="the body", param=None, code="invalid_json"
+    )
     try:
         request = ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:
@@ -312,11 +312,11 @@ def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationPara
         top_p=request.top_p,
         seed=request.seed,
         stop=stop,
-        json_schema=_json_schema(request.response_format),
+        json_schema=_json_schema(request.response_format, args.http.max_json_depth),
     )
 
 
-def _json_schema(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+def _json_schema(response_format: ResponseFormat | None, max_depth: int) -> dict[str, Any] | None:
     from deploy.api.analyze_form import parse_json_schema
 
     if response_format is None or response_format.type == "text":
@@ -329,4 +329,4 @@ def _json_schema(response_format: ResponseFormat | None) -> dict[str, Any] | Non
             param="response_format.json_schema",
             code="invalid_json_schema",
         )
-    return parse_json_schema(json.dumps(response_format.json_schema.json_schema))
+    return parse_json_schema(json.dumps(response_format.json_schema.json_schema), max_depth)

@@ -37,9 +37,6 @@ from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
 
 BACKEND_HEADER = "X-Vidserve-Backend"
-# base64 grows data by 4/3; the JSON around the media is small.
-_BASE64_RATIO = 4 / 3
-_JSON_OVERHEAD_BYTES = 1024 * 1024
 
 
 class OpenAIRoutes:
@@ -49,9 +46,7 @@ class OpenAIRoutes:
         self._served = [args.model_of(b) for b in args.backends.order]
         self._backend_of = {args.model_of(b): b.value for b in args.backends.order}
         self._created = int(time.time())
-        self._max_body = (
-            int(args.extraction.max_upload_bytes * _BASE64_RATIO) + _JSON_OVERHEAD_BYTES
-        )
+        self._max_body = args.max_json_body_bytes
 
     async def models(self, request: Request) -> Response:
         data = [

@@ -250,7 +250,7 @@ class HttpSettings(StrictModel):
     (api/guard.py). Per replica: the worst case of a replica is stated from these (README)."""
 
     max_inflight_bytes: int = Field(
-        default=1024 * 1024 * 1024,
+        default=2 * 1024 * 1024 * 1024,
         ge=1024 * 1024,
         description="Request bytes one ingress replica holds at once (bodies as declared or as "
         "they arrive, a JSON body counted twice: its text and its decoded media). A request "
@@ -477,6 +477,11 @@ class AuthSettings(StrictModel):
 
 
 MIN_API_KEY_CHARS = 16
+# Room in a JSON body for what surrounds its media (messages, options).
+JSON_OVERHEAD_BYTES = 1024 * 1024
+# What a request body costs an ingress in memory per byte: the bytes, and what is made of them
+# (decoded base64, the copy handed to the extractor). api/guard.py counts bodies so.
+BODY_MEMORY_FACTOR = 2
 
 
 def _ollama_host_url() -> str | None:
@@ -551,6 +556,23 @@ class AppArgs(StrictModel):
                 f"but the primary {self.model_of(primary)!r} can: the fallback would fail every "
                 "video request. Set ollama.model to a vision model such as qwen2.5vl:7b, or "
                 "backends.fallback: none"
+            )
+        return self
+
+    @property
+    def max_json_body_bytes(self) -> int:
+        """The largest JSON body a route takes: an upload's worth of base64, and the JSON."""
+        return int(self.extraction.max_upload_bytes * 4 / 3) + JSON_OVERHEAD_BYTES
+
+    @model_validator(mode="after")
+    def _budget_holds_the_largest_body(self) -> AppArgs:
+        needed = self.max_json_body_bytes * BODY_MEMORY_FACTOR
+        if self.http.max_inflight_bytes < needed:
+            raise ValueError(
+                f"http.max_inflight_bytes ({self.http.max_inflight_bytes}) cannot hold one "
+                f"largest request ({needed} bytes: extraction.max_upload_bytes as base64 JSON, "
+                f"counted {BODY_MEMORY_FACTOR}x): raise it to at least {needed} or lower "
+                "extraction.max_upload_bytes"
             )
         return self
 

@@ -69,6 +69,11 @@ class VidserveError(Exception):
         }
         return (_rebuild, (type(self), self.message, fields))
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers of the response: Retry-After where the error says when to retry."""
+        retry = (self.details or {}).get("retry_after_s")
+        return {"Retry-After": str(retry)} if retry is not None else {}
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
         if self.param is not None:
@@ -127,6 +132,37 @@ class ServiceUnavailable(VidserveError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """This replica is full (bytes in flight, queues): refused at once, to be retried after
+    `details.retry_after_s` (also the Retry-After header)."""
+
+    @classmethod
+    def default_code(cls) -> str:
+        return "overloaded"
+
+
+class RequestTimeout(VidserveError):
+    """The client sent its request too slowly."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+
+    @classmethod
+    def default_code(cls) -> str:
+        return "request_timeout"
+
+
+class TooManyRequests(VidserveError):
+    """One API key has too many requests in flight."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    @classmethod
+    def default_code(cls) -> str:
+        return "too_many_concurrent_requests"
 
 
 class BackendTimeout(VidserveError):

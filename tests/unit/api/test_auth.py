@@ -102,6 +102,7 @@ def test_the_middleware_guards_all_but_the_open_paths() -> None:
         "message": refused.json()["error"]["message"],
         "type": "invalid_request_error",
         "code": "missing_api_key",
+        "request_id": refused.json()["error"]["request_id"],
     }
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY_A}"}).text == "hello"
     assert client.get("/healthz").text == "hello"

@@ -16,7 +16,8 @@ from deploy.config.settings import (
 )
 
 
-def test_engine_defaults_match_the_old_app() -> None:
+def test_engine_defaults() -> None:
+    """trust_remote_code is off: a model repository's own code never runs unless asked for."""
     kwargs = LLMSettings().vllm_engine_kwargs()
     assert kwargs == {
         "max_model_len": 8192,
