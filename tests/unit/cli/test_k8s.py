@@ -34,6 +34,7 @@ EXPECTED_KINDS = {
     "ConfigMap": 1,
     "PodMonitor": 1,
     "PrometheusRule": 1,
+    "NetworkPolicy": 1,
 }
 
 
@@ -185,6 +186,34 @@ def test_the_cluster_is_set_up_as_kuberay_recommends(
     env = {e["name"]: e for e in gpu["containers"][0]["env"]}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "vidserve-hf-token"
     assert env["HF_HOME"]["value"].startswith("/models")
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
+def test_clients_reach_the_serve_port_only(
+    layer: kuberay.Layer, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """The Service clients reach carries the Serve port alone, and the NetworkPolicy over every
+    Ray pod lets in from outside Ray only the Serve port; the dashboard/job API only from the
+    operator's namespace; metrics only from Prometheus's."""
+    docs = rendered[layer.name]
+    service = _one(docs, "RayService")
+    http_port = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["http_options"]["port"]
+    serve_ports = service["spec"]["serveService"]["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in serve_ports] == [("serve", http_port)]
+    policy = _one(docs, "NetworkPolicy")["spec"]
+    ray_pods = _one(docs, "PodMonitor")["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == ray_pods
+    assert policy["policyTypes"] == ["Ingress"]
+    open_to_all = [rule for rule in policy["ingress"] if "from" not in rule]
+    assert [[p["port"] for p in rule["ports"]] for rule in open_to_all] == [[http_port]]
+    by_port: dict[int, list[dict[str, Any]]] = {}
+    for rule in policy["ingress"]:
+        for port in rule.get("ports", []):
+            by_port.setdefault(port["port"], []).extend(rule.get("from", []))
+    assert by_port[8265] and all("namespaceSelector" in peer for peer in by_port[8265])
+    assert by_port[8080] and all("namespaceSelector" in peer for peer in by_port[8080])
+    (internal,) = [rule for rule in policy["ingress"] if "ports" not in rule]
+    assert internal["from"] == [{"podSelector": {"matchLabels": ray_pods}}]
 
 
 @pytest.mark.parametrize("layer", OVERLAYS, ids=lambda layer: layer.name)
