@@ -34,6 +34,7 @@ from deploy.serving.errors import (
     InvalidRequest,
     ServiceUnavailable,
 )
+from deploy.serving.health import HealthLog, Readiness
 from deploy.serving.messages import (
     Delta,
     FrameMeta,
@@ -107,6 +108,8 @@ def sampling_params(request: InferenceRequest) -> SamplingParams:
 class VideoLLMServer(LLMServer):
     """Ray Serve LLM's `LLMServer`, plus `answer` for frames that arrive as arrays."""
 
+    _health: HealthLog | None = None  # made on the first probe (LLMServer owns __init__)
+
     async def start(self) -> None:
         """Start the engine; a failure with a known cause is re-raised saying what to change
         (deploy/models/startup_errors.py): that message is what `vidserve run` and `serve status`
@@ -122,10 +125,20 @@ class VideoLLMServer(LLMServer):
             logger.exception("the vLLM engine did not start: %s", message)
             raise ModelStartError(message) from exc
 
-    async def ready(self) -> str:
-        """Raises when the engine cannot answer; returns the served model id otherwise."""
-        await self.check_health()
-        return self._llm_config.model_id
+    async def ready(self) -> Readiness:
+        """The served model id, or why the engine cannot answer (answered, not raised, and
+        logged only when it changes: serving/health.py)."""
+        if self._health is None:
+            self._health = HealthLog(f"the vLLM engine ({self._llm_config.model_id})", logger)
+        health = self._health
+        try:
+            await self.check_health()
+        except Exception as exc:  # noqa: BLE001 - any engine failure means "not ready", said
+            error = ServiceUnavailable(
+                f"the vLLM engine is not healthy: {exc}", code="vllm_unavailable"
+            )
+            return health.observe(Readiness(error=error))
+        return health.observe(Readiness(model=self._llm_config.model_id))
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
         started = time.perf_counter()

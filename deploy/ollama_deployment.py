@@ -28,6 +28,7 @@ from deploy.serving.errors import (
     InvalidRequest,
     ServiceUnavailable,
 )
+from deploy.serving.health import HealthLog, Readiness
 from deploy.serving.messages import (
     Delta,
     GenerationParams,
@@ -84,14 +85,22 @@ class OllamaServer:
             host=settings.host,
             timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
         )
+        self._health = HealthLog(f"Ollama at {settings.host} ({model})", logger)
         self._vision: bool | None = ollama_model_vision(model)
         # Asked of the server once (for tags the catalog does not know), not per request.
         self._vision_asked = self._vision is not None
         if settings.pull_on_start:
             await self._pull()
 
-    async def ready(self) -> str:
-        """The model tag once the server answers and has the model; ServiceUnavailable before."""
+    async def ready(self) -> Readiness:
+        """The model tag once the server answers and has the model; why not, before. Answered,
+        not raised, and logged only when it changes (serving/health.py)."""
+        try:
+            return self._health.observe(Readiness(model=await self._check()))
+        except ServiceUnavailable as exc:
+            return self._health.observe(Readiness(error=exc))
+
+    async def _check(self) -> str:
         try:
             listing = await self._client.list()
         except (ConnectionError, httpx.HTTPError) as exc:

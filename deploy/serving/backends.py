@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentRes
 from deploy.config.settings import CircuitBreakerSettings
 from deploy.serving.errors import EngineError, Failure, ServiceUnavailable, VidserveError
 from deploy.serving.handles import call_stage, next_item
+from deploy.serving.health import HealthLog, Readiness
 from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest, InferenceResult
 from deploy.serving.metrics import BackendMetrics
 
@@ -101,10 +102,11 @@ class HandleBackend:
                 stream.cancel()
 
     async def ready(self, timeout_s: float) -> str:
-        model: str = await call_stage(
+        """The replica answers a Readiness (serving/health.py); not ready is raised here."""
+        readiness: Readiness = await call_stage(
             self._handle.ready.remote(), stage=self.name, timeout_s=timeout_s
         )
-        return model
+        return readiness.model_or_raise()
 
 
 class CircuitState(StrEnum):
@@ -190,6 +192,8 @@ class BackendRouter:
         self._backends = list(backends)
         self._settings = breaker
         self._breakers = {b.name: CircuitBreaker(breaker, clock) for b in self._backends}
+        # Readiness as this ingress sees it, logged when it changes (not per probe).
+        self._health = {b.name: HealthLog(b.name, logger, clock) for b in self._backends}
         self._metrics = metrics
         self._probes: dict[str, asyncio.Task[None]] = {}
 
@@ -279,10 +283,12 @@ class BackendRouter:
             entry: dict[str, Any] = {"circuit": self._breakers[backend.name].state.value}
             if isinstance(outcome, VidserveError):
                 entry.update(ready=False, reason=outcome.message)
+                self._health[backend.name].update(False, outcome.message)
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
                 entry.update(ready=True, model=outcome)
+                self._health[backend.name].update(True)
             status[backend.name] = entry
         return status
 
@@ -318,9 +324,10 @@ class BackendRouter:
             await backend.ready(self._settings.probe_timeout_s)
         except VidserveError as exc:
             breaker.probe_failed(f"probe: {exc.message}")
-            logger.warning("%s is still failing (%s); circuit stays open", backend.name, exc)
+            self._health[backend.name].update(False, exc.message)  # said once, when it changes
         else:
             breaker.probe_succeeded()
+            self._health[backend.name].update(True)
             logger.warning("%s answered its probe; circuit closed, traffic returns", backend.name)
         finally:
             self._probes.pop(backend.name, None)

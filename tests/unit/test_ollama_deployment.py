@@ -146,11 +146,40 @@ def test_a_json_schema_becomes_ollamas_format(stub: OllamaStub) -> None:
     assert result.text == '{"answer": "a stand-in answer from ollama"}'
 
 
+def _ready(server: OllamaServer) -> str:
+    return asyncio.run(server.ready()).model_or_raise()
+
+
 def test_ready_names_the_missing_model_and_the_fix(stub: OllamaStub) -> None:
-    assert asyncio.run(_server(stub.url).ready()) == "qwen2.5vl:7b"
+    assert _ready(_server(stub.url)) == "qwen2.5vl:7b"
     with pytest.raises(ServiceUnavailable, match=r"ollama pull qwen2\.5vl:32b") as info:
-        asyncio.run(_server(stub.url, model="qwen2.5vl:32b").ready())
+        _ready(_server(stub.url, model="qwen2.5vl:32b"))
     assert info.value.code == "ollama_model_missing"
+
+
+def test_a_server_that_is_down_is_logged_once_not_per_probe(
+    stub: OllamaStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down: one warning with the reason, however many probes; back: one, with the reason it
+    had been down. Probes answer a value: nothing is raised for Ray to log with a traceback."""
+    caplog.set_level(logging.INFO, logger="ray.serve.vidserve.ollama")
+    url = f"http://127.0.0.1:{free_port()}"
+    server = _server(url)
+
+    async def probe(times: int) -> list[str]:
+        results = [await server.ready() for _ in range(times)]
+        return [r.error.code if r.error else r.model for r in results]
+
+    assert asyncio.run(probe(5)) == ["ollama_unreachable"] * 5
+    server._client = _server(stub.url)._client  # the server comes up
+    assert asyncio.run(probe(3)) == ["qwen2.5vl:7b"] * 3
+    logged = [r.getMessage() for r in caplog.records if r.name == "ray.serve.vidserve.ollama"]
+    assert len(logged) == 2, logged
+    assert "is down" in logged[0]
+    assert "not reachable at " + url in logged[0]
+    assert "is back after" in logged[1]
+    assert "not reachable" in logged[1]
+    assert not any(r.exc_info for r in caplog.records)
 
 
 def test_a_missing_model_at_request_time_is_a_503_with_the_fix(stub: OllamaStub) -> None:
@@ -161,10 +190,12 @@ def test_a_missing_model_at_request_time_is_a_503_with_the_fix(stub: OllamaStub)
 def test_an_unreachable_server_is_a_503_naming_the_host() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     server = _server(url)
-    for call in (server.ready(), server.answer(_request_with(_video(1)))):
-        with pytest.raises(ServiceUnavailable, match="not reachable at " + url) as info:
-            asyncio.run(call)
-        assert info.value.code == "ollama_unreachable"
+    with pytest.raises(ServiceUnavailable, match="not reachable at " + url) as info:
+        _ready(server)
+    assert info.value.code == "ollama_unreachable"
+    with pytest.raises(ServiceUnavailable, match="not reachable at " + url) as info:
+        asyncio.run(server.answer(_request_with(_video(1))))
+    assert info.value.code == "ollama_unreachable"
 
 
 def _request_with(media: StoredFrames) -> InferenceRequest:
@@ -195,7 +226,7 @@ def test_pull_on_start_pulls_and_logs_progress(
 ) -> None:
     caplog.set_level(logging.INFO, logger="ray.serve.vidserve.ollama")
     server = _server(stub.url, model="qwen2.5vl:3b", pull_on_start=True)
-    assert asyncio.run(server.ready()) == "qwen2.5vl:3b"
+    assert _ready(server) == "qwen2.5vl:3b"
     logged = [r.getMessage() for r in caplog.records]
     assert any("pull qwen2.5vl:3b: success" in line for line in logged), logged
     assert any(line.startswith("pulling qwen2.5vl:3b") for line in logged), logged

@@ -7,6 +7,7 @@ each backend is a small object with the same two methods, so every branch is rea
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -266,6 +267,29 @@ def test_status_reports_each_backend_and_its_circuit() -> None:
         "vllm": {"circuit": "closed", "ready": False, "reason": "loading"},
         "ollama": {"circuit": "closed", "ready": True, "model": "ollama-model"},
     }
+
+
+def test_a_backend_down_across_many_probes_is_logged_once_each_way(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ray.serve.vidserve.backends")
+    vllm = Backend("vllm", ready_error=ServiceUnavailable("loading", code="vllm_timeout"))
+    router, _ = _router(vllm, Backend("ollama"))
+
+    async def probes(times: int) -> None:
+        for _ in range(times):
+            await router.status(1.0)
+
+    asyncio.run(probes(6))
+    vllm.ready_error = None
+    asyncio.run(probes(6))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("vllm ")]
+    assert lines == [
+        "vllm is down: loading",
+        lines[1],
+    ]
+    assert lines[1].startswith("vllm is back after")
+    assert lines[1].endswith("(it had been: loading)")
 
 
 async def _drain(router: BackendRouter) -> tuple[str, str, object]:
