@@ -210,8 +210,10 @@ def test_clients_reach_the_serve_port_only(
     for rule in policy["ingress"]:
         for port in rule.get("ports", []):
             by_port.setdefault(port["port"], []).extend(rule.get("from", []))
-    assert by_port[8265] and all("namespaceSelector" in peer for peer in by_port[8265])
-    assert by_port[8080] and all("namespaceSelector" in peer for peer in by_port[8080])
+    assert by_port[8265]
+    assert all("namespaceSelector" in peer for peer in by_port[8265])
+    assert by_port[8080]
+    assert all("namespaceSelector" in peer for peer in by_port[8080])
     (internal,) = [rule for rule in policy["ingress"] if "ports" not in rule]
     assert internal["from"] == [{"podSelector": {"matchLabels": ray_pods}}]
 
