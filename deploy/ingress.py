@@ -82,7 +82,7 @@ def build_http_app(
         return JSONResponse({"status": status, "backends": backends})
 
     openai = OpenAIRoutes(pipeline, args)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/video/analyze", analyze, methods=["POST"]),
             Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
@@ -109,6 +109,8 @@ def build_http_app(
             Exception: on_unexpected,  # a fault of ours: JSON 500 with the request id
         },
     )
+    app.state.retry_after_s = args.http.retry_after_s
+    return app
 
 
 @serve.ingress()

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from deploy.serving.errors import MethodNotAllowed, NotFound, VidserveError
+from deploy.serving.errors import Failure, MethodNotAllowed, NotFound, VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
@@ -42,6 +42,9 @@ def error_response(error: VidserveError, scope: Scope | None = None) -> JSONResp
 async def on_vidserve_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, VidserveError):
         raise exc
+    if exc.kind is Failure.OVERLOADED and "retry_after_s" not in (exc.details or {}):
+        # A full queue behind the ingress (max_queued_requests): when to come back.
+        exc.details = {**(exc.details or {}), "retry_after_s": request.app.state.retry_after_s}
     if exc.status_code >= 500:
         logger.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(exc, request.scope)

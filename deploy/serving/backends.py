@@ -305,10 +305,21 @@ class BackendRouter:
         details = {"backends": states}
         if len(self._backends) == 1 and errors:
             only = errors[0]
-            return type(only)(only.message, code=only.code, param=only.param, details=details)
+            return type(only)(
+                only.message,
+                code=only.code,
+                param=only.param,
+                details=details,
+                failure=only.failure,
+            )
         summary = "; ".join(f"{name}: {state}" for name, state in states.items())
+        # Every backend full: load, not ill health (the client is told when to retry).
+        full = bool(errors) and all(e.kind is Failure.OVERLOADED for e in errors)
         return ServiceUnavailable(
-            f"no backend could answer ({summary})", code="no_backend_available", details=details
+            f"no backend could answer ({summary})",
+            code="no_backend_available",
+            details=details,
+            failure=Failure.OVERLOADED if full else None,
         )
 
     def _maybe_probe(self, backend: BackendClient) -> None:

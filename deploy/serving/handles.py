@@ -27,6 +27,7 @@ from deploy.serving.errors import (
     BackendTimeout,
     EngineError,
     Failure,
+    Overloaded,
     ServiceUnavailable,
     VidserveError,
 )
@@ -76,8 +77,9 @@ def _ray_errors(stage: str, timeout_s: float, cancel: Callable[[], None]) -> Ite
             code=f"{stage}_failed",
         ) from None
     except BackPressureError:
-        raise ServiceUnavailable(
-            f"the {stage} stage is overloaded: its queue is full",
+        # Refused at once by the handle (max_queued_requests): the ingress adds Retry-After.
+        raise Overloaded(
+            f"the {stage} stage is overloaded: its queue is full (max_queued_requests)",
             code=f"{stage}_overloaded",
             failure=Failure.OVERLOADED,
         ) from None

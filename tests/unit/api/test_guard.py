@@ -286,3 +286,53 @@ def test_one_key_past_its_concurrency_gets_429_and_other_keys_pass() -> None:
         for thread in held:
             thread.join()
         assert post(KEY_A).status_code == 200  # its slots came back
+
+
+class _Refused:
+    """A DeploymentResponse that Serve's handle refused (its queue full, max_queued_requests)."""
+
+    def __await__(self) -> Any:
+        async def refuse() -> None:
+            from ray.serve.exceptions import BackPressureError
+
+            raise BackPressureError(num_queued_requests=32, max_queued_requests=32)
+
+        return refuse().__await__()
+
+    def cancel(self) -> None:
+        pass
+
+
+class _FullExtractor:
+    """The FrameExtractor's handle when every replica and its queue are full."""
+
+    def options(self, **_: object) -> _FullExtractor:
+        return self
+
+    def __getattr__(self, method: str) -> Any:
+        class _Method:
+            def remote(self, *args: object, **kwargs: object) -> _Refused:
+                return _Refused()
+
+        return _Method()
+
+
+def test_a_full_extractor_queue_is_a_503_with_retry_after_at_once() -> None:
+    args = _args()
+    router = BackendRouter([HeldBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
+    pipeline = AnalyzePipeline(_FullExtractor(), router, args)  # type: ignore[arg-type]
+    app = build_http_app(pipeline, args, ApiKeys([]), MetricsRecorder())
+    from starlette.testclient import TestClient
+
+    started = time.monotonic()
+    response = TestClient(app).post(
+        "/v1/video/analyze",
+        files={"file": ("v.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\0" * 64, "video/mp4")},
+        data={"prompt": "what?"},
+    )
+    assert time.monotonic() - started < 2
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "2"
+    error = response.json()["error"]
+    assert error["code"] == "extract_overloaded"
+    assert "max_queued_requests" in error["message"]

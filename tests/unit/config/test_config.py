@@ -24,7 +24,7 @@ def test_engine_defaults() -> None:
         "gpu_memory_utilization": 0.80,
         "tensor_parallel_size": 1,
         "dtype": "half",
-        "trust_remote_code": True,
+        "trust_remote_code": False,
     }
     assert LLMSettings().model == "Qwen/Qwen2.5-VL-7B-Instruct"
 

@@ -48,6 +48,8 @@ def test_every_deployment_of_the_app_is_configured_in_the_yaml(
     assert names == deployments
     for deployment in config["applications"][0]["deployments"]:
         assert "max_ongoing_requests" in deployment
+        # Every stage refuses at once when full (503 + Retry-After), never queues unbounded.
+        assert deployment["max_queued_requests"] > 0, deployment["name"]
         scaling = deployment["autoscaling_config"]
         assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"], deployment["name"]
         assert scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"]
