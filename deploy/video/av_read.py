@@ -86,7 +86,8 @@ def open_frames(path: str, index: VideoIndex, threads: int) -> Iterator[Frames]:
     """The decoded frames of the first video stream of `path`, on a decoder with `threads`
     threads; `Unsuitable` when PyAV cannot open it or does not read its format."""
     try:
-        container = av.open(path)
+        # Metadata is not read here: bytes that are not UTF-8 in it must not fail the open.
+        container = av.open(path, metadata_errors="replace")
     except av.FFmpegError as exc:  # OpenCV then reports what is wrong with the file
         raise Unsuitable(f"PyAV cannot open it: {exc}") from exc
     with container:
