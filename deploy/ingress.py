@@ -55,7 +55,9 @@ def build_http_app(
 ) -> Starlette:
     async def analyze(request: Request) -> Response:
         received_at = time.perf_counter()
-        upload = await read_multipart(request, args.extraction.max_upload_bytes)
+        upload = await read_multipart(
+            request, args.extraction.max_upload_bytes, args.http.spool_threshold_bytes
+        )
         pipeline.uploaded(time.perf_counter() - received_at)
         try:
             parsed = parse_analyze_form(upload.form, args)

@@ -55,8 +55,12 @@ class Upload:
         await self.form.close()
 
 
-async def read_multipart(request: Request, max_upload_bytes: int) -> Upload:
-    """Parse a multipart/form-data body, stopping as soon as it exceeds the limit."""
+async def read_multipart(
+    request: Request, max_upload_bytes: int, spool_threshold_bytes: int = 1024 * 1024
+) -> Upload:
+    """Parse a multipart/form-data body, stopping as soon as it exceeds the limit; a file part
+    larger than `spool_threshold_bytes` (http.spool_threshold_bytes) goes to a temporary file
+    as it arrives, not to memory."""
     require_content_type(
         request, "multipart/form-data", "a multipart/form-data body with a 'file' field"
     )
@@ -68,6 +72,7 @@ async def read_multipart(request: Request, max_upload_bytes: int) -> Upload:
         max_fields=32,
         max_part_size=_MAX_FIELD_BYTES,
     )
+    parser.spool_max_size = spool_threshold_bytes
     try:
         form = await parser.parse()
     except MultiPartException as exc:
