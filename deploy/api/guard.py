@@ -3,10 +3,11 @@
 * A request id for every request (`X-Request-Id`: the client's when it sent a sane one), in
   every error body and log line of the request.
 * Memory: a budget of request bytes in flight per replica (`http.max_inflight_bytes`). A body
-  is counted twice (its bytes, and what is made of them: decoded base64, the copy handed to
-  the extractor) from its declared Content-Length before it is read, or as it arrives when it
-  declares none. A request that would pass the budget gets 503 `overloaded` with Retry-After
-  at once: nothing is buffered for it, and no queue builds up in memory.
+  is counted with what is made of it (a JSON body 3x: its bytes, the parsed text, the decoded
+  media; an upload 2x: the file read from its spool, the copy handed to the extractor) from its
+  declared Content-Length before it is read, or as it arrives when it declares none. A
+  request that would pass the budget gets 503 `overloaded` with Retry-After at once: nothing
+  is buffered for it, and no queue builds up in memory.
 * Slow clients: a body that arrives slower than `http.min_body_bytes_per_s` over a window of
   `http.body_rate_window_s` is cut with 408, so a trickle cannot hold memory and a slot.
 """
@@ -22,7 +23,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deploy.api.error_handlers import REQUEST_ID_HEADER, error_response
-from deploy.config.settings import BODY_MEMORY_FACTOR, HttpSettings
+from deploy.config.settings import (
+    JSON_BODY_MEMORY_FACTOR,
+    MULTIPART_BODY_MEMORY_FACTOR,
+    HttpSettings,
+)
 from deploy.serving.errors import Overloaded, RequestTimeout
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -63,11 +68,12 @@ class GuardMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         send = _with_request_id(send, rid)
         declared = headers.get("content-length", "")
+        is_json = headers.get("content-type", "").startswith("application/json")
         body = _Body(
             self._budget,
             self._settings,
             declared=int(declared) if declared.isdigit() else None,
-            retry_after_s=self._settings.retry_after_s,
+            factor=JSON_BODY_MEMORY_FACTOR if is_json else MULTIPART_BODY_MEMORY_FACTOR,
         )
         if not body.reserve_declared():
             await error_response(body.overloaded(), scope)(scope, receive, send)
@@ -97,12 +103,13 @@ class _Body:
     """One request's body: its share of the budget, and the pace it arrives at."""
 
     def __init__(
-        self, budget: ByteBudget, settings: HttpSettings, declared: int | None, retry_after_s: int
+        self, budget: ByteBudget, settings: HttpSettings, declared: int | None, factor: int
     ) -> None:
         self._budget = budget
         self._settings = settings
         self._declared = declared
-        self._retry_after_s = retry_after_s
+        self._factor = factor
+        self._retry_after_s = settings.retry_after_s
         self._taken = 0
         self._received = 0
         self._complete = False
@@ -112,7 +119,7 @@ class _Body:
     def reserve_declared(self) -> bool:
         if not self._declared:
             return True
-        amount = self._declared * BODY_MEMORY_FACTOR
+        amount = self._declared * self._factor
         if amount > self._budget.limit:
             # Past every route's size cap (AppArgs checks the budget holds the largest body):
             # the route answers 413 from the declared size without reading it.
@@ -174,6 +181,6 @@ class _Body:
         self._received += size
         self._window_bytes += size
         # Past what was declared (or nothing declared): counted as it arrives.
-        beyond = self._received * BODY_MEMORY_FACTOR - self._taken
+        beyond = self._received * self._factor - self._taken
         if beyond > 0 and not self._take(beyond):
             raise self.overloaded()

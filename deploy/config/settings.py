@@ -250,10 +250,10 @@ class HttpSettings(StrictModel):
     (api/guard.py). Per replica: the worst case of a replica is stated from these (README)."""
 
     max_inflight_bytes: int = Field(
-        default=2 * 1024 * 1024 * 1024,
+        default=3 * 1024 * 1024 * 1024,
         ge=1024 * 1024,
         description="Request bytes one ingress replica holds at once (bodies as declared or as "
-        "they arrive, a JSON body counted twice: its text and its decoded media). A request "
+        "they arrive, with what is made of them: a JSON body 3x, an upload 2x). A request "
         "that would pass it gets 503 overloaded with Retry-After at once, nothing buffered.",
     )
     retry_after_s: int = Field(
@@ -479,9 +479,12 @@ class AuthSettings(StrictModel):
 MIN_API_KEY_CHARS = 16
 # Room in a JSON body for what surrounds its media (messages, options).
 JSON_OVERHEAD_BYTES = 1024 * 1024
-# What a request body costs an ingress in memory per byte: the bytes, and what is made of them
-# (decoded base64, the copy handed to the extractor). api/guard.py counts bodies so.
-BODY_MEMORY_FACTOR = 2
+# What a request body costs an ingress in memory per byte received, as api/guard.py counts it
+# (measured: tests/unit/config/test_memory_bounds.py). JSON: the bytes, the parsed text and the
+# media decoded from its base64. Multipart: the file read from its spool and the copy handed
+# to the extractor.
+JSON_BODY_MEMORY_FACTOR = 3
+MULTIPART_BODY_MEMORY_FACTOR = 2
 
 
 def _ollama_host_url() -> str | None:
@@ -566,12 +569,12 @@ class AppArgs(StrictModel):
 
     @model_validator(mode="after")
     def _budget_holds_the_largest_body(self) -> AppArgs:
-        needed = self.max_json_body_bytes * BODY_MEMORY_FACTOR
+        needed = self.max_json_body_bytes * JSON_BODY_MEMORY_FACTOR
         if self.http.max_inflight_bytes < needed:
             raise ValueError(
                 f"http.max_inflight_bytes ({self.http.max_inflight_bytes}) cannot hold one "
                 f"largest request ({needed} bytes: extraction.max_upload_bytes as base64 JSON, "
-                f"counted {BODY_MEMORY_FACTOR}x): raise it to at least {needed} or lower "
+                f"counted {JSON_BODY_MEMORY_FACTOR}x): raise it to at least {needed} or lower "
                 "extraction.max_upload_bytes"
             )
         return self

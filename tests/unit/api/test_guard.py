@@ -196,11 +196,12 @@ def _read_response(sock: socket.socket, timeout_s: float = 10.0) -> tuple[int, d
 
 
 def test_past_the_byte_budget_a_request_gets_503_at_once_and_the_budget_comes_back() -> None:
-    """Two bodies declared at 300 KB each are counted 2x (1.2 MB) against a 1 MiB budget...
-    scaled: the budget is the config's minimum for a 1 KiB max upload."""
+    """JSON bodies count 3x their size: a first one of 1 MiB holds 3 MiB of a 5 MiB budget, so
+    a second of 800 KiB (2.4 MiB) does not fit (5 MiB is about the least the config allows
+    for a 256 KiB max upload)."""
     args = _args(
         extraction={"max_upload_bytes": 256 * 1024},
-        http={"max_inflight_bytes": 1024 * 1024 * 3},
+        http={"max_inflight_bytes": 1024 * 1024 * 5},
     )
     with _serve(args) as server:
         # A first body, declared and half sent: its 2 x 1 MiB are held while it trickles in.
@@ -210,7 +211,7 @@ def test_past_the_byte_budget_a_request_gets_503_at_once_and_the_budget_comes_ba
         started = time.monotonic()
         second = httpx.post(
             f"{server.url}/v1/chat/completions",
-            content=b"x" * (600 * 1024),
+            content=b"x" * (800 * 1024),
             headers={"content-type": "application/json"},
         )
         assert time.monotonic() - started < 2  # refused at once, not queued

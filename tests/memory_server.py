@@ -1,0 +1,64 @@
+"""An ingress (the real Starlette app) served by uvicorn in its own process, for measuring its
+memory: `python -m tests.memory_server PORT ARGS_JSON`. Its extractor stand-in keeps each
+request for a second (as a decode would), then refuses it; nothing else runs in the process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import uvicorn
+
+from deploy.api.auth import ApiKeys
+from deploy.config.settings import AppArgs
+from deploy.ingress import build_http_app
+from deploy.serving.backends import BackendRouter
+from deploy.serving.errors import UnprocessableInput
+from deploy.serving.pipeline import AnalyzePipeline
+from tests.recorders import MetricsRecorder
+
+
+class _SlowExtractor:
+    def options(self, **_: object) -> _SlowExtractor:
+        return self
+
+    def __getattr__(self, method: str) -> Any:
+        class _Method:
+            def remote(self, *args: object, **kwargs: object) -> Any:
+                return _Held()
+
+        return _Method()
+
+
+class _Held:
+    def __await__(self) -> Any:
+        async def hold() -> None:
+            await asyncio.sleep(1.0)
+            raise UnprocessableInput("refused by the stand-in", code="corrupt_media")
+
+        return hold().__await__()
+
+    def cancel(self) -> None:
+        pass
+
+
+class _NoBackend:
+    name = "ollama"
+
+    async def ready(self, timeout_s: float) -> str:
+        return "m"
+
+
+def main() -> None:
+    port, raw = int(sys.argv[1]), json.loads(sys.argv[2])
+    args = AppArgs.model_validate(raw)
+    router = BackendRouter([_NoBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
+    pipeline = AnalyzePipeline(_SlowExtractor(), router, args)  # type: ignore[arg-type]
+    app = build_http_app(pipeline, args, ApiKeys([]), MetricsRecorder())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
