@@ -7,6 +7,9 @@ Ray gave the replica. What it returns is `StoredFrames`: the pixels are put in R
 here, once, and only a reference and the small metadata go back to the ingress, which hands the
 reference to the engine replica.
 
+A client's error (a corrupt or oversized video: 4xx) is answered as a `Refusal` value, not
+raised, so Ray does not log a traceback for each (serving/errors.py).
+
 Calls, all routed by the affinity router (deploy/serving/affinity_router.py) to the replica that
 holds the video's frames:
     lookup(digest, ...)          a cache hit, or None: the ingress then sends the bytes
@@ -26,7 +29,7 @@ import time
 import ray
 
 from deploy.config.settings import ExtractionSettings, UrlFetchSettings
-from deploy.serving.errors import VidserveError
+from deploy.serving.errors import VidserveError, refusals_returned
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
@@ -71,12 +74,14 @@ class FrameExtractor:
         # Every replica reports its cache size, an empty one too, idle or not.
         keep_reporting(lambda: self._metrics.held(self._cache.bytes))
 
+    @refusals_returned
     async def lookup(
         self, content_digest: str, options: SamplingOptions, kind: MediaKind
     ) -> StoredFrames | None:
         """The frames of a video this replica has already extracted, or None."""
         return self._cached(cache_key(content_digest, options, kind))
 
+    @refusals_returned
     async def extract(
         self,
         data: bytes,
@@ -89,6 +94,7 @@ class FrameExtractor:
         streamed in (so it is not computed twice)."""
         return await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
 
+    @refusals_returned
     async def extract_url(
         self, url: str, options: SamplingOptions, kind: MediaKind | None, param: str
     ) -> StoredFrames:
@@ -163,6 +169,7 @@ class FrameExtractor:
             settings=self._settings,
         )
 
+    @refusals_returned
     async def from_images(
         self, images: list[bytes], options: SamplingOptions, param: str
     ) -> StoredFrames:

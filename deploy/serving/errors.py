@@ -7,8 +7,11 @@ Response body: `{"error": {"message": ..., "type": ..., "code": ...}}`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 
 class Failure(StrEnum):
@@ -175,3 +178,33 @@ class EngineError(VidserveError):
 
     status_code = 500
     error_type = "engine_error"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A client's error (4xx) that a replica answers as a value instead of raising it: Ray Serve
+    logs every exception a replica method raises with its traceback, so a corrupt upload would
+    write 20 lines to the log. `handles.call_stage` raises it again on the caller's side."""
+
+    error: VidserveError
+
+
+def refusals_returned(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R | Refusal]]:
+    """A replica method whose 4xx errors are returned as `Refusal`s (5xx are still raised)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Refusal:
+        try:
+            return await method(*args, **kwargs)
+        except VidserveError as exc:
+            if exc.status_code >= 500:
+                raise
+            return Refusal(exc)
+
+    return wrapper

@@ -28,6 +28,7 @@ from deploy.serving.errors import (
     EngineError,
     Failure,
     Overloaded,
+    Refusal,
     ServiceUnavailable,
     VidserveError,
 )
@@ -41,9 +42,13 @@ async def call_stage(
     stage: str,
     timeout_s: float,
 ) -> Any:
-    """Await one deployment call; typed errors come through, Ray's failures become 5xx."""
+    """Await one deployment call; typed errors come through (raised, or answered as a
+    `Refusal`), Ray's failures become 5xx."""
     with _ray_errors(stage, timeout_s, response.cancel):
-        return await asyncio.wait_for(_await(response), timeout=timeout_s)  # type: ignore[arg-type]
+        result = await asyncio.wait_for(_await(response), timeout=timeout_s)  # type: ignore[arg-type]
+    if isinstance(result, Refusal):
+        raise result.error
+    return result
 
 
 async def next_item(
