@@ -16,6 +16,7 @@ import ray
 from ray import serve
 from ray.serve.schema import ApplicationStatus, ServeDeploySchema
 
+from deploy.api.proxy_errors import CALLBACK as PROXY_CALLBACK
 from deploy.config import env
 from deploy.config.serve_config import APP_NAME
 from deploy.models.startup_errors import ModelStartError
@@ -29,6 +30,9 @@ def start_local_ray(num_cpus: int | None = None, metrics_port: int | None = None
     """A Ray of our own on this machine (never touches other Ray clusters), exporting its
     metrics for Prometheus on `metrics_port` (default VIDSERVE_METRICS_PORT, 8080)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Serve's HTTP proxy (started by this Ray, inheriting this environment) answers its own
+    # errors in vidserve's JSON shape (api/proxy_errors.py).
+    os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
     cores = os.cpu_count() or 2
     # Declare more logical CPUs than cores: replicas asking for 1 CPU must still be scheduled.
     declared = num_cpus or env.ray_num_cpus() or max(8, cores)

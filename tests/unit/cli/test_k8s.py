@@ -218,6 +218,18 @@ def test_clients_reach_the_serve_port_only(
     assert internal["from"] == [{"podSelector": {"matchLabels": ray_pods}}]
 
 
+def test_every_ray_node_answers_the_proxys_errors_in_json(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Serve runs an HTTP proxy on every node: each Ray container loads vidserve's middleware."""
+    from deploy.api.proxy_errors import CALLBACK
+
+    service = _one(rendered["overlays/gpu-7b"], "RayService")
+    for container in _containers(service):
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") == CALLBACK, container["name"]
+
+
 @pytest.mark.parametrize("layer", OVERLAYS, ids=lambda layer: layer.name)
 def test_ollama_pulls_the_model_the_app_asks_for_at_the_service_it_calls(
     layer: kuberay.Layer, rendered: dict[str, list[dict[str, Any]]]

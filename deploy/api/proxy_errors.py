@@ -1,0 +1,129 @@
+"""vidserve's JSON error shape for the answers Ray Serve's HTTP proxy gives by itself.
+
+Some answers never reach the ingress: its queue is full (the proxy answers a plain-text 503),
+the request timed out in the proxy (408), or the ingress replica died mid-request (the proxy
+sends nothing, and its server then answers a bare "Internal Server Error"). This middleware runs
+in the proxy (Ray loads it from RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, which `vidserve run`
+and the k8s manifests set to `deploy.api.proxy_errors:middlewares`) and says each in the JSON
+shape, with Retry-After where retrying is the answer. Responses of the app pass untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("ray.serve.vidserve.proxy")
+
+CALLBACK = "deploy.api.proxy_errors:middlewares"
+# Seconds a client should wait before retrying what the proxy refused (a replica restarting
+# takes seconds; a full queue drains in about as long).
+RETRY_AFTER_S = 2
+_CODES = {
+    408: ("request_timeout", "invalid_request_error"),
+    429: ("overloaded", "service_unavailable"),
+    500: ("ingress_failed", "server_error"),
+    503: ("overloaded", "service_unavailable"),
+}
+
+
+_DIED = "the replica handling this request stopped before answering (it is being replaced); retry"
+
+
+def middlewares() -> list[Middleware]:
+    """What Ray's proxy calls (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH)."""
+    return [Middleware(JsonProxyErrors)]
+
+
+def error_body(status: int, message: str, request_id: str) -> bytes:
+    code, kind = _CODES.get(status, ("proxy_error", "server_error"))
+    error: dict[str, object] = {
+        "message": message,
+        "type": kind,
+        "code": code,
+        "request_id": request_id,
+    }
+    if status in (429, 503):
+        error["retry_after_s"] = RETRY_AFTER_S
+    return json.dumps({"error": error}).encode()
+
+
+class JsonProxyErrors:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = _Response(scope, send)
+        try:
+            await self.app(scope, receive, response.send)
+        finally:
+            if not response.started:
+                # Nothing was sent: the replica died (or the proxy failed) before answering.
+                await response.replace(503, _DIED)
+            elif not response.finished and response.streaming:
+                # A stream cut short by the replica's death: end it as vidserve's streams end
+                # on an error, with an error event, then [DONE].
+                await response.end_stream_with_error(_DIED)
+
+
+class _Response:
+    """The app's answer, passed on, except a non-JSON error of the proxy's, which is held and
+    said again in JSON."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self._scope = scope
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.streaming = False
+        self._held: Message | None = None
+        self._body = b""
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+            self.streaming = content_type.startswith("text/event-stream")
+            if message["status"] in _CODES and "json" not in content_type:
+                self._held = message
+                return
+        elif message["type"] == "http.response.body":
+            if self._held is not None:
+                self._body += message.get("body", b"")
+                if message.get("more_body", False):
+                    return
+                text = self._body.decode(errors="replace").strip() or "the request failed"
+                await self.replace(self._held["status"], text)
+                return
+            self.finished = not message.get("more_body", False)
+        await self._send(message)
+
+    async def end_stream_with_error(self, message: str) -> None:
+        request_id = Headers(scope=self._scope).get("x-request-id", "")
+        event = b"data: " + error_body(503, message, request_id) + b"\n\ndata: [DONE]\n\n"
+        logger.warning("ended the stream of request %s: %s", request_id, message)
+        await self._send({"type": "http.response.body", "body": event})
+        self.finished = True
+
+    async def replace(self, status: int, message: str) -> None:
+        request_id = Headers(scope=self._scope).get("x-request-id", "")
+        body = error_body(status, message, request_id)
+        headers = MutableHeaders(raw=[])
+        headers["content-type"] = "application/json"
+        headers["content-length"] = str(len(body))
+        if request_id:
+            headers["x-request-id"] = request_id
+        if status in (429, 503):
+            headers["retry-after"] = str(RETRY_AFTER_S)
+        if status >= 500:
+            logger.warning("answered %d for request %s: %s", status, request_id, message)
+        await self._send({"type": "http.response.start", "status": status, "headers": headers.raw})
+        await self._send({"type": "http.response.body", "body": body})
+        self.started = self.finished = True

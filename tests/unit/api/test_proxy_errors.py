@@ -1,0 +1,82 @@
+"""The answers Ray Serve's proxy gives by itself, said in vidserve's JSON shape
+(api/proxy_errors.py); the app's own answers untouched. Driven by Starlette's test client over
+ASGI apps that answer as the proxy's app does in each case."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from deploy.api.proxy_errors import CALLBACK, JsonProxyErrors, middlewares
+
+Sent = list[dict[str, Any]]
+
+
+def _app(messages: Sent) -> Callable[[Scope, Receive, Send], Any]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in messages:
+            await send(message)
+
+    return app
+
+
+def _client(messages: Sent) -> TestClient:
+    return TestClient(JsonProxyErrors(_app(messages)), raise_server_exceptions=False)
+
+
+def _start(status: int, content_type: str) -> dict[str, Any]:
+    headers = [(b"content-type", content_type.encode())]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _body(data: bytes, more: bool = False) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+def test_a_replica_that_died_before_answering_is_a_json_503_with_retry_after() -> None:
+    response = _client([]).get("/v1/models", headers={"x-request-id": "r-1"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    error = response.json()["error"]
+    assert error["request_id"] == "r-1"
+    assert error["code"] == "overloaded"
+    assert "retry" in error["message"]
+
+
+@pytest.mark.parametrize(("status", "code"), [(503, "overloaded"), (408, "request_timeout")])
+def test_the_proxys_plain_text_errors_become_json(status: int, code: str) -> None:
+    text = b"Request dropped due to backpressure (num_queued_requests=128)."
+    response = _client([_start(status, "text/plain; charset=utf-8"), _body(text)]).get("/")
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"] == text.decode()
+
+
+def test_the_apps_own_answers_pass_untouched() -> None:
+    body = b'{"error": {"message": "m", "type": "server_error", "code": "internal_error"}}'
+    response = _client([_start(500, "application/json"), _body(body)]).get("/")
+    assert response.status_code == 500
+    assert response.content == body
+    ok = _client([_start(200, "text/plain"), _body(b"alive")]).get("/")
+    assert (ok.status_code, ok.text) == (200, "alive")
+
+
+def test_a_stream_cut_short_ends_with_an_error_event_and_done() -> None:
+    first = b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+    response = _client([_start(200, "text/event-stream"), _body(first, more=True)]).get("/")
+    events = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[0] == first.decode().strip()
+    assert events[1].startswith('data: {"error"')
+    assert events[-1] == "data: [DONE]"
+
+
+def test_the_callback_ray_loads_returns_the_middleware() -> None:
+    module, _, name = CALLBACK.partition(":")
+    assert (module, name) == ("deploy.api.proxy_errors", "middlewares")
+    (middleware,) = middlewares()
+    assert middleware.cls is JsonProxyErrors
