@@ -73,6 +73,20 @@ class JsonProxyErrors:
                 await response.end_stream_with_error(_DIED)
 
 
+def _one_request_id(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The app sets X-Request-Id and so does Ray's proxy (the same id: the app took it from
+    the request): keep the first."""
+    seen = False
+    kept = []
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            if seen:
+                continue
+            seen = True
+        kept.append((name, value))
+    return kept
+
+
 class _Response:
     """The app's answer, passed on, except a non-JSON error of the proxy's, which is held and
     said again in JSON."""
@@ -89,6 +103,7 @@ class _Response:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+            message["headers"] = _one_request_id(message.get("headers", []))
             content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
             self.streaming = content_type.startswith("text/event-stream")
             if message["status"] in _CODES and "json" not in content_type:

@@ -80,3 +80,10 @@ def test_the_callback_ray_loads_returns_the_middleware() -> None:
     assert (module, name) == ("deploy.api.proxy_errors", "middlewares")
     (middleware,) = middlewares()
     assert middleware.cls is JsonProxyErrors
+
+
+def test_the_request_id_header_is_sent_once() -> None:
+    start = _start(200, "text/plain")
+    start["headers"] += [(b"x-request-id", b"r-2"), (b"X-Request-ID", b"r-2")]
+    response = _client([start, _body(b"ok")]).get("/")
+    assert response.headers.get_list("x-request-id") == ["r-2"]
