@@ -232,7 +232,7 @@ def print_chaos(result: ChaosResult, faults: list[str]) -> None:
     )
     for outcome in problems[:10]:
         print(f"  {outcome.kind} {outcome.status} {outcome.detail[:160]}")
-    print(f"\n{'replica':<44} | {'max RSS MiB':>11}")
+    print(f"\n{'replica (deployment, process)':<44} | {'max RSS MiB':>11}")
     print("-" * 60)
     for name, peak in sorted(result.max_rss.items()):
         print(f"{name:<44} | {_mb(peak):>11}")
@@ -253,22 +253,25 @@ def print_soak(result: SoakResult, minutes: float, warmup_s: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=100.0, help="length of the chaos load")
-    parser.add_argument("--requests", type=int, default=2000, help="most requests sent in chaos")
+    parser.add_argument(
+        "--seconds", type=float, default=100.0, help="length of the chaos load (0: no chaos)"
+    )
+    parser.add_argument("--requests", type=int, default=100_000, help="most requests in chaos")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="0: no soak")
     parser.add_argument("--warmup-s", type=float, default=120.0, help="soak: before the baseline")
     options = parser.parse_args()
     media = Media.make(Path(tempfile.mkdtemp(prefix="vidserve-chaos-")))
     with running_app() as app:
-        result = chaos(
-            app,
-            media,
-            seconds=options.seconds,
-            requests=options.requests,
-            concurrency=options.concurrency,
-        )
-        print_chaos(result, app.faults)
+        if options.seconds:
+            result = chaos(
+                app,
+                media,
+                seconds=options.seconds,
+                requests=options.requests,
+                concurrency=options.concurrency,
+            )
+            print_chaos(result, app.faults)
         if options.soak_minutes:
             soaked = soak(app, media, minutes=options.soak_minutes, concurrency=options.concurrency)
             print_soak(soaked, options.soak_minutes, options.warmup_s)

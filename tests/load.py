@@ -218,15 +218,15 @@ def kill_replica(deployment: str, app: str = "vidserve") -> str:
 
 
 def replica_rss() -> dict[str, int]:
-    """Resident memory of each Serve replica process on this machine, by its process title
-    (`ray::ServeReplica:<app>:<deployment>`), summed over processes of the same title."""
+    """Resident memory of each Serve replica process (and the controller) on this machine, by
+    `<deployment> pid <pid>` (from the process title `ray::ServeReplica:<app>:<deployment>`)."""
     sizes: dict[str, int] = {}
-    for process in psutil.process_iter(["cmdline", "memory_info"]):
+    for process in psutil.process_iter(["pid", "cmdline", "memory_info"]):
         cmdline = process.info.get("cmdline") or []
         title = cmdline[0] if cmdline else ""
         if title.startswith("ray::ServeReplica:") or title.startswith("ray::ServeController"):
-            name = title.removeprefix("ray::").split(".")[0]
-            sizes[name] = sizes.get(name, 0) + process.info["memory_info"].rss
+            deployment = title.removeprefix("ray::").split(".")[0].rsplit(":", 1)[-1]
+            sizes[f"{deployment} pid {process.info['pid']}"] = process.info["memory_info"].rss
     return sizes
 
 

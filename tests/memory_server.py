@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
 
 import uvicorn
 
@@ -17,31 +16,14 @@ from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.errors import UnprocessableInput
 from deploy.serving.pipeline import AnalyzePipeline
+from tests.handles import AnsweringHandle
 from tests.recorders import MetricsRecorder
 
 
-class _SlowExtractor:
-    def options(self, **_: object) -> _SlowExtractor:
-        return self
-
-    def __getattr__(self, method: str) -> Any:
-        class _Method:
-            def remote(self, *args: object, **kwargs: object) -> Any:
-                return _Held()
-
-        return _Method()
-
-
-class _Held:
-    def __await__(self) -> Any:
-        async def hold() -> None:
-            await asyncio.sleep(1.0)
-            raise UnprocessableInput("refused by the stand-in", code="corrupt_media")
-
-        return hold().__await__()
-
-    def cancel(self) -> None:
-        pass
+async def _held() -> None:
+    """A decode's second, then a refusal (the bytes were held meanwhile)."""
+    await asyncio.sleep(1.0)
+    raise UnprocessableInput("refused by the stand-in", code="corrupt_media")
 
 
 class _NoBackend:
@@ -55,7 +37,7 @@ def main() -> None:
     port, raw = int(sys.argv[1]), json.loads(sys.argv[2])
     args = AppArgs.model_validate(raw)
     router = BackendRouter([_NoBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
-    pipeline = AnalyzePipeline(_SlowExtractor(), router, args)  # type: ignore[arg-type]
+    pipeline = AnalyzePipeline(AnsweringHandle(_held), router, args)  # type: ignore[arg-type]
     app = build_http_app(pipeline, args, ApiKeys([]), MetricsRecorder())
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

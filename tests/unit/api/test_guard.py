@@ -26,6 +26,7 @@ from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.messages import InferenceRequest, InferenceResult
 from deploy.serving.pipeline import AnalyzePipeline
+from tests.handles import AnsweringHandle
 from tests.ports import free_port
 from tests.recorders import MetricsRecorder
 
@@ -289,39 +290,17 @@ def test_one_key_past_its_concurrency_gets_429_and_other_keys_pass() -> None:
         assert post(KEY_A).status_code == 200  # its slots came back
 
 
-class _Refused:
-    """A DeploymentResponse that Serve's handle refused (its queue full, max_queued_requests)."""
+async def _refused() -> None:
+    """What Serve's handle raises when every replica and its queue are full."""
+    from ray.serve.exceptions import BackPressureError
 
-    def __await__(self) -> Any:
-        async def refuse() -> None:
-            from ray.serve.exceptions import BackPressureError
-
-            raise BackPressureError(num_queued_requests=32, max_queued_requests=32)
-
-        return refuse().__await__()
-
-    def cancel(self) -> None:
-        pass
-
-
-class _FullExtractor:
-    """The FrameExtractor's handle when every replica and its queue are full."""
-
-    def options(self, **_: object) -> _FullExtractor:
-        return self
-
-    def __getattr__(self, method: str) -> Any:
-        class _Method:
-            def remote(self, *args: object, **kwargs: object) -> _Refused:
-                return _Refused()
-
-        return _Method()
+    raise BackPressureError(num_queued_requests=32, max_queued_requests=32)
 
 
 def test_a_full_extractor_queue_is_a_503_with_retry_after_at_once() -> None:
     args = _args()
     router = BackendRouter([HeldBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
-    pipeline = AnalyzePipeline(_FullExtractor(), router, args)  # type: ignore[arg-type]
+    pipeline = AnalyzePipeline(AnsweringHandle(_refused), router, args)  # type: ignore[arg-type]
     app = build_http_app(pipeline, args, ApiKeys([]), MetricsRecorder())
     from starlette.testclient import TestClient
 
