@@ -10,7 +10,9 @@ shutdown) and stops the Ollama server for a while. Every request must be answere
 503/504 in the JSON shape, within its bound; none may hang. Then the app must recover by itself
 (vLLM ready again, each kind of request answered 200). Soak: steady load for --soak-minutes,
 the resident memory of every replica sampled; growth after the warm-up is reported.
-Prints a table of requests sent, answered by status, p50/p99 and max RSS per replica.
+Prints a table of requests sent, answered by status, p50/p99 and max RSS per replica, then a
+verdict; exits 1 when a rule was broken (a hang, an answer outside the rule, no recovery, a
+replica's memory grown past the soak's bound: SOAK_GROWTH_RATIO, SOAK_GROWTH_BYTES).
 """
 
 from __future__ import annotations
@@ -201,6 +203,28 @@ def soak(app: App, media: Media, *, minutes: float, concurrency: int) -> SoakRes
     return SoakResult(asyncio.run(run()), samples)
 
 
+# The soak's bound: a replica's memory at the end may exceed what it held after the warm-up by
+# this share plus this many bytes (allocator slack, caches that fill once), not more.
+SOAK_GROWTH_RATIO = 0.2
+SOAK_GROWTH_BYTES = 64 * 2**20
+
+
+def chaos_violations(result: ChaosResult, faults: list[str]) -> list[str]:
+    """What broke the rule: a fault not injected, an answer outside it, no recovery."""
+    found = [f"{len(faults)} of 5 faults injected"] if len(faults) != 5 else []
+    found += [f"{o.kind}: {o.status} {o.detail[:200]}" for o in result.load.problems(ALLOWED)]
+    found += [f"after recovery {k}: {v}" for k, v in result.after.items() if v != 200]
+    return found
+
+
+def soak_violations(result: SoakResult, warmup_s: float) -> list[str]:
+    return [
+        f"{name} grew from {_mb(first)} to {_mb(last)} MiB"
+        for name, (first, _, last) in result.growth(warmup_s).items()
+        if last > first * (1 + SOAK_GROWTH_RATIO) + SOAK_GROWTH_BYTES
+    ] + [f"{o.kind}: {o.status} {o.detail[:200]}" for o in result.load.problems(ALLOWED)]
+
+
 def _mb(value: int) -> str:
     return f"{value / 2**20:.0f}"
 
@@ -262,6 +286,7 @@ def main() -> int:
     parser.add_argument("--warmup-s", type=float, default=120.0, help="soak: before the baseline")
     options = parser.parse_args()
     media = Media.make(Path(tempfile.mkdtemp(prefix="vidserve-chaos-")))
+    violations: list[str] = []
     with running_app() as app:
         if options.seconds:
             result = chaos(
@@ -272,10 +297,15 @@ def main() -> int:
                 concurrency=options.concurrency,
             )
             print_chaos(result, app.faults)
+            violations += chaos_violations(result, app.faults)
         if options.soak_minutes:
             soaked = soak(app, media, minutes=options.soak_minutes, concurrency=options.concurrency)
             print_soak(soaked, options.soak_minutes, options.warmup_s)
-    return 0
+            violations += soak_violations(soaked, options.warmup_s)
+    print("\nverdict: " + ("ok" if not violations else "FAILED"))
+    for violation in violations:
+        print(f"  {violation}")
+    return 1 if violations else 0
 
 
 if __name__ == "__main__":
