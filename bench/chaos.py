@@ -265,6 +265,15 @@ def print_chaos(result: ChaosResult, faults: list[str]) -> None:
 def print_soak(result: SoakResult, minutes: float, warmup_s: float) -> None:
     load = result.load
     print(f"\nsoak: {minutes:g} min, {load.summary()}")
+    names = sorted(result.samples[0][1]) if result.samples else []
+    print("\nRSS over time, MiB (a plateau or a slope)")
+    print(f"{'min':>5} | " + " | ".join(f"{name.split(' pid')[0]:>14}" for name in names))
+    next_mark = 0.0
+    for seconds, sizes in result.samples:
+        if seconds >= next_mark or (seconds, sizes) == result.samples[-1]:
+            cells = " | ".join(f"{_mb(sizes.get(name, 0)):>14}" for name in names)
+            print(f"{seconds / 60:5.1f} | {cells}")
+            next_mark = seconds + max(60.0, minutes * 60 / 10)
     print(
         f"\n{'replica':<44} | {'RSS after warm-up MiB':>21} | {'max MiB':>7} | "
         f"{'end MiB':>7} | {'end / warm-up':>13}"
