@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,13 +39,11 @@ class ByteBudget:
 
     limit: int
     held: int = 0
-    peak: int = field(default=0)
 
     def take(self, amount: int) -> bool:
         if self.held + amount > self.limit:
             return False
         self.held += amount
-        self.peak = max(self.peak, self.held)
         return True
 
     def give(self, amount: int) -> None:
