@@ -217,12 +217,42 @@ def chaos_violations(result: ChaosResult, faults: list[str]) -> list[str]:
     return found
 
 
+# A steady slope is a leak even when the run is too short to cross the bound above: past this
+# many bytes an hour (fitted over the samples after the warm-up), the soak fails.
+SOAK_SLOPE_BYTES_PER_HOUR = 32 * 2**20
+
+
+def slopes(result: SoakResult, warmup_s: float) -> dict[str, float]:
+    """Bytes an hour each replica grew, least squares over the samples after the warm-up."""
+    later = [(t, s) for t, s in result.samples if t >= warmup_s]
+    fitted: dict[str, float] = {}
+    for name in sorted(later[0][1]) if later else []:
+        points = [(t, s[name]) for t, s in later if name in s]
+        if len(points) < 3:
+            continue
+        mean_t = sum(t for t, _ in points) / len(points)
+        mean_v = sum(v for _, v in points) / len(points)
+        spread = sum((t - mean_t) ** 2 for t, _ in points)
+        if spread > 0:
+            covariance = sum((t - mean_t) * (v - mean_v) for t, v in points)
+            fitted[name] = covariance / spread * 3600
+    return fitted
+
+
 def soak_violations(result: SoakResult, warmup_s: float) -> list[str]:
-    return [
-        f"{name} grew from {_mb(first)} to {_mb(last)} MiB"
-        for name, (first, _, last) in result.growth(warmup_s).items()
-        if last > first * (1 + SOAK_GROWTH_RATIO) + SOAK_GROWTH_BYTES
-    ] + [f"{o.kind}: {o.status} {o.detail[:200]}" for o in result.load.problems(ALLOWED)]
+    return (
+        [
+            f"{name} grows {_mb(int(slope))} MiB an hour"
+            for name, slope in slopes(result, warmup_s).items()
+            if slope > SOAK_SLOPE_BYTES_PER_HOUR
+        ]
+        + [
+            f"{name} grew from {_mb(first)} to {_mb(last)} MiB"
+            for name, (first, _, last) in result.growth(warmup_s).items()
+            if last > first * (1 + SOAK_GROWTH_RATIO) + SOAK_GROWTH_BYTES
+        ]
+        + [f"{o.kind}: {o.status} {o.detail[:200]}" for o in result.load.problems(ALLOWED)]
+    )
 
 
 def _mb(value: int) -> str:
@@ -282,6 +312,9 @@ def print_soak(result: SoakResult, minutes: float, warmup_s: float) -> None:
     for name, (first, peak, last) in result.growth(warmup_s).items():
         ratio = last / first if first else 0.0
         print(f"{name:<44} | {_mb(first):>21} | {_mb(peak):>7} | {_mb(last):>7} | {ratio:13.2f}")
+    print("\nslope after the warm-up (least squares):")
+    for name, slope in slopes(result, warmup_s).items():
+        print(f"  {name}: {slope / 2**20:+.0f} MiB an hour")
 
 
 def main() -> int:
