@@ -48,9 +48,12 @@ class VidserveError(Exception):
         # Set where the cause is known (deploy/serving/handles.py); else told by the class: `kind`.
         self.failure = failure
 
+    # The code when none is given: this, else the error type.
+    code_default: ClassVar[str | None] = None
+
     @classmethod
     def default_code(cls) -> str:
-        return cls.error_type
+        return cls.code_default or cls.error_type
 
     @property
     def kind(self) -> Failure:
@@ -107,10 +110,7 @@ class UnprocessableInput(VidserveError):
 class PayloadTooLarge(VidserveError):
     status_code = 413
     error_type = "invalid_request_error"
-
-    @classmethod
-    def default_code(cls) -> str:
-        return "payload_too_large"
+    code_default = "payload_too_large"
 
 
 class Unauthorized(VidserveError):
@@ -141,9 +141,7 @@ class Overloaded(ServiceUnavailable):
     """This replica is full (bytes in flight, queues): refused at once, to be retried after
     `details.retry_after_s` (also the Retry-After header)."""
 
-    @classmethod
-    def default_code(cls) -> str:
-        return "overloaded"
+    code_default = "overloaded"
 
 
 class RequestTimeout(VidserveError):
@@ -151,10 +149,7 @@ class RequestTimeout(VidserveError):
 
     status_code = 408
     error_type = "invalid_request_error"
-
-    @classmethod
-    def default_code(cls) -> str:
-        return "request_timeout"
+    code_default = "request_timeout"
 
 
 class TooManyRequests(VidserveError):
@@ -162,10 +157,7 @@ class TooManyRequests(VidserveError):
 
     status_code = 429
     error_type = "rate_limit_error"
-
-    @classmethod
-    def default_code(cls) -> str:
-        return "too_many_concurrent_requests"
+    code_default = "too_many_concurrent_requests"
 
 
 class BackendTimeout(VidserveError):

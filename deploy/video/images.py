@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.serving.errors import InvalidRequest, UnprocessableInput
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import limits
 from deploy.video.resize import fit_size, frame_size, to_rgb
@@ -24,22 +24,14 @@ def frames_from_images(
     started = time.perf_counter()
     if not images:
         raise InvalidRequest("the list of frames is empty", param=param, code="empty_file")
-    try:
-        limits.check_frames(len(images), settings, "the list of frames")
-    except PayloadTooLarge as exc:
-        exc.param = param
-        raise
+    limits.check_frames(len(images), settings, "the list of frames", param)
     count = options.num_frames or min(len(images), settings.max_num_frames)
     indices = uniform_indices(len(images), count)
     frames: list[np.ndarray] = []
     size: tuple[int, int] | None = None
     source = (0, 0)
     for index in indices:
-        try:
-            limits.check_image(images[index], settings, f"frame {index} of the list")
-        except PayloadTooLarge as exc:
-            exc.param = param
-            raise
+        limits.check_image(images[index], settings, f"frame {index} of the list", param)
         bgr = imdecode(images[index], settings)
         if bgr is None:
             raise UnprocessableInput(

@@ -27,11 +27,14 @@ logger = logging.getLogger("ray.serve.vidserve.limits")
 _OPENCV_CAP_VAR = "OPENCV_IO_MAX_IMAGE_PIXELS"
 
 
-def over_limit(setting: str, limit: float, found: float, what: str, fix: str) -> PayloadTooLarge:
+def over_limit(
+    setting: str, limit: float, found: float, what: str, fix: str, *, param: str | None = None
+) -> PayloadTooLarge:
     """The one 413 of a decoded-size limit: which setting, its value, what was found."""
     return PayloadTooLarge(
         f"{what} is {_number(found)}, over extraction.{setting} ({_number(limit)}); {fix}",
         code=f"{setting}_exceeded",
+        param=param,
         details={"limit": f"extraction.{setting}", "max": limit, "found": found},
     )
 
@@ -40,7 +43,9 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-def check_pixels(width: int, height: int, settings: ExtractionSettings, what: str) -> None:
+def check_pixels(
+    width: int, height: int, settings: ExtractionSettings, what: str, param: str | None = None
+) -> None:
     pixels = width * height
     if pixels > settings.max_source_pixels:
         raise over_limit(
@@ -49,10 +54,13 @@ def check_pixels(width: int, height: int, settings: ExtractionSettings, what: st
             pixels,
             f"{what} is {width}x{height}: its pixel count",
             "send a smaller picture or a lower-resolution video",
+            param=param,
         )
 
 
-def check_frames(count: int, settings: ExtractionSettings, what: str = "the video") -> None:
+def check_frames(
+    count: int, settings: ExtractionSettings, what: str = "the video", param: str | None = None
+) -> None:
     if count > settings.max_source_frames:
         raise over_limit(
             "max_source_frames",
@@ -60,6 +68,7 @@ def check_frames(count: int, settings: ExtractionSettings, what: str = "the vide
             count,
             f"the number of frames in {what}",
             "send a shorter video, or cut it into parts",
+            param=param,
         )
 
 
@@ -103,7 +112,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def check_image(data: bytes, settings: ExtractionSettings, what: str = "the image") -> None:
+def check_image(
+    data: bytes, settings: ExtractionSettings, what: str = "the image", param: str | None = None
+) -> None:
     """An image's declared size against the pixel limit, before it is decoded."""
     from PIL import Image
 
@@ -118,9 +129,10 @@ def check_image(data: bytes, settings: ExtractionSettings, what: str = "the imag
             int(found.group(1)) if found else settings.max_source_pixels + 1,
             f"the pixel count of {what}",
             "send a smaller picture",
+            param=param,
         ) from None
     if size is not None:
-        check_pixels(size[0], size[1], settings, what)
+        check_pixels(size[0], size[1], settings, what, param)
 
 
 def apply_library_caps(settings: ExtractionSettings) -> None:
