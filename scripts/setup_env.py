@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--dev", action="store_true", help="also install the test and lint tools")
     args = parser.parse_args()
     if args.dev:
-        ensure_prometheus()
+        ensure_debian_tools()
     stamp = _stamp_file(args.profile, args.dev)
     expected = _stamp(args.profile, args.dev)
     if stamp.is_file() and stamp.read_text() == expected:
@@ -113,22 +113,37 @@ def main() -> int:
     return 0
 
 
-def ensure_prometheus() -> None:
-    """The monitoring tests run the real Prometheus and promtool (Debian's `prometheus`
-    package). Installed with apt-get when missing and this runs as root; else say how."""
-    if shutil.which("prometheus") and shutil.which("promtool"):
+# Real servers the tests run (Debian packages): the command that tells one is installed, and why.
+DEBIAN_TOOLS = {
+    "prometheus": ("prometheus", "the monitoring tests run the real Prometheus and promtool"),
+    "postgresql": (
+        "/usr/lib/postgresql",
+        "the jobs store tests start a real PostgreSQL server on a free port",
+    ),
+}
+
+
+def _installed(probe: str) -> bool:
+    return Path(probe).exists() if probe.startswith("/") else shutil.which(probe) is not None
+
+
+def ensure_debian_tools() -> None:
+    """Install the missing DEBIAN_TOOLS with apt-get when this runs as root; else say how."""
+    missing = [name for name, (probe, _) in DEBIAN_TOOLS.items() if not _installed(probe)]
+    if not missing:
         return
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        print(
-            "Prometheus is not installed; the monitoring tests need it: "
-            "`sudo apt-get install prometheus` (Debian, Ubuntu) or `brew install prometheus`",
-            flush=True,
-        )
+        for name in missing:
+            print(
+                f"{name} is not installed; {DEBIAN_TOOLS[name][1]}: `sudo apt-get install "
+                f"{name}` (Debian, Ubuntu) or `brew install {name}`",
+                flush=True,
+            )
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", "--no-install-recommends", "prometheus"]
-    print("installing Prometheus (Debian package, for the monitoring tests)", flush=True)
+    install = [apt, "install", "-y", "-q", "--no-install-recommends", *missing]
+    print(f"installing {', '.join(missing)} (Debian packages, for the tests)", flush=True)
     if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run([apt, "update", "-q"], env=env, check=True)
         subprocess.run(install, env=env, check=True)

@@ -114,3 +114,8 @@ def client_url() -> str:
 def client_api_key() -> str | None:
     """`VIDSERVE_API_KEY`: the key `vidserve analyze` sends (when the service requires one)."""
     return _get("VIDSERVE_API_KEY")
+
+
+def store_url() -> str | None:
+    """`VIDSERVE_STORE_URL`: the jobs database (`sqlite:///...` or `postgresql://...`)."""
+    return _get("VIDSERVE_STORE_URL")

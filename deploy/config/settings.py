@@ -476,6 +476,96 @@ class AuthSettings(StrictModel):
         return value
 
 
+class StoreSettings(StrictModel):
+    """Where jobs, chunk results and the search index live (deploy/jobs/store.py)."""
+
+    url: str | None = Field(
+        default=None,
+        description="`sqlite:///path/to/file.db` or `postgresql://user:pass@host:5432/db`; "
+        "unset: an SQLite file `vidserve.db` in jobs.data_dir (one ingress replica). "
+        "VIDSERVE_STORE_URL overrides (a Secret on clusters).",
+    )
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest a connection attempt to PostgreSQL may take."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sqlite:///|postgres(ql)?://)", value):
+            raise ValueError(
+                f"store.url must start with sqlite:/// (a file) or postgresql:// (a server), "
+                f"got {value.split('@')[-1]!r}"
+            )
+        return value
+
+
+class JobsSettings(StrictModel):
+    """Long-video jobs (/v1/video/jobs): chunking bounds and how much of the cluster one job
+    may take."""
+
+    data_dir: Path | None = Field(
+        default=None,
+        description="Where uploaded job videos (and the default SQLite file) are kept; on a "
+        "cluster a volume every extractor replica mounts. Unset: VIDSERVE_CACHE_DIR/data.",
+    )
+    default_chunk_s: float = Field(default=30.0, gt=0, description="chunk_s when none is asked.")
+    min_chunk_s: float = Field(default=2.0, gt=0, description="Shortest chunk a job may ask.")
+    max_chunk_s: float = Field(
+        default=600.0, gt=0, description="Longest chunk a job may ask (its frames are sampled)."
+    )
+    default_frames_per_chunk: int = Field(
+        default=8, ge=1, description="Frames sampled per chunk when none are asked."
+    )
+    max_chunks: int = Field(
+        default=2000, ge=1, description="Most chunks one job may have (3 h at 6 s chunks)."
+    )
+    max_chunks_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Chunks of one job being extracted or captioned at once: a long job takes "
+        "at most this many engine slots, so interactive requests are not starved.",
+    )
+    max_running_jobs: int = Field(
+        default=4, ge=1, description="Jobs one ingress replica runs at once; others wait queued."
+    )
+    chunk_attempts: int = Field(
+        default=3, ge=1, description="Tries per chunk on a server-side failure (5xx, timeout)."
+    )
+    retry_backoff_s: float = Field(
+        default=1.0, ge=0, description="Wait before a chunk's second try, doubled after each."
+    )
+    caption_max_tokens: int = Field(default=256, ge=1, description="Tokens of one caption.")
+    summary_max_tokens: int = Field(
+        default=512, ge=1, description="Tokens of one aggregation step (a merged summary)."
+    )
+    chunks_per_chapter: int = Field(
+        default=4, ge=1, description="Consecutive chunks merged into one chapter at most."
+    )
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job is owned by its replica while it renews this lease; a job "
+        "whose lease ran out (its replica died) is resumed by another.",
+    )
+    events_poll_s: float = Field(
+        default=0.5, gt=0, description="How often an events stream looks for new chunk results."
+    )
+    max_page_size: int = Field(default=100, ge=1, description="Most jobs one list call returns.")
+
+    @model_validator(mode="after")
+    def _chunk_bounds(self) -> JobsSettings:
+        if not self.min_chunk_s <= self.default_chunk_s <= self.max_chunk_s:
+            raise ValueError(
+                "jobs: need min_chunk_s <= default_chunk_s <= max_chunk_s, got "
+                f"{self.min_chunk_s:g} <= {self.default_chunk_s:g} <= {self.max_chunk_s:g}"
+            )
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or env.cache_dir() / "data"
+
+
 MIN_API_KEY_CHARS = 16
 # Room in a JSON body for what surrounds its media (messages, options).
 JSON_OVERHEAD_BYTES = 1024 * 1024
@@ -501,6 +591,7 @@ _ENV_OVERRIDES: dict[tuple[str, str], tuple[str, Callable[[], str | None]]] = {
     ("backends", "fallback"): ("VIDSERVE_FALLBACK", env.fallback_backend),
     ("ollama", "host"): ("OLLAMA_HOST", _ollama_host_url),
     ("ollama", "model"): ("OLLAMA_MODEL", env.ollama_model),
+    ("store", "url"): ("VIDSERVE_STORE_URL", env.store_url),
     ("auth", "api_keys_file"): (
         "VIDSERVE_API_KEYS_FILE",
         lambda: str(path) if (path := env.api_keys_file()) else None,
@@ -524,6 +615,8 @@ class AppArgs(StrictModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     url_fetch: UrlFetchSettings = Field(default_factory=UrlFetchSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @property
     def ollama_model(self) -> str:
