@@ -43,6 +43,7 @@ from deploy.serving.messages import (
     MediaKind,
     join_deltas,
 )
+from deploy.serving.serve_logs import drop_dead_serve_handlers, serve_log_handlers_kept
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,7 +116,10 @@ class VideoLLMServer(LLMServer):
         (deploy/models/startup_errors.py): that message is what `vidserve run` and `serve status`
         show."""
         try:
-            await super().start()
+            # The engine sets vLLM's logging up, which closes Serve's handler of this replica
+            # (a leak: serving/serve_logs.py); kept open here.
+            with serve_log_handlers_kept():
+                await super().start()
         except Exception as exc:
             config = self._llm_config
             source = getattr(config.model_loading_config, "model_source", None) or config.model_id
@@ -124,6 +128,8 @@ class VideoLLMServer(LLMServer):
                 raise
             logger.exception("the vLLM engine did not start: %s", message)
             raise ModelStartError(message) from exc
+        finally:
+            drop_dead_serve_handlers()  # closed before we could keep it: at least no leak
 
     async def ready(self) -> Readiness:
         """The served model id, or why the engine cannot answer (answered, not raised, and
