@@ -16,6 +16,9 @@ holds the video's frames:
     extract(data, digest, ...)   decode bytes the ingress hashed as they streamed in
     extract_url(url, ...)        download (SSRF guard, deploy/serving/fetch.py), hash, then as above
     from_images(images, ...)     a video sent as its frames (not cached)
+A long-video job's chunks (deploy/jobs/runner.py), spread over every replica:
+    probe_file(path)             the duration of a job's video, read in place
+    extract_file(path, ...)      one chunk's frames (a time window), its index kept per file
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections import OrderedDict
+from pathlib import Path
 
 import ray
 
 from deploy.config.settings import ExtractionSettings, UrlFetchSettings
-from deploy.serving.errors import VidserveError, refusals_returned
+from deploy.serving.errors import (
+    InvalidRequest,
+    UnprocessableInput,
+    VidserveError,
+    refusals_returned,
+)
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
@@ -37,7 +47,9 @@ from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key, digest
 from deploy.video.chunks import Chunk, extract_chunks
 from deploy.video.container import sniff
+from deploy.video.decode import extract_file
 from deploy.video.limits import apply_library_caps
+from deploy.video.probe import VideoIndex, probe
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
@@ -62,8 +74,16 @@ def frames_id(key: str, settings: ExtractionSettings) -> str:
 class FrameExtractor:
     """Serve deployment `FrameExtractor` (options in serve_config.yaml)."""
 
-    def __init__(self, settings: ExtractionSettings, url_fetch: UrlFetchSettings) -> None:
+    def __init__(
+        self,
+        settings: ExtractionSettings,
+        url_fetch: UrlFetchSettings,
+        jobs_dir: Path | None = None,
+    ) -> None:
         self._settings = settings
+        # Files a job may name: its uploads (jobs.data_dir), and url_fetch.local_dir.
+        self._file_roots = [p.resolve() for p in (jobs_dir, url_fetch.local_dir) if p]
+        self._indexes: OrderedDict[tuple[str, int, int], VideoIndex | None] = OrderedDict()
         apply_library_caps(settings)  # before this process decodes its first image
         use_cpus(_replica_cpus())
         self._cache = FrameCache(settings.cache_max_bytes)
@@ -180,3 +200,56 @@ class FrameExtractor:
             "took %d of %d listed frames in %.3fs", batch.count, batch.total_frames, batch.extract_s
         )
         return self._store(batch, "")
+
+    @refusals_returned
+    async def probe_file(self, path: str, param: str) -> float:
+        """The duration in seconds of a job's video (read in place)."""
+        index = await asyncio.to_thread(self._index, path, param)
+        if index is None:
+            raise UnprocessableInput(
+                "this video has no frame index, so it cannot be split in chunks",
+                param=param,
+                code="corrupt_media",
+            )
+        return index.duration_s
+
+    @refusals_returned
+    async def extract_file(self, path: str, options: SamplingOptions, param: str) -> StoredFrames:
+        """One chunk of a job's video: the frames `options` asks for (a time window)."""
+
+        def work() -> FrameBatch:
+            index = self._index(path, param)
+            return extract_file(path, options, self._settings, index, param)
+
+        batch = await asyncio.to_thread(work)
+        self._metrics.extracted("video", batch.count, batch.duration_s, 0)
+        return self._store(batch, "")
+
+    def _index(self, path: str, param: str) -> VideoIndex | None:
+        """The probe of a job's file, kept for the few files being chunked (one probe per file,
+        not per chunk)."""
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(root) for root in self._file_roots):
+            raise InvalidRequest(
+                f"{path} is outside the directories jobs may read (jobs.data_dir, "
+                "url_fetch.local_dir)",
+                param=param,
+                code="file_not_allowed",
+            )
+        try:
+            stat = resolved.stat()
+        except OSError:
+            raise UnprocessableInput(
+                f"the video file {path} is gone", param=param, code="missing_file"
+            ) from None
+        key = (str(resolved), stat.st_mtime_ns, stat.st_size)
+        if key not in self._indexes:
+            self._indexes[key] = probe(str(resolved), self._settings)
+            while len(self._indexes) > _KEPT_INDEXES:
+                self._indexes.popitem(last=False)
+        self._indexes.move_to_end(key)
+        return self._indexes[key]
+
+
+# Jobs whose video indexes a replica keeps (a 3-hour video's index is a few MB).
+_KEPT_INDEXES = 8

@@ -78,7 +78,7 @@ def build_backend(backend: Backend, args: AppArgs) -> Application:
 def build_app_from(args: AppArgs) -> Application:
     backends = {backend.value: build_backend(backend, args) for backend in args.backends.order}
     extractor = serve.deployment(name=EXTRACTOR_NAME)(FrameExtractor).bind(
-        args.extraction, args.url_fetch
+        args.extraction, args.url_fetch, args.jobs.resolved_data_dir()
     )
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
         extractor, backends, args

@@ -141,25 +141,54 @@ def _decode_video(
     data: bytes, options: SamplingOptions, settings: ExtractionSettings
 ) -> FrameBatch:
     with _as_file(data) as path:
-        index = probe(path, settings)
-        if index is not None:
-            _check_not_truncated(index, index.header_frames)
-            fps = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
-            chosen = _choose(index.frame_count, fps, options, settings, index=index, path=path)
-            return read_frames(path, chosen, index, fps, settings)
-        # No packet index (rare containers): the header's count, else count by grabbing.
-        with _open(path) as capture:
-            total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-            fps = float(capture.get(cv2.CAP_PROP_FPS))
-            width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-            height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        limits.check_pixels(width, height, settings, "a frame of the video")
-        limits.check_frames(total, settings)
-        total = total if total > 0 else _count_frames(path, settings)
-        chosen = _choose(total, fps, options, settings)
-        plan = plan_reads(chosen, None)
-        limits.check_decode_work(plan.decodes, width * height, settings)
-        return _read(path, plan, None, fps, settings, total=total)
+        return _decode_video_file(path, options, settings)
+
+
+def extract_file(
+    path: str,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    index: VideoIndex | None = None,
+    param: str | None = None,
+) -> FrameBatch:
+    """`extract` for a video already in a file (a job's video: read in place, not copied);
+    `index`: its probe, when the caller keeps it."""
+    started = time.perf_counter()
+    try:
+        batch = _decode_video_file(path, options, settings, index)
+    except (InvalidRequest, UnprocessableInput, PayloadTooLarge) as exc:
+        exc.param = param or MediaKind.VIDEO.value
+        raise
+    return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
+
+
+def _decode_video_file(
+    path: str,
+    options: SamplingOptions,
+    settings: ExtractionSettings,
+    index: VideoIndex | None = None,
+) -> FrameBatch:
+    if not os.path.isfile(path):
+        raise UnprocessableInput(f"the video file {path} is gone", code="missing_file")
+    index = index or probe(path, settings)
+    if index is not None:
+        _check_not_truncated(index, index.header_frames)
+        fps = index.fps if index.fps > 0 else _nominal_fps(index.times_s)
+        chosen = _choose(index.frame_count, fps, options, settings, index=index, path=path)
+        return read_frames(path, chosen, index, fps, settings)
+    # No packet index (rare containers): the header's count, else count by grabbing.
+    with _open(path) as capture:
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    limits.check_pixels(width, height, settings, "a frame of the video")
+    limits.check_frames(total, settings)
+    total = total if total > 0 else _count_frames(path, settings)
+    chosen = _choose(total, fps, options, settings)
+    plan = plan_reads(chosen, None)
+    limits.check_decode_work(plan.decodes, width * height, settings)
+    return _read(path, plan, None, fps, settings, total=total)
 
 
 def read_frames(
