@@ -80,6 +80,7 @@ class ChunkRecord:
     text: str | None  # the caption; None when the chunk failed
     error: dict[str, Any] | None = None  # {"code", "message"} of the last try
     attempts: int = 1
+    tokens: int = 0  # the caption's length in the engine's tokens (aggregation plans with it)
     finished_at: float = field(default_factory=time.time)
 
     @property
@@ -136,6 +137,7 @@ _COMMON_V1 = [
         text TEXT,
         error TEXT,
         attempts INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
         finished_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (job_id, idx)
     )""",
@@ -228,7 +230,8 @@ def _chunk(row: Sequence[Any]) -> ChunkRecord:
         text=row[4],
         error=json.loads(row[5]) if row[5] else None,
         attempts=row[6],
-        finished_at=row[7],
+        tokens=row[7],
+        finished_at=row[8],
     )
 
 
@@ -515,8 +518,8 @@ class Store:
                 return False
             self._run(
                 cur,
-                "INSERT INTO chunks (job_id, idx, start_s, end_s, text, error, attempts, "
-                "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (job_id, idx, start_s, end_s, text, error, attempts, tokens, "
+                "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     chunk.job_id,
                     chunk.index,
@@ -525,6 +528,7 @@ class Store:
                     chunk.text,
                     _dumps(chunk.error),
                     chunk.attempts,
+                    chunk.tokens,
                     chunk.finished_at,
                 ],
             )
@@ -541,7 +545,7 @@ class Store:
         with self._tx() as cur:
             rows = self._run(
                 cur,
-                "SELECT job_id, idx, start_s, end_s, text, error, attempts, finished_at "
+                "SELECT job_id, idx, start_s, end_s, text, error, attempts, tokens, finished_at "
                 "FROM chunks WHERE job_id = ? AND idx > ? ORDER BY idx",
                 [job_id, after],
             ).fetchall()
