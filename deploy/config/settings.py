@@ -672,6 +672,23 @@ class AppArgs(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _job_merges_fit_the_context(self) -> AppArgs:
+        """A merge request must hold two texts, or the aggregation tree would not shrink."""
+        from deploy.jobs.plan import LINE_TOKENS, merge_budget
+
+        jobs = self.jobs
+        budget = merge_budget(self.llm.max_model_len, jobs.summary_max_tokens)
+        needed = 2 * (max(jobs.caption_max_tokens, jobs.summary_max_tokens) + LINE_TOKENS)
+        if budget < needed:
+            raise ValueError(
+                f"jobs: llm.max_model_len ({self.llm.max_model_len}) leaves {budget} tokens for "
+                f"a merge request's captions, fewer than two captions or summaries need "
+                f"({needed}): lower jobs.caption_max_tokens / jobs.summary_max_tokens or raise "
+                "llm.max_model_len"
+            )
+        return self
+
     @classmethod
     def from_args(cls, args: dict[str, Any] | None) -> AppArgs:
         """Validate `args`, then apply the environment overrides (env.py)."""
