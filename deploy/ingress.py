@@ -6,6 +6,7 @@ Routes:
     GET  /v1/models             the served models, OpenAI's shape
     GET  /healthz               200 while the process is alive
     GET  /readyz                200 once a backend can answer (each backend's state), 503 before
+    /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
 Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
 Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status of the typed
 error (api/error_handlers.py); what a replica lets in (bytes in flight, slow bodies, request ids)
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ray import serve
@@ -32,15 +35,20 @@ from deploy.api.auth import ApiKeyMiddleware, ApiKeys
 from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_error
 from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
+from deploy.api.jobs_routes import JobRoutes
 from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
 from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config.settings import AppArgs, Backend
+from deploy.jobs.runner import JobRunner
+from deploy.jobs.store import open_store
+from deploy.jobs.work import PipelineWork
 from deploy.serving.backends import BackendRouter, HandleBackend
 from deploy.serving.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.serving.metrics import (
     HttpMetrics,
     ServeBackendMetrics,
     ServeHttpMetrics,
+    ServeJobMetrics,
     ServeStageMetrics,
 )
 from deploy.serving.pipeline import AnalyzePipeline
@@ -51,8 +59,15 @@ DEPLOYMENT_NAME = "Ingress"
 
 
 def build_http_app(
-    pipeline: AnalyzePipeline, args: AppArgs, keys: ApiKeys, metrics: HttpMetrics
+    pipeline: AnalyzePipeline,
+    args: AppArgs,
+    keys: ApiKeys,
+    metrics: HttpMetrics,
+    jobs: tuple[JobRunner, JobRoutes] | None = None,
 ) -> Starlette:
+    """The ASGI app; `jobs` (the runner and its routes) adds the jobs API, the runner started
+    and stopped with the app."""
+
     async def analyze(request: Request) -> Response:
         received_at = time.perf_counter()
         upload = await read_multipart(
@@ -84,14 +99,36 @@ def build_http_app(
         return JSONResponse({"status": status, "backends": backends})
 
     openai = OpenAIRoutes(pipeline, args)
+    routes = [
+        Route("/v1/video/analyze", analyze, methods=["POST"]),
+        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/v1/models", openai.models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    runner = jobs[0] if jobs else None
+    if jobs is not None:
+        job_routes = jobs[1]
+        routes += [
+            Route("/v1/video/jobs", job_routes.create, methods=["POST"]),
+            Route("/v1/video/jobs", job_routes.list, methods=["GET"]),
+            Route("/v1/video/jobs/{job_id}", job_routes.get, methods=["GET"]),
+            Route("/v1/video/jobs/{job_id}", job_routes.cancel, methods=["DELETE"]),
+            Route("/v1/video/jobs/{job_id}/events", job_routes.events, methods=["GET"]),
+            Route("/v1/video/search", job_routes.search, methods=["GET"]),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runner is not None:
+            runner.start()
+        yield
+        if runner is not None:
+            await runner.stop()
+
     app = Starlette(
-        routes=[
-            Route("/v1/video/analyze", analyze, methods=["POST"]),
-            Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
-            Route("/v1/models", openai.models, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
+        routes=routes,
+        lifespan=lifespan,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(
@@ -140,6 +177,19 @@ class Ingress:
         self._keys = ApiKeys.load(args.auth)
         if self._keys.enabled:
             logger.info("API keys required (%d configured)", len(self._keys))
+        # The jobs database: unreachable or unusable, the replica does not start and says why.
+        store = open_store(args.store, args.jobs)
+        logger.info("jobs database: %s", store.describe)
+        runner = JobRunner(
+            store,
+            PipelineWork(extractor, router, args.jobs),
+            args.jobs,
+            max_model_len=args.llm.max_model_len,
+            metrics=ServeJobMetrics(),
+        )
+        self._jobs = (runner, JobRoutes(store, runner, args))
 
     def __serve_build_asgi_app__(self) -> Starlette:
-        return build_http_app(self._pipeline, self._args, self._keys, self._http_metrics)
+        return build_http_app(
+            self._pipeline, self._args, self._keys, self._http_metrics, self._jobs
+        )

@@ -53,6 +53,10 @@ def read_keys_file(path: Path) -> list[str]:
 class ApiKeys:
     def __init__(self, keys: list[str]) -> None:
         self._digests = [_digest(k) for k in keys]
+        # Who owns a job (deploy/jobs/): a fingerprint of the key, never the key itself.
+        self._owners = [
+            hashlib.sha256(b"vidserve-owner:" + k.encode()).hexdigest()[:24] for k in keys
+        ]
 
     @classmethod
     def load(cls, settings: AuthSettings) -> ApiKeys:
@@ -68,6 +72,10 @@ class ApiKeys:
 
     def __len__(self) -> int:
         return len(self._digests)
+
+    def owner(self, position: int) -> str:
+        """The stable fingerprint of the key at `position` (it survives reordering keys)."""
+        return self._owners[position]
 
     def check(self, authorization: str | None) -> int:
         """Which configured key `authorization` (`Bearer <key>`) presents, by position;
@@ -131,6 +139,7 @@ class ApiKeyMiddleware:
             )
             await error_response(refused, scope)(scope, receive, send)
             return
+        scope.setdefault("state", {})["owner"] = self._keys.owner(key)
         self._in_flight[key] += 1
         try:
             await self.app(scope, receive, send)

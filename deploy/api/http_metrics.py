@@ -13,7 +13,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deploy.api.auth import route_path
-from deploy.serving.metrics import ROUTES, HttpMetrics
+from deploy.serving.metrics import HttpMetrics, route_label
 
 _BACKEND_HEADER = b"x-vidserve-backend"
 
@@ -27,7 +27,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = ROUTES.get(route_path(scope), "other")
+        route = route_label(route_path(scope))
         started = time.perf_counter()
         status = 500  # unless the app sends another before it fails
         backend: str | None = None

@@ -215,7 +215,11 @@ class UrlFetcher:
             f"{url} is larger than {self._max_bytes} bytes (url_fetch.max_bytes)", param="url"
         )
 
-    def _read_local(self, url: httpx.URL) -> bytes:
+    def local_path(self, url: str) -> Path:
+        """The file a `file://` URL names, inside url_fetch.local_dir (else refused)."""
+        return self._local_path(self._parse(url))
+
+    def _local_path(self, url: httpx.URL) -> Path:
         base = self._settings.local_dir
         if base is None:
             raise UrlNotAllowed(
@@ -240,6 +244,10 @@ class UrlFetcher:
                 param="url",
                 code="url_fetch_failed",
             )
+        return path
+
+    def _read_local(self, url: httpx.URL) -> bytes:
+        path = self._local_path(url)
         if path.stat().st_size > self._max_bytes:
             raise self._too_large(str(url))
         return path.read_bytes()

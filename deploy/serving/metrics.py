@@ -30,7 +30,20 @@ ROUTES = {
     "/v1/models": "models",
     "/healthz": "healthz",
     "/readyz": "readyz",
+    "/v1/video/jobs": "jobs",
+    "/v1/video/search": "search",
 }
+# Routes with an id in the path, by prefix.
+ROUTE_PREFIXES = {"/v1/video/jobs/": "jobs"}
+
+
+def route_label(path: str) -> str:
+    """The route label of a request path: one of ROUTES' values, or "other"."""
+    if path in ROUTES:
+        return ROUTES[path]
+    return next((v for p, v in ROUTE_PREFIXES.items() if path.startswith(p)), "other")
+
+
 BACKENDS = ("vllm", "ollama")
 STAGES = ("upload", "download", "extract_queue", "extract", "inference")
 
@@ -149,6 +162,50 @@ class ServeBackendMetrics:
         self._fallbacks.inc(
             tags={"from_backend": from_backend, "to_backend": to_backend, "reason": reason}
         )
+
+
+class ServeJobMetrics:
+    """Ingress: long-video jobs by state (the queue depth is `state="queued"`), chunks processed
+    and their latency, jobs finished."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._jobs = metrics.Gauge(
+            "vidserve_jobs",
+            description="Jobs in the store by state (queued, running, succeeded, failed, "
+            "cancelled), as the replica's runner last counted them.",
+            tag_keys=("state",),  # type: ignore[arg-type]
+        )
+        self._chunks = metrics.Counter(
+            "vidserve_job_chunks",
+            description="Chunk captions attempted by jobs, per outcome (done, failed).",
+            tag_keys=("outcome",),  # type: ignore[arg-type]
+        )
+        self._chunk_seconds = metrics.Histogram(
+            "vidserve_job_chunk_seconds",
+            description="Seconds to caption one chunk (its frames extracted, then answered).",
+            boundaries=[*STAGE_BUCKETS_S, 300],
+            tag_keys=("outcome",),  # type: ignore[arg-type]
+        )
+        self._finished = metrics.Counter(
+            "vidserve_jobs_finished",
+            description="Jobs that finished, per final state.",
+            tag_keys=("state",),  # type: ignore[arg-type]
+        )
+
+    def jobs(self, by_state: dict[str, int]) -> None:
+        from deploy.jobs.store import JobState
+
+        for state in JobState:
+            self._jobs.set(by_state.get(state.value, 0), tags={"state": state.value})
+
+    def chunk(self, outcome: str, seconds: float) -> None:
+        self._chunks.inc(tags={"outcome": outcome})
+        self._chunk_seconds.observe(max(0.0, seconds), tags={"outcome": outcome})
+
+    def finished(self, state: str) -> None:
+        self._finished.inc(tags={"state": state})
 
 
 GAUGE_REFRESH_S = 5.0

@@ -52,6 +52,8 @@ VIDEO_FRAMES, VIDEO_FPS = 40, 10.0
 SCRAPE_INTERVAL_S = 2
 # The ollama-only app's FrameExtractor replicas (the main app's autoscale from one).
 AFFINITY_EXTRACTORS = 2
+# Jobs: the tiny model writes until max_tokens; short captions and merges keep jobs quick.
+JOB_TOKENS = {"caption_max_tokens": 32, "summary_max_tokens": 48, "lease_s": 6.0}
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def _test_config(
     media_port: int,
     local_dir: Path,
     keys_file: Path,
+    data_dirs: tuple[Path, Path],
 ) -> dict[str, Any]:
     overlay = {
         "http_options": {"host": "127.0.0.1", "port": port},
@@ -157,6 +160,8 @@ def _test_config(
                         "timeout_s": URL_FETCH_TIMEOUT_S,
                         "local_dir": str(local_dir),
                     },
+                    # Each app its own jobs database; short answers from the tiny model.
+                    "jobs": {"data_dir": str(data_dirs[0]), **JOB_TOKENS},
                 },
             }
         ],
@@ -170,6 +175,7 @@ def _test_config(
             "backends": {"primary": "ollama", "fallback": "none"},
             "ollama": {"model": OLLAMA_ONLY_MODEL, "request_timeout_s": OLLAMA_ONLY_TIMEOUT_S},
             "auth": {"api_keys": [CONFIG_KEY], "api_keys_file": str(keys_file)},
+            "jobs": {"data_dir": str(data_dirs[1])},
         },
     )
     ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] != "VLLM"]
@@ -228,8 +234,15 @@ def serve_url(
     keys_file = tmp_path_factory.mktemp("secret") / "api-keys"
     keys_file.write_text(f"# mounted from a Secret\n{FILE_KEY}\n")
     port = free_port()
+    data_dirs = (tmp_path_factory.mktemp("jobs-data"), tmp_path_factory.mktemp("jobs-data-2"))
     config = _test_config(
-        tiny_model_dir, port, ollama_stub.url, media_server.port, media.local_dir, keys_file
+        tiny_model_dir,
+        port,
+        ollama_stub.url,
+        media_server.port,
+        media.local_dir,
+        keys_file,
+        data_dirs,
     )
     runner.start_local_ray(metrics_port=metrics_port)
     try:

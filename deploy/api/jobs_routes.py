@@ -1,0 +1,266 @@
+"""The jobs API: long videos summarized, chaptered or captioned as durable jobs, and search over
+everything analyzed (deploy/jobs/ does the work; this module is HTTP only).
+
+    POST   /v1/video/jobs               multipart ('file' + fields) or JSON ({"url", ...}) -> 202
+    GET    /v1/video/jobs               the caller's jobs, newest first (?limit=&after=)
+    GET    /v1/video/jobs/{id}          state, progress, chunk results so far, result, error
+    GET    /v1/video/jobs/{id}/events   server-sent events: `chunk` per chunk as it finishes,
+                                        `state` on each change, then `result`, then `done`
+    DELETE /v1/video/jobs/{id}          cancel (its in-flight engine calls are cancelled)
+    GET    /v1/video/search?q=          captions and chapters matching q, best first
+
+A job belongs to the API key that created it (a fingerprint of it is stored, not the key);
+another key gets 404 for it, as for a job that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from deploy.api import json_body
+from deploy.api.body import read_capped
+from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, parse_job_request
+from deploy.api.upload import read_multipart
+from deploy.config.settings import AppArgs
+from deploy.jobs.runner import JobRunner
+from deploy.jobs.spec import JobSpec
+from deploy.jobs.store import JobRecord, JobState, Store, StoreUnavailable
+from deploy.serving.errors import InvalidRequest, NotFound, PayloadTooLarge, UnprocessableInput
+from deploy.serving.fetch import UrlFetcher
+from deploy.serving.messages import MediaKind
+from deploy.video.container import sniff
+
+# A job request's JSON (the video comes by URL): small.
+MAX_JOB_JSON_BYTES = 256 * 1024
+# A comment line on an idle event stream, so proxies keep it open.
+KEEPALIVE_S = 15.0
+
+
+def owner_of(request: Request) -> str:
+    """The fingerprint of the caller's API key (api/auth.py), "" when keys are off."""
+    return str(getattr(request.state, "owner", ""))
+
+
+class JobRoutes:
+    def __init__(self, store: Store, runner: JobRunner, args: AppArgs) -> None:
+        self._store = store
+        self._runner = runner
+        self._args = args
+        self._media = args.jobs.resolved_data_dir() / "media"
+        self._fetcher = UrlFetcher(args.url_fetch)
+
+    # -- create --
+
+    async def create(self, request: Request) -> Response:
+        job_id = f"job_{uuid.uuid4().hex}"
+        if request.headers.get("content-type", "").startswith("application/json"):
+            spec, video, source = await self._from_json(request, job_id)
+        else:
+            spec, video, source = await self._from_upload(request, job_id)
+        now = time.time()
+        job = JobRecord(
+            id=job_id,
+            owner=owner_of(request),
+            task=spec.task.value,
+            state=JobState.QUEUED,
+            video=video,
+            source=source,
+            spec=spec.model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        await asyncio.to_thread(self._store.create_job, job)
+        self._runner.wake()
+        return JSONResponse(
+            job_view(job), status_code=202, headers={"Location": f"/v1/video/jobs/{job_id}"}
+        )
+
+    async def _from_json(self, request: Request, job_id: str) -> tuple[JobSpec, str, str]:
+        body = await read_capped(request, MAX_JOB_JSON_BYTES, _json_too_large)
+        raw = json_body.loads(
+            body, self._args.http.max_json_depth, what="the body", param=None, code="invalid_json"
+        )
+        if not isinstance(raw, dict):
+            raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+        spec, url = parse_job_request(raw, self._args)
+        if not url:
+            raise InvalidRequest(
+                "a JSON job needs a 'url' (http(s), or file:// inside url_fetch.local_dir); "
+                "or upload the video as multipart field 'file'",
+                param="url",
+                code="missing_file",
+            )
+        if url.startswith("file:"):
+            return spec, url, str(await asyncio.to_thread(self._fetcher.local_path, url))
+        data = await self._fetcher.fetch(url)
+        path = self._media / f"{job_id}.video"
+        await asyncio.to_thread(_write, path, data)
+        return spec, url, str(path)
+
+    async def _from_upload(self, request: Request, job_id: str) -> tuple[JobSpec, str, str]:
+        upload = await read_multipart(
+            request, self._args.extraction.max_upload_bytes, self._args.http.spool_threshold_bytes
+        )
+        try:
+            fields = {k: v for k, v in upload.form.multi_items() if isinstance(v, str)}
+            spec, url = parse_job_request(fields, self._args)
+            file = upload.form.get("file")
+            if url is not None or not isinstance(file, UploadFile):
+                raise InvalidRequest(
+                    "upload the video as multipart field 'file' (or send JSON with a 'url')",
+                    param="file",
+                    code="missing_file",
+                )
+            path = self._media / f"{job_id}{Path(file.filename or '').suffix[:8] or '.video'}"
+            await asyncio.to_thread(_save, file, path)
+            return spec, file.filename or path.name, str(path)
+        finally:
+            await upload.close()
+
+    # -- read --
+
+    async def get(self, request: Request) -> Response:
+        job = await self._job(request)
+        chunks = await asyncio.to_thread(self._store.chunks, job.id)
+        return JSONResponse(job_view(job, chunks))
+
+    async def list(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 20, 1, self._args.jobs.max_page_size)
+        after = request.query_params.get("after")
+        before = None
+        if after:
+            last = await asyncio.to_thread(self._store.get_job, after, owner_of(request))
+            if last is None:
+                raise InvalidRequest("after names no job of yours", param="after")
+            before = (last.created_at, last.id)
+        jobs = await asyncio.to_thread(self._store.list_jobs, owner_of(request), limit, before)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [job_view(job) for job in jobs],
+                "has_more": len(jobs) == limit,
+                "last_id": jobs[-1].id if jobs else None,
+            }
+        )
+
+    async def cancel(self, request: Request) -> Response:
+        job = await self._job(request)
+        cancelled = await asyncio.to_thread(self._store.cancel, job.id, job.owner)
+        self._runner.cancel(job.id)  # when it runs here; elsewhere its lease renewal stops it
+        return JSONResponse(job_view(cancelled or job))
+
+    async def search(self, request: Request) -> Response:
+        query = request.query_params.get("q", "").strip()
+        if not query:
+            raise InvalidRequest("give the words to search for as ?q=", param="q")
+        limit = _int_param(request, "limit", 10, 1, self._args.jobs.max_page_size)
+        hits = await asyncio.to_thread(self._store.search, owner_of(request), query, limit)
+        return JSONResponse({"object": "list", "data": [hit_view(hit) for hit in hits]})
+
+    async def events(self, request: Request) -> Response:
+        job = await self._job(request)
+        return StreamingResponse(
+            self._events(job.id), media_type="text/event-stream", headers=_NO_BUFFERING
+        )
+
+    async def _events(self, job_id: str) -> AsyncIterator[str]:
+        seen: set[int] = set()
+        state: JobState | None = None
+        idle_since = time.monotonic()
+        while True:
+            try:
+                job = await asyncio.to_thread(self._store.get_job, job_id)
+                chunks = await asyncio.to_thread(self._store.chunks, job_id)
+            except StoreUnavailable as exc:
+                yield _event("error", {"error": {"code": exc.code, "message": exc.message}})
+                return
+            if job is None:
+                return
+            for chunk in chunks:
+                if chunk.index not in seen:
+                    seen.add(chunk.index)
+                    yield _event("chunk", chunk_view(chunk) | {"progress": _progress(job, seen)})
+                    idle_since = time.monotonic()
+            if job.state is not state:
+                state = job.state
+                yield _event("state", {"state": state.value, "progress": _progress(job, seen)})
+            if job.state.finished:
+                yield _event("result", job_view(job))
+                yield "event: done\ndata: [DONE]\n\n"
+                return
+            if time.monotonic() - idle_since > KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                idle_since = time.monotonic()
+            await asyncio.sleep(self._args.jobs.events_poll_s)
+
+    async def _job(self, request: Request) -> JobRecord:
+        job_id = request.path_params["job_id"]
+        job = await asyncio.to_thread(self._store.get_job, job_id, owner_of(request))
+        if job is None:
+            raise NotFound(f"no job {job_id!r}", param="job_id", code="job_not_found")
+        return job
+
+
+_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def _progress(job: JobRecord, seen: set[int]) -> dict[str, Any]:
+    return {"chunks_seen": len(seen), "chunks_total": job.chunks_total}
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(
+            f"{name} must be a whole number from {low} to {high}", param=name, code="out_of_range"
+        )
+    return int(raw)
+
+
+def _json_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"a JSON job request is at most {MAX_JOB_JSON_BYTES} bytes; upload videos as multipart "
+        "field 'file'"
+    )
+
+
+def _check_video(head: bytes) -> None:
+    if sniff(head).kind is not MediaKind.VIDEO:
+        raise UnprocessableInput(
+            "the upload is not a video: send an MP4, MOV, MKV, WebM or AVI file",
+            param="file",
+            code="unsupported_media",
+        )
+
+
+def _save(file: UploadFile, path: Path) -> None:
+    """The upload (spooled to disk by the parser) copied into the jobs' media directory."""
+    file.file.seek(0)
+    _check_video(file.file.read(512))
+    file.file.seek(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        shutil.copyfileobj(file.file, out, 1024 * 1024)
+
+
+def _write(path: Path, data: bytes) -> None:
+    _check_video(data[:512])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

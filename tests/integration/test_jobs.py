@@ -1,0 +1,190 @@
+"""Long-video jobs on the real Serve app (the real vLLM engine on the tiny model): a 3-minute
+video chaptered with progress events in order, chapters covering the video, search finding a
+chunk by a word of its caption, cancel, bad input, and each key seeing only its own jobs.
+
+The tiny model's words are random; a structured `response_format` (an enum) makes its captions
+exact, so search has a word to find."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import FILE_KEY, OLLAMA_ONLY_PREFIX, Media
+from tests.videos import write_h264
+
+DURATION_S = 180
+CAPTION = "zebra crossing"
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "caption",
+        "schema": {
+            "type": "object",
+            "properties": {"caption": {"type": "string", "enum": [CAPTION]}},
+            "required": ["caption"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def long_video(media: Media) -> Path:
+    """Three minutes at 2 frames a second, small: quick to upload and decode."""
+    return write_h264(
+        media.local_dir / "three-minutes.mp4", DURATION_S * 2, 2.0, (160, 120), gop=20
+    )
+
+
+def _events(http: httpx.Client, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with http.stream("GET", f"{path}/events", timeout=300) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: ") and name != "done":
+                yield name, json.loads(line.removeprefix("data: "))
+            elif line.startswith("data: ") and name == "done":
+                return
+
+
+def _submit(http: httpx.Client, video: Path, **fields: Any) -> httpx.Response:
+    data = {k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in fields.items()}
+    with video.open("rb") as handle:
+        return http.post(
+            "/v1/video/jobs", files={"file": (video.name, handle, "video/mp4")}, data=data
+        )
+
+
+def test_a_chapters_job_streams_progress_and_covers_the_video(
+    serve_url: str, long_video: Path
+) -> None:
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        created = _submit(
+            http, long_video, task="chapters", chunk_s=30, frames_per_chunk=2,
+            response_format=RESPONSE_FORMAT,
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        job = created.json()
+        assert job["state"] == "queued"
+        assert created.headers["location"] == f"/v1/video/jobs/{job['id']}"
+        events = list(_events(http, created.headers["location"]))
+        chunks = [data for name, data in events if name == "chunk"]
+        assert sorted(c["index"] for c in chunks) == list(range(6))
+        seen = [c["progress"]["chunks_seen"] for c in chunks]
+        assert seen == list(range(1, 7))  # one event per chunk, progress in order
+        assert all(json.loads(c["text"]) == {"caption": CAPTION} for c in chunks)
+        assert [c["start_s"] for c in sorted(chunks, key=lambda c: c["index"])] == [
+            0, 30, 60, 90, 120, 150,
+        ]  # fmt: skip
+        assert events[-1][0] == "result"
+        result = events[-1][1]
+        assert result["state"] == "succeeded", result
+        chapters = result["result"]["chapters"]
+        assert chapters[0]["start_s"] == 0
+        assert chapters[-1]["end_s"] == pytest.approx(DURATION_S, abs=1)
+        for before, after in itertools.pairwise(chapters):
+            assert before["end_s"] == after["start_s"]  # no gaps, no overlaps
+        assert result["result"]["summary"]
+        assert result["result"]["failed_chunks"] == []
+
+        found = http.get(created.headers["location"]).json()
+        assert found["progress"] == {"chunks_done": 6, "chunks_failed": 0, "chunks_total": 6}
+        assert len(found["chunks"]) == 6
+
+        hits = http.get("/v1/video/search", params={"q": "zebra"}).json()["data"]
+        mine = [h for h in hits if h["job_id"] == job["id"]]
+        assert mine
+        assert mine[0]["kind"] == "caption"
+        assert mine[0]["video"] == long_video.name
+        assert {h["start_s"] for h in mine} <= {0, 30, 60, 90, 120, 150}
+
+        listed = http.get("/v1/video/jobs", params={"limit": 100}).json()["data"]
+        assert job["id"] in [j["id"] for j in listed]
+
+
+def test_a_job_from_a_file_url_and_its_cancel(serve_url: str, long_video: Path) -> None:
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        created = http.post(
+            "/v1/video/jobs",
+            json={"url": long_video.as_uri(), "task": "captions", "chunk_s": 2,
+                  "frames_per_chunk": 1},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        path = created.headers["location"]
+        for name, _data in _events(http, path):
+            if name == "chunk":  # running: cancel it
+                break
+        cancelled = http.delete(path)
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
+        done = cancelled.json()["progress"]["chunks_done"]
+        time.sleep(3)  # nothing more is computed once cancelled
+        later = http.get(path).json()
+        assert later["state"] == "cancelled"
+        assert later["progress"]["chunks_done"] <= done + 2  # at most the chunks in flight
+        assert later["progress"]["chunks_total"] == 90
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"task": "transcribe"}, "task"),
+        ({"task": "summarize", "chunk_s": 0.5}, "chunk_s"),
+        ({"task": "summarize", "chunk_s": 10, "overlap_s": 10}, "overlap_s"),
+        ({"task": "summarize", "frames_per_chunk": 1000}, "frames_per_chunk"),
+        ({"task": "summarize", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_job_requests_are_400_naming_the_field(
+    serve_url: str, long_video: Path, fields: dict[str, Any], param: str
+) -> None:
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        response = _submit(http, long_video, **fields)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_not_a_video_and_unknown_jobs(serve_url: str) -> None:
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        response = http.post(
+            "/v1/video/jobs",
+            files={"file": ("notes.mp4", b"just text\n" * 50, "video/mp4")},
+            data={"task": "summarize"},
+        )
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "unsupported_media"
+        missing = http.get("/v1/video/jobs/job_nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "job_not_found"
+        assert http.get("/v1/video/search").json()["error"]["param"] == "q"
+
+
+def test_a_key_sees_only_its_own_jobs(client: httpx.Client, media: Media) -> None:
+    """The keyed (Ollama-only) app: a job made with one key is, for another, as if it did not
+    exist."""
+    created = client.post(
+        f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs",
+        files={"file": ("clip.mp4", media.video, "video/mp4")},
+        data={"task": "captions"},
+    )
+    assert created.status_code == 202, created.text
+    path = f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs/{created.json()['id']}"
+    other = {"Authorization": f"Bearer {FILE_KEY}"}
+    assert client.get(path).status_code == 200
+    assert client.get(path, headers=other).status_code == 404
+    assert client.delete(path, headers=other).status_code == 404
+    listed = client.get(f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs", headers=other).json()["data"]
+    assert created.json()["id"] not in [job["id"] for job in listed]
+    events = list(_events(client, path))  # the owner follows it to the end
+    assert events[-1][1]["state"] == "succeeded", events[-1]
