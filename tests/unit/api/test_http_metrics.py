@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from deploy.api.http_metrics import MetricsMiddleware
-from deploy.serving.metrics import ROUTES, STAGES, status_class
+from deploy.serving.metrics import ROUTES, STAGES, route_label, status_class
 from tests.recorders import MetricsRecorder
 
 STREAM_PAUSE_S = 0.2
@@ -90,7 +90,11 @@ def test_a_stream_is_timed_until_its_last_byte(
 
 
 def test_label_values_are_bounded() -> None:
-    assert set(ROUTES.values()) == {"analyze", "chat", "models", "healthz", "readyz"}
+    assert set(ROUTES.values()) == {
+        "analyze", "chat", "models", "healthz", "readyz", "jobs", "search",
+    }  # fmt: skip
+    assert route_label("/v1/video/jobs/job_123/events") == "jobs"  # ids never become labels
+    assert route_label("/v1/video/jobs_and_more") == "other"
     assert STAGES == ("upload", "download", "extract_queue", "extract", "inference")
     assert [status_class(s) for s in (200, 401, 404, 503, 999)] == [
         "2xx", "4xx", "4xx", "5xx", "other",
