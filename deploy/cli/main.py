@@ -6,6 +6,7 @@ vidserve models [--gpu-memory-gb N --gpus K]         the model catalog, what fit
 vidserve doctor [--profile ...] [--ray-address A]    check the setup; say what to change
 vidserve download MODEL [--revision R] [--local-dir D]  fetch a model ahead of time
 vidserve analyze FILE_OR_URL --prompt P [--json]     ask a running vidserve
+vidserve summarize FILE_OR_URL [--task chapters]     a long video as a job, chapters as they come
 vidserve kuberay [--check]                           k8s/'s generated files
 vidserve tiny-model PATH                             build the tiny random test model
 
@@ -182,6 +183,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return run(request)
 
 
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from deploy.cli.summarize import Job, run
+
+    job = Job(
+        server=args.server,
+        source=args.source,
+        task=args.task,
+        api_key=args.api_key,
+        chunk_s=args.chunk_s,
+        frames_per_chunk=args.frames_per_chunk,
+        as_json=args.json,
+    )
+    return run(job)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from deploy.cli import runner
 
@@ -282,6 +298,22 @@ def cmd_kuberay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_summarize(sub: Any) -> None:
+    summarize = sub.add_parser(
+        "summarize", help="summarize a long video as a job: progress over chunks, chapters"
+    )
+    summarize.add_argument("source", help="a video file, or an http(s) / file:// URL")
+    summarize.add_argument(
+        "--task", choices=("chapters", "summarize", "captions"), default="chapters"
+    )
+    summarize.add_argument("--chunk-s", type=float, help="seconds per chunk (server default 30)")
+    summarize.add_argument("--frames-per-chunk", type=int)
+    summarize.add_argument("--server", default=env.client_url(), help="VIDSERVE_URL")
+    summarize.add_argument("--api-key", default=env.client_api_key(), help="VIDSERVE_API_KEY")
+    summarize.add_argument("--json", action="store_true", help="print the finished job as JSON")
+    summarize.set_defaults(func=cmd_summarize)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidserve", description="Answer questions about videos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -342,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-tokens", type=int)
     ask.add_argument("--json", action="store_true", help="print the whole response as JSON")
     ask.set_defaults(func=cmd_analyze)
+
+    _add_summarize(sub)
 
     tiny = sub.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL test model")
     tiny.add_argument("path", type=Path)

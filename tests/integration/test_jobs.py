@@ -188,3 +188,21 @@ def test_a_key_sees_only_its_own_jobs(client: httpx.Client, media: Media) -> Non
     assert created.json()["id"] not in [job["id"] for job in listed]
     events = list(_events(client, path))  # the owner follows it to the end
     assert events[-1][1]["state"] == "succeeded", events[-1]
+
+
+def test_the_cli_summarizes_with_progress_and_prints_chapters(
+    serve_url: str, long_video: Path
+) -> None:
+    import io
+
+    from deploy.cli.summarize import Job, run
+
+    out, err = io.StringIO(), io.StringIO()
+    job = Job(server=serve_url, source=str(long_video), task="chapters", chunk_s=60,
+              frames_per_chunk=1)  # fmt: skip
+    assert run(job, out, err) == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[00:00:00-")  # the first chapter opens the video
+    assert any(line.startswith("[") and "-00:03:00]" in line for line in lines)
+    assert "chunks" in err.getvalue()  # the progress bar over chunks
+    assert "upload" in err.getvalue()
