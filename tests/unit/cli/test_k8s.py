@@ -30,7 +30,7 @@ EXPECTED_KINDS = {
     "RayService": 1,
     "Deployment": 1,
     "Service": 1,
-    "PersistentVolumeClaim": 2,
+    "PersistentVolumeClaim": 3,  # model cache, Ollama models, jobs data
     "ConfigMap": 1,
     "PodMonitor": 1,
     "PrometheusRule": 1,
@@ -298,3 +298,31 @@ def test_a_wrong_kind_version_or_kustomization_is_rejected(tmp_path: Path) -> No
         kustomize(broken)
     with pytest.raises(ValueError, match=r"ray\.io/v1"):
         validate_manifest({"apiVersion": "ray.io/v1alpha1", "kind": "RayService", "spec": {}})
+
+
+@pytest.mark.parametrize("layer", [layer.name for layer in OVERLAYS])
+def test_the_cpu_workers_get_the_jobs_volume_and_database_secret(
+    rendered: dict[str, list[dict[str, Any]]], layer: str
+) -> None:
+    """Uploads of jobs on a volume every extractor reads; the database URL from a Secret."""
+    service = _one(rendered[layer], "RayService")
+    cpu = next(
+        g
+        for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+        if g["groupName"] == "cpu"
+    )
+    pod = cpu["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    claims = {
+        v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]
+    }
+    assert claims["jobs-data"] == "vidserve-jobs-data"
+    store = next(e for e in container["env"] if e["name"] == "VIDSERVE_STORE_URL")
+    assert store["valueFrom"]["secretKeyRef"] == {
+        "name": "vidserve-jobs-db",
+        "key": "url",
+        "optional": True,
+    }
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert config["applications"][0]["args"]["jobs"]["data_dir"] == mounts["jobs-data"]
