@@ -128,12 +128,16 @@ def run(request: Request, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) 
         err.write(f"{exc}\n")
         return exc.code
     except httpx.TransportError as exc:
-        err.write(
-            f"vidserve: cannot reach {request.server} ({exc}); start the service (`make run`) "
-            "or point --server / VIDSERVE_URL at it\n"
-        )
-        return EXIT_UNREACHABLE
+        return unreachable(request.server, exc, err)
     return EXIT_OK
+
+
+def unreachable(server: str, exc: Exception, err: IO[str]) -> int:
+    err.write(
+        f"vidserve: cannot reach {server} ({exc}); start the service (`make run`) "
+        "or point --server / VIDSERVE_URL at it\n"
+    )
+    return EXIT_UNREACHABLE
 
 
 def _raise_for_error(response: httpx.Response) -> None:

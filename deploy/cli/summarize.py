@@ -22,9 +22,9 @@ from deploy.cli.analyze import (
     EXIT_INPUT,
     EXIT_OK,
     EXIT_SERVER,
-    EXIT_UNREACHABLE,
     ClientError,
     _raise_for_error,
+    unreachable,
 )
 from deploy.jobs.plan import timestamp as clock
 
@@ -155,11 +155,7 @@ def run(job: Job, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
         err.write(f"{exc}\n")
         return exc.code
     except httpx.TransportError as exc:
-        err.write(
-            f"vidserve: cannot reach {job.server} ({exc}); start the service (`make run`) "
-            "or point --server / VIDSERVE_URL at it\n"
-        )
-        return EXIT_UNREACHABLE
+        return unreachable(job.server, exc, err)
     if job.as_json:
         out.write(json.dumps(finished, indent=2) + "\n")
     else:

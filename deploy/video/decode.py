@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
@@ -62,11 +62,16 @@ def extract(
     """Decode `data` into the frames `options` ask for; `data` must be of the `expected` kind.
     `param` names where the media came from in errors, as the API calls it (default: the
     media's kind)."""
+    return _timed(lambda: _decode(data, options, settings, expected, param), param or expected)
+
+
+def _timed(decode: Callable[[], FrameBatch], param: str) -> FrameBatch:
+    """`decode()` with its time in `extract_s`; a client error names `param`."""
     started = time.perf_counter()
     try:
-        batch = _decode(data, options, settings, expected, param)
+        batch = decode()
     except (InvalidRequest, UnprocessableInput, PayloadTooLarge) as exc:
-        exc.param = param or expected.value
+        exc.param = param
         raise
     return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
 
@@ -153,13 +158,9 @@ def extract_file(
 ) -> FrameBatch:
     """`extract` for a video already in a file (a job's video: read in place, not copied);
     `index`: its probe, when the caller keeps it."""
-    started = time.perf_counter()
-    try:
-        batch = _decode_video_file(path, options, settings, index)
-    except (InvalidRequest, UnprocessableInput, PayloadTooLarge) as exc:
-        exc.param = param or MediaKind.VIDEO.value
-        raise
-    return dataclasses.replace(batch, extract_s=time.perf_counter() - started)
+    return _timed(
+        lambda: _decode_video_file(path, options, settings, index), param or MediaKind.VIDEO
+    )
 
 
 def _decode_video_file(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from deploy.cli.summarize import EXIT_INPUT, EXIT_UNREACHABLE, Job, render, run
+from deploy.cli.analyze import EXIT_INPUT, EXIT_UNREACHABLE
+from deploy.cli.summarize import Job, render, run
 from tests.ports import free_port
 
 
