@@ -175,7 +175,7 @@ def _test_config(
             "backends": {"primary": "ollama", "fallback": "none"},
             "ollama": {"model": OLLAMA_ONLY_MODEL, "request_timeout_s": OLLAMA_ONLY_TIMEOUT_S},
             "auth": {"api_keys": [CONFIG_KEY], "api_keys_file": str(keys_file)},
-            "jobs": {"data_dir": str(data_dirs[1])},
+            "jobs": {"data_dir": str(data_dirs[1]), **JOB_TOKENS},
         },
     )
     ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] != "VLLM"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import FILE_KEY, OLLAMA_ONLY_PREFIX, Media
+from tests.ollama_stub import OllamaStub
 from tests.videos import write_h264
 
 DURATION_S = 180
@@ -206,3 +208,54 @@ def test_the_cli_summarizes_with_progress_and_prints_chapters(
     assert any(line.startswith("[") and "-00:03:00]" in line for line in lines)
     assert "chunks" in err.getvalue()  # the progress bar over chunks
     assert "upload" in err.getvalue()
+
+
+def test_a_job_survives_its_ingress_replica_dying(
+    client: httpx.Client, stub: OllamaStub, long_video: Path
+) -> None:
+    """Kill the keyed app's ingress replica mid-job: the replica Serve starts again resumes the
+    job once its lease runs out, from its last finished chunk. The engine (the Ollama stand-in)
+    is asked about each chunk once: which chunk a caption request is about is read from the
+    frame it carries (each frame shows its own index)."""
+    from tests.load import kill_replica
+    from tests.ollama_stub import decode_images
+    from tests.videos import decode_index
+
+    stub.behaviour.delay_s = 0.3  # long enough a job to kill its replica in the middle
+    with long_video.open("rb") as handle:
+        created = client.post(
+            f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs",
+            files={"file": (long_video.name, handle, "video/mp4")},
+            data={"task": "captions", "chunk_s": "6", "frames_per_chunk": "1"},
+        )
+    assert created.status_code == 202, created.text
+    path = f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs/{created.json()['id']}"
+    before = _wait_for(client, path, lambda job: job["progress"]["chunks_done"] >= 4)
+    done_before = {chunk["index"] for chunk in before["chunks"]}
+    kill_replica("Ingress", app="vidserve-ollama")
+    after = _wait_for(client, path, lambda job: job["state"] == "succeeded", timeout_s=180)
+    assert after["progress"] == {"chunks_done": 30, "chunks_failed": 0, "chunks_total": 30}
+
+    asked: Counter[int] = Counter()  # chunk -> caption requests the engine got
+    for chat in stub.chats:
+        for image in decode_images(chat):
+            asked[decode_index(image) // 2 // 6] += 1  # 2 frames a second, 6 s chunks
+    assert set(asked) == set(range(30))
+    assert all(asked[index] == 1 for index in done_before)  # nothing finished is redone
+    assert sum(asked.values()) <= 30 + 2  # at most the chunks in flight at the kill, twice
+
+
+def _wait_for(
+    client: httpx.Client, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 60
+) -> dict[str, Any]:
+    """The job once `done(job)`; answers of a replica restarting (5xx, refused) are waited out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = client.get(path)
+        except httpx.TransportError:
+            response = None
+        if response is not None and response.status_code == 200 and done(job := response.json()):
+            return job
+        time.sleep(0.3)
+    raise TimeoutError(f"{path} did not get there in {timeout_s:.0f} s")
