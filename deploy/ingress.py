@@ -98,7 +98,7 @@ def build_http_app(
         status = "ready" if backends[primary]["ready"] else "degraded"
         return JSONResponse({"status": status, "backends": backends})
 
-    openai = OpenAIRoutes(pipeline, args)
+    openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
     routes = [
         Route("/v1/video/analyze", analyze, methods=["POST"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
 
 from deploy.api.openai_protocol import ResponseFormat, _json_schema
 from deploy.config.settings import AppArgs
@@ -103,6 +104,11 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
         tasks = ", ".join(task.value for task in JobTask)
         return InvalidRequest(f"task must be one of {tasks}", param="task", code="invalid_value")
     return InvalidRequest(f"{where}: {error['msg']}", param=where, code="invalid_value")
+
+
+def owner_of(request: Request) -> str:
+    """The fingerprint of the caller's API key (api/auth.py), "" when keys are off."""
+    return str(getattr(request.state, "owner", ""))
 
 
 def job_view(job: JobRecord, chunks: list[ChunkRecord] | None = None) -> dict[str, Any]:

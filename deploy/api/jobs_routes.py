@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from deploy.api import json_body
 from deploy.api.body import read_capped
-from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, parse_job_request
+from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, owner_of, parse_job_request
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
 from deploy.jobs.runner import JobRunner
@@ -47,13 +47,9 @@ MAX_JOB_JSON_BYTES = 256 * 1024
 KEEPALIVE_S = 15.0
 
 
-def owner_of(request: Request) -> str:
-    """The fingerprint of the caller's API key (api/auth.py), "" when keys are off."""
-    return str(getattr(request.state, "owner", ""))
-
-
 class JobRoutes:
     def __init__(self, store: Store, runner: JobRunner, args: AppArgs) -> None:
+        self.store = store
         self._store = store
         self._runner = runner
         self._args = args

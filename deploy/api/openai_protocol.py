@@ -122,6 +122,7 @@ class ChatPlan:
     params: GenerationParams
     stream: bool
     include_usage: bool
+    job_id: str | None = None  # video_options.job_id: answer from a finished job (jobs/ask.py)
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -144,11 +145,21 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
             code="model_not_found",
         )
     turns, media = _conversation(request.messages, args)
+    options = dict(request.video_options or {})
+    job_id = options.pop("job_id", None)
+    if job_id is not None and (not isinstance(job_id, str) or media is not None):
+        raise InvalidRequest(
+            "video_options.job_id names a job (a string) whose video the question is about; "
+            "send it without an image or video in the messages",
+            param="video_options.job_id",
+            code="invalid_value",
+        )
     return ChatPlan(
         model=request.model,
         turns=turns,
         media=media,
-        sampling=_sampling(request.video_options, args),
+        job_id=job_id,
+        sampling=_sampling(options, args),
         params=_generation(request, args),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),

@@ -14,6 +14,7 @@ Errors have OpenAI's shape and status codes, so the SDK raises its own exception
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -30,9 +31,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from deploy.api.body import read_capped, require_content_type
+from deploy.api.jobs_protocol import owner_of
 from deploy.api.openai_protocol import ChatPlan, parse_chat
 from deploy.config.settings import AppArgs
-from deploy.serving.errors import PayloadTooLarge, VidserveError
+from deploy.jobs.ask import job_context
+from deploy.jobs.store import Store
+from deploy.serving.errors import InvalidRequest, PayloadTooLarge, VidserveError
 from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
 
@@ -40,9 +44,12 @@ BACKEND_HEADER = "X-Vidserve-Backend"
 
 
 class OpenAIRoutes:
-    def __init__(self, pipeline: AnalyzePipeline, args: AppArgs) -> None:
+    def __init__(
+        self, pipeline: AnalyzePipeline, args: AppArgs, jobs_store: Store | None = None
+    ) -> None:
         self._pipeline = pipeline
         self._args = args
+        self._jobs_store = jobs_store
         self._served = [args.model_of(b) for b in args.backends.order]
         self._backend_of = {args.model_of(b): b.value for b in args.backends.order}
         self._created = int(time.time())
@@ -61,6 +68,8 @@ class OpenAIRoutes:
         body = await self._read_body(request)
         self._pipeline.uploaded(time.perf_counter() - received_at)
         plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
+        if plan.job_id is not None:
+            plan = await self._about_job(plan, owner_of(request))
         loaded = None
         if plan.media is not None:
             loaded = await self._pipeline.load(plan.media, plan.sampling)
@@ -99,6 +108,30 @@ class OpenAIRoutes:
         extension = _extension(result.backend, routed.fallback, loaded) | {"timings": timings}
         body_out = _json(completion) | {"vidserve": extension}
         return JSONResponse(body_out, headers={BACKEND_HEADER: result.backend})
+
+    async def _about_job(self, plan: ChatPlan, owner: str) -> ChatPlan:
+        """The question is about a job's video: its captions as context, the frames of the
+        chunk that best matches the question as the media (deploy/jobs/ask.py)."""
+        if self._jobs_store is None:
+            raise InvalidRequest(
+                "video_options.job_id: jobs are not enabled here", param="video_options.job_id"
+            )
+        question = plan.turns[-1].text
+        context = await asyncio.to_thread(
+            job_context,
+            self._jobs_store,
+            plan.job_id or "",
+            owner,
+            question,
+            self._args.generation.max_prompt_chars // 2,
+        )
+        asked = dataclasses.replace(plan.turns[-1], media=True)
+        return dataclasses.replace(
+            plan,
+            turns=(context.captions, *plan.turns[:-1], asked),
+            media=context.media,
+            sampling=context.sampling,
+        )
 
     async def _stream(
         self, plan: ChatPlan, inference: InferenceRequest, loaded: Loaded | None

@@ -563,8 +563,11 @@ class Store:
             [job_id, owner, kind, span[0], span[1], text],
         )
 
-    def search(self, owner: str, text: str, limit: int) -> list[SearchHit]:
-        """`owner`'s captions and chapters matching the words of `text`, best first."""
+    def search(
+        self, owner: str, text: str, limit: int, job_id: str | None = None
+    ) -> list[SearchHit]:
+        """`owner`'s captions and chapters matching the words of `text`, best first (of one
+        job's, given `job_id`)."""
         query = _fts5_query(text)
         if not query:
             return []
@@ -574,8 +577,9 @@ class Store:
                 "SELECT d.job_id, j.video, d.kind, d.start_s, d.end_s, d.text, "
                 "-bm25(documents_fts) AS score FROM documents_fts "
                 "JOIN documents d ON d.id = documents_fts.rowid JOIN jobs j ON j.id = d.job_id "
-                "WHERE documents_fts MATCH ? AND d.owner = ? ORDER BY score DESC LIMIT ?",
-                [query, owner, limit],
+                "WHERE documents_fts MATCH ? AND d.owner = ? "
+                "AND (CAST(? AS TEXT) IS NULL OR d.job_id = ?) ORDER BY score DESC LIMIT ?",
+                [query, owner, job_id, job_id, limit],
             ).fetchall()
         return [_hit(row) for row in rows]
 
@@ -595,7 +599,9 @@ class PostgresStore(Store):
         """Replicas starting together migrate one at a time (a transaction-scoped lock)."""
         self._run(cursor, "SELECT pg_advisory_xact_lock(7263517)")
 
-    def search(self, owner: str, text: str, limit: int) -> list[SearchHit]:
+    def search(
+        self, owner: str, text: str, limit: int, job_id: str | None = None
+    ) -> list[SearchHit]:
         words = re.findall(r"\w+", text)
         if not words:
             return []
@@ -605,8 +611,8 @@ class PostgresStore(Store):
                 "SELECT d.job_id, j.video, d.kind, d.start_s, d.end_s, d.text, "
                 "ts_rank(d.tsv, q) AS score FROM documents d JOIN jobs j ON j.id = d.job_id, "
                 "to_tsquery('english', ?) q WHERE d.tsv @@ q AND d.owner = ? "
-                "ORDER BY score DESC LIMIT ?",
-                [" | ".join(words), owner, limit],
+                "AND (CAST(? AS TEXT) IS NULL OR d.job_id = ?) ORDER BY score DESC LIMIT ?",
+                [" | ".join(words), owner, job_id, job_id, limit],
             ).fetchall()
         return [_hit(row) for row in rows]
 

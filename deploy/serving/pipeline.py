@@ -69,6 +69,7 @@ class MediaSource:
     url: str | None = None
     frames: list[bytes] | None = None
     digest: str | None = None
+    file: str | None = None  # a job's video, read in place by the extractor (extract_file)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ class AnalyzePipeline:
         started = time.perf_counter()
         if source.frames is not None:
             call = self._extractor.from_images.remote(source.frames, sampling, source.param)
+            return self._loaded(await self._extract(call), started)
+        if source.file is not None:
+            call = self._extractor.extract_file.remote(source.file, sampling, source.param)
             return self._loaded(await self._extract(call), started)
         if source.data is None:
             handle = affinity(self._extractor, url_key(source.url or ""))

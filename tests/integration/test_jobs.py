@@ -259,3 +259,32 @@ def _wait_for(
             return job
         time.sleep(0.3)
     raise TimeoutError(f"{path} did not get there in {timeout_s:.0f} s")
+
+
+def test_a_chat_question_about_a_finished_job(serve_url: str, long_video: Path) -> None:
+    """video_options.job_id: the frames sent are those of the chunk the question matches."""
+    schema = json.loads(json.dumps(RESPONSE_FORMAT))
+    schema["json_schema"]["schema"]["properties"]["caption"]["enum"] = ["a lighthouse"]
+    with httpx.Client(base_url=serve_url, timeout=120) as http:
+        created = http.post(
+            "/v1/video/jobs",
+            json={"url": long_video.as_uri(), "task": "captions", "chunk_s": 60,
+                  "frames_per_chunk": 2, "response_format": schema},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        finished = list(_events(http, created.headers["location"]))[-1][1]
+        assert finished["state"] == "succeeded", finished
+        model = http.get("/v1/models").json()["data"][0]["id"]
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "When is the lighthouse seen?"}],
+            "max_tokens": 8,
+            "video_options": {"job_id": created.json()["id"]},
+        }
+        answered = http.post("/v1/chat/completions", json=body)
+        assert answered.status_code == 200, answered.text
+        frames = answered.json()["vidserve"]["frames"]
+        assert frames["count"] == 2
+        assert all(0 <= t < 60 for t in frames["timestamps"])  # the first matching chunk
+        body["video_options"] = {"job_id": "job_nope"}
+        assert http.post("/v1/chat/completions", json=body).status_code == 404
