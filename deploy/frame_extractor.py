@@ -222,7 +222,8 @@ class FrameExtractor:
             return extract_file(path, options, self._settings, index, param)
 
         batch = await asyncio.to_thread(work)
-        self._metrics.extracted("video", batch.count, batch.duration_s, 0)
+        covered = min(options.end_s or batch.duration_s, batch.duration_s) - (options.start_s or 0)
+        self._metrics.extracted("video", batch.count, covered, 0)
         return self._store(batch, "")
 
     def _index(self, path: str, param: str) -> VideoIndex | None:

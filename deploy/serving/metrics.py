@@ -258,8 +258,12 @@ class ServeExtractorMetrics:
         )
 
     def extracted(self, kind: str, frames: int, video_s: float, size: int) -> None:
-        self._frames.inc(frames, tags={"kind": kind})
-        self._bytes.inc(size, tags={"kind": kind})
+        """`size`: bytes received (0: read in place, a job's file); `video_s`: seconds of video
+        covered. Ray's counters refuse an increment of 0."""
+        if frames > 0:
+            self._frames.inc(frames, tags={"kind": kind})
+        if size > 0:
+            self._bytes.inc(size, tags={"kind": kind})
         if video_s > 0:
             self._video_seconds.inc(video_s)
 
