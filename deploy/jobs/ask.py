@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.jobs.plan import Piece, lines
+from deploy.jobs.plan import Piece, chunk_sampling, lines
 from deploy.jobs.store import JobRecord, Store
 from deploy.serving.errors import NotFound, UnprocessableInput
 from deploy.serving.messages import Role, SamplingOptions, Turn
@@ -43,9 +43,7 @@ def job_context(store: Store, job_id: str, owner: str, question: str, max_chars:
     text = _within(lines(pieces), max_chars)
     return JobContext(
         media=MediaSource(param=PARAM, file=job.source),
-        sampling=SamplingOptions(
-            num_frames=_frames(job), start_s=best.start_s, end_s=best.end_s or None
-        ),
+        sampling=chunk_sampling((best.start_s, best.end_s), _frames(job)),
         captions=Turn(
             Role.SYSTEM,
             f"Timestamped descriptions of the whole video ({job.video}):\n{text}\n\nThe frames "

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deploy.serving.errors import InvalidRequest
+from deploy.serving.messages import SamplingOptions
 from deploy.video.chunks import chunk_spans
 
 # Tokens of a line's timestamp prefix "[00:00:00-00:00:30] " and its newline.
@@ -60,6 +61,19 @@ def plan_chunks(
             code="too_many_chunks",
         )
     return spans
+
+
+# Sampling windows include their end; a chunk is [start, end): its window stops just before.
+_END_EXCLUSIVE_S = 0.001
+
+
+def chunk_sampling(span: tuple[float, float], frames: int) -> SamplingOptions:
+    """The frames of one chunk: `frames` uniformly in [start, end) (the frame at `end` opens
+    the next chunk)."""
+    start, end = span
+    return SamplingOptions(
+        num_frames=frames, start_s=start, end_s=max(end - _END_EXCLUSIVE_S, start) or None
+    )
 
 
 def merge_budget(max_model_len: int, answer_tokens: int) -> int:

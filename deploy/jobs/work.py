@@ -12,11 +12,12 @@ from typing import Any, Protocol
 from ray.serve.handle import DeploymentHandle
 
 from deploy.config.settings import JobsSettings
+from deploy.jobs.plan import chunk_sampling
 from deploy.jobs.spec import DEFAULT_CAPTION_PROMPT, JobSpec
 from deploy.jobs.store import Span
 from deploy.serving.backends import BackendRouter
 from deploy.serving.handles import call_stage
-from deploy.serving.messages import GenerationParams, InferenceRequest, SamplingOptions
+from deploy.serving.messages import GenerationParams, InferenceRequest
 
 # A chunk's frames take seconds to decode; past this something is wrong.
 EXTRACT_TIMEOUT_S = 300.0
@@ -53,9 +54,7 @@ class PipelineWork:
         return seconds
 
     async def caption(self, source: str, span: Span, spec: JobSpec) -> Generated:
-        options = SamplingOptions(
-            num_frames=spec.frames_per_chunk, start_s=span[0], end_s=span[1] or None
-        )
+        options = chunk_sampling(span, spec.frames_per_chunk)
         call = self._extractor.extract_file.remote(source, options, "url")
         frames = await call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
         params = GenerationParams(
