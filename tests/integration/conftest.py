@@ -244,6 +244,7 @@ def serve_url(
         keys_file,
         data_dirs,
     )
+    _DEPLOYED["config"] = config
     runner.start_local_ray(metrics_port=metrics_port)
     try:
         runner.deploy(config)
@@ -254,6 +255,15 @@ def serve_url(
         yield url
     finally:
         runner.shutdown()
+
+
+_DEPLOYED: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="session")
+def deployed_config(serve_url: str) -> dict[str, Any]:
+    """The Serve config the session deployed (a test that restarts an app deploys it again)."""
+    return copy.deepcopy(_DEPLOYED["config"])
 
 
 def _wait_ready(url: str, timeout_s: float = 120.0) -> None:

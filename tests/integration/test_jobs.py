@@ -218,8 +218,6 @@ def test_a_job_survives_its_ingress_replica_dying(
     is asked about each chunk once: which chunk a caption request is about is read from the
     frame it carries (each frame shows its own index)."""
     from tests.load import kill_replica
-    from tests.ollama_stub import decode_images
-    from tests.videos import decode_index
 
     stub.behaviour.delay_s = 0.3  # long enough a job to kill its replica in the middle
     with long_video.open("rb") as handle:
@@ -236,10 +234,7 @@ def test_a_job_survives_its_ingress_replica_dying(
     after = _wait_for(client, path, lambda job: job["state"] == "succeeded", timeout_s=180)
     assert after["progress"] == {"chunks_done": 30, "chunks_failed": 0, "chunks_total": 30}
 
-    asked: Counter[int] = Counter()  # chunk -> caption requests the engine got
-    for chat in stub.chats:
-        for image in decode_images(chat):
-            asked[decode_index(image) // 2 // 6] += 1  # 2 frames a second, 6 s chunks
+    asked = _chunks_asked(stub)  # chunk -> caption requests the engine got
     assert set(asked) == set(range(30))
     assert all(asked[index] == 1 for index in done_before)  # nothing finished is redone
     assert sum(asked.values()) <= 30 + 2  # at most the chunks in flight at the kill, twice
@@ -292,3 +287,55 @@ def test_a_chat_question_about_a_finished_job(serve_url: str, long_video: Path) 
         assert all(chunk * 60 <= t < chunk * 60 + 60 for t in frames["timestamps"])
         body["video_options"] = {"job_id": "job_nope"}
         assert http.post("/v1/chat/completions", json=body).status_code == 404
+
+
+def test_a_job_resumes_after_its_app_is_restarted(
+    client: httpx.Client, stub: OllamaStub, long_video: Path, deployed_config: dict[str, Any]
+) -> None:
+    """The keyed app deleted mid-job (its replicas stop: the runner hands its lease back) and
+    deployed again: the new ingress resumes the job from the store; finished chunks are not
+    asked again."""
+    from ray import serve
+
+    from deploy.cli import runner
+
+    stub.behaviour.delay_s = 0.3
+    with long_video.open("rb") as handle:
+        created = client.post(
+            f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs",
+            files={"file": (long_video.name, handle, "video/mp4")},
+            data={"task": "captions", "chunk_s": "6", "frames_per_chunk": "1"},
+        )
+    assert created.status_code == 202, created.text
+    path = f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs/{created.json()['id']}"
+    before = _wait_for(client, path, lambda job: job["progress"]["chunks_done"] >= 4)
+    done_before = {chunk["index"] for chunk in before["chunks"]}
+
+    others = [a for a in deployed_config["applications"] if a["name"] != "vidserve-ollama"]
+    runner.deploy({**deployed_config, "applications": others})  # the keyed app deleted
+    deadline = time.monotonic() + 120
+    while "vidserve-ollama" in serve.status().applications and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "vidserve-ollama" not in serve.status().applications
+    runner.deploy(deployed_config)
+    runner.wait_until_running(300, progress=print, app="vidserve-ollama")
+
+    after = _wait_for(client, path, lambda job: job["state"] == "succeeded", timeout_s=180)
+    assert after["progress"]["chunks_done"] == 30
+    asked = _chunks_asked(stub)
+    assert set(asked) == set(range(30))
+    assert all(asked[index] == 1 for index in done_before)
+    assert sum(asked.values()) <= 30 + 2
+
+
+def _chunks_asked(stub: OllamaStub) -> Counter[int]:
+    """Caption requests the engine (the stand-in) got, per chunk: read from the frame each one
+    carries (2 frames a second, 6 s chunks)."""
+    from tests.ollama_stub import decode_images
+    from tests.videos import decode_index
+
+    asked: Counter[int] = Counter()
+    for chat in stub.chats:
+        for image in decode_images(chat):
+            asked[decode_index(image) // 2 // 6] += 1
+    return asked
