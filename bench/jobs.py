@@ -50,7 +50,9 @@ def long_video(minutes: float) -> Path:
         [
             imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
             "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={minutes * 60:g}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p",
+            # 2 Mbit/s, a keyframe every 2 s: what a screen or camera recording looks like
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M",
+            "-bufsize", "4M", "-g", "60", "-pix_fmt", "yuv420p",
             str(partial),
         ],
         check=True,
