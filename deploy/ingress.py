@@ -7,6 +7,7 @@ Routes:
     GET  /healthz               200 while the process is alive
     GET  /readyz                200 once a backend can answer (each backend's state), 503 before
     /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
+    GET  /                      the web page (deploy/web/: static files, no key needed)
 Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
 Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status of the typed
 error (api/error_handlers.py); what a replica lets in (bytes in flight, slow bodies, request ids)
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys
@@ -52,6 +53,7 @@ from deploy.serving.metrics import (
     ServeStageMetrics,
 )
 from deploy.serving.pipeline import AnalyzePipeline
+from deploy.web import page_routes
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
@@ -99,13 +101,14 @@ def build_http_app(
         return JSONResponse({"status": status, "backends": backends})
 
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/video/analyze", analyze, methods=["POST"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
+    routes += page_routes()  # the web page at / (deploy/web/)
     runner = jobs[0] if jobs else None
     if jobs is not None:
         job_routes = jobs[1]

@@ -115,13 +115,19 @@ class ApiKeyMiddleware:
     ) -> None:
         self.app = app
         self._keys = keys
-        self._open = frozenset(open_paths)
+        self._open = frozenset(p for p in open_paths if not p.endswith("*"))
+        self._open_prefixes = tuple(p.removesuffix("*") for p in open_paths if p.endswith("*"))
         self._max_per_key = max_concurrent_per_key
         self._retry_after_s = retry_after_s
         self._in_flight: Counter[int] = Counter()  # key position -> requests in flight here
 
+    def _is_open(self, path: str) -> bool:
+        return path in self._open or (
+            bool(self._open_prefixes) and path.startswith(self._open_prefixes)
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._keys.enabled or route_path(scope) in self._open:
+        if scope["type"] != "http" or not self._keys.enabled or self._is_open(route_path(scope)):
             await self.app(scope, receive, send)
             return
         try:

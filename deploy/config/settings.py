@@ -454,7 +454,9 @@ class AuthSettings(StrictModel):
         "VIDSERVE_API_KEYS_FILE overrides.",
     )
     open_paths: tuple[str, ...] = Field(
-        default=("/healthz", "/readyz"), description="Paths answered without a key."
+        default=("/healthz", "/readyz", "/", "/static/*"),
+        description="Paths answered without a key (`*` at the end: a prefix); the web page "
+        "(`/`, `/static/`) holds no data, its API calls send the key typed into it.",
     )
     max_concurrent_per_key: int = Field(
         default=0,

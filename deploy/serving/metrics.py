@@ -32,9 +32,10 @@ ROUTES = {
     "/readyz": "readyz",
     "/v1/video/jobs": "jobs",
     "/v1/video/search": "search",
+    "/": "web",
 }
 # Routes with an id in the path, by prefix.
-ROUTE_PREFIXES = {"/v1/video/jobs/": "jobs"}
+ROUTE_PREFIXES = {"/v1/video/jobs/": "jobs", "/static/": "web"}
 
 
 def route_label(path: str) -> str:

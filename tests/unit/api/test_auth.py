@@ -110,3 +110,13 @@ def test_the_middleware_guards_all_but_the_open_paths() -> None:
 
 def test_without_keys_the_api_is_open() -> None:
     assert _app(ApiKeys([])).get("/v1/models").text == "hello"
+
+
+def test_open_paths_ending_in_a_star_are_prefixes() -> None:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    app = Starlette(routes=[Route("/static/{name}", hello), Route("/staticky", hello)])
+    guarded = TestClient(ApiKeyMiddleware(app, ApiKeys([KEY_A]), ("/static/*",)))
+    assert guarded.get("/static/app.js").text == "hello"
+    assert guarded.get("/staticky").status_code == 401
