@@ -120,6 +120,7 @@ DEBIAN_TOOLS = {
         "/usr/lib/postgresql",
         "the jobs store tests start a real PostgreSQL server on a free port",
     ),
+    "chromium": ("chromium", "the web page tests drive Debian's Chromium with Playwright"),
 }
 
 

@@ -211,6 +211,13 @@ function onJobEvent(name, data) {
     bar.max = data.progress.chunks_total || 1;
     bar.value = data.progress.chunks_seen;
     $("#job-state").textContent = `${data.progress.chunks_seen} of ${data.progress.chunks_total} chunks`;
+    // Each chunk's caption as it finishes; the chapters replace them at the end.
+    const item = document.createElement("li");
+    item.className = "caption";
+    item.dataset.start = String(data.start_s);
+    item.textContent = `${clock(data.start_s)}–${clock(data.end_s)} ${data.text || (data.error && data.error.message) || ""}`;
+    item.addEventListener("click", () => seek(data.start_s));
+    $("#chapters").append(item);
   } else if (name === "state") {
     $("#job-state").textContent = data.state;
   } else if (name === "result") {
@@ -219,6 +226,7 @@ function onJobEvent(name, data) {
     const chapters = (data.result && data.result.chapters) || [];
     $("#chapters").replaceChildren(...chapters.map((chapter) => {
       const item = document.createElement("li");
+      item.className = "chapter";
       item.dataset.start = String(chapter.start_s);
       item.textContent = `${clock(chapter.start_s)}–${clock(chapter.end_s)} ${chapter.title}: ${chapter.summary}`;
       item.addEventListener("click", () => seek(chapter.start_s));

@@ -1,0 +1,120 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright (launched from
+/usr/bin/chromium, never downloaded), against the running app with the tiny model. Upload a
+generated video, ask: the answer streams in (its text grows), the frames strip shows one
+thumbnail per sampled frame at the right times, a click seeks the player; a bad file shows the
+service's message; a summary job shows progress and chapters. A screenshot of each step is
+saved under test-results/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import VIDEO_FPS, VIDEO_FRAMES, Media
+from tests.videos import write_h264
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-results" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def three_minutes(media: Media) -> Path:
+    return write_h264(media.local_dir / "web-three-minutes.mp4", 360, 2.0, (160, 120), gop=20)
+
+
+@pytest.fixture(scope="module")
+def page(serve_url: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            "chromium is not installed: `make setup-dev` as root, or apt-get install chromium"
+        )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        tab = browser.new_page(viewport={"width": 1100, "height": 1000})
+        errors: list[str] = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto(f"{serve_url}/")
+        yield tab
+        browser.close()
+        assert not errors, f"the page threw: {errors}"
+
+
+def test_upload_ask_stream_and_frames(page: object, media: Media) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.set_input_files("#file", str(media.local_dir / "clip.mp4"))
+    expect(page.locator("#player")).to_be_visible()
+    page.screenshot(path=SHOTS / "1-uploaded.png")
+    page.click("#options summary")
+    page.fill("#num-frames", "4")
+    page.fill("#question", "What happens in this clip?")
+    page.click("#ask-button")
+    lengths = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and page.locator("#frames .thumb").count() == 0:
+        lengths.add(len(page.inner_text("#answer")))
+        time.sleep(0.05)
+    page.screenshot(path=SHOTS / "2-answered.png")
+    assert len(lengths - {0}) >= 2, f"the answer did not grow as it streamed: {sorted(lengths)}"
+    expect(page.locator("#backend")).to_contain_text("answered by vllm")
+    thumbs = page.locator("#frames .thumb")
+    expect(thumbs).to_have_count(4)
+    times = [float(thumbs.nth(i).get_attribute("data-t") or "nan") for i in range(4)]
+    duration = VIDEO_FRAMES / VIDEO_FPS
+    assert times == sorted(times)
+    assert times[0] == pytest.approx(0.0, abs=0.11)
+    assert times[-1] == pytest.approx(duration - 1 / VIDEO_FPS, abs=0.11)
+    thumbs.nth(2).click()
+    seeked = float(page.get_attribute("#player", "data-seeked-to") or "nan")
+    assert seeked == times[2]
+    page.screenshot(path=SHOTS / "3-frames.png")
+
+
+def test_a_bad_file_shows_the_services_message(page: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    bad = tmp_path / "notes.mp4"
+    bad.write_bytes(b"just some text\n" * 100)
+    page.set_input_files("#file", str(bad))
+    page.fill("#question", "What is this?")
+    page.click("#ask-button")
+    error = page.locator("#error")
+    expect(error).to_be_visible(timeout=60_000)
+    expect(error).to_contain_text("is not a video")
+    expect(error).to_contain_text("422 unsupported_media")
+    assert "Traceback" not in error.inner_text()
+    page.screenshot(path=SHOTS / "4-bad-file.png")
+
+
+def test_a_summary_job_shows_progress_and_chapters(page: object, three_minutes: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.set_input_files("#file", str(three_minutes))
+    page.click("#summarize")
+    expect(page.locator("#job-progress")).to_be_visible(timeout=60_000)
+    expect(page.locator("#chapters li.caption").first).to_be_visible()  # captions as they come
+    page.screenshot(path=SHOTS / "5-job-progress.png")
+    expect(page.locator("#job-state")).to_have_text("succeeded", timeout=180_000)
+    chapters = page.locator("#chapters li.chapter")
+    assert chapters.count() >= 1
+    assert chapters.first.get_attribute("data-start") == "0"
+    assert float(page.get_attribute("#job-progress", "value") or 0) == 6  # 6 chunks of 30 s
+    chapters.last.click()
+    assert page.get_attribute("#player", "data-seeked-to") == chapters.last.get_attribute(
+        "data-start"
+    )
+    page.screenshot(path=SHOTS / "6-chapters.png", full_page=True)
