@@ -339,3 +339,33 @@ def _chunks_asked(stub: OllamaStub) -> Counter[int]:
         for image in decode_images(chat):
             asked[decode_index(image) // 2 // 6] += 1
     return asked
+
+
+def test_a_job_finishes_when_the_vllm_replica_dies(
+    serve_url: str, stub: OllamaStub, long_video: Path
+) -> None:
+    """The vLLM replica killed mid-job: the backend policy hands the chunks to Ollama (the
+    stand-in) while Serve replaces it; the job finishes with every chunk recorded once and none
+    failed. Waits for vLLM to be back, for the tests after it."""
+    import asyncio
+
+    from tests.load import kill_replica, wait_ready
+
+    with httpx.Client(base_url=serve_url, timeout=60) as http:
+        created = http.post(
+            "/v1/video/jobs",
+            json={"url": long_video.as_uri(), "task": "captions", "chunk_s": 2,
+                  "frames_per_chunk": 1},
+        )  # fmt: skip
+        assert created.status_code == 202, created.text
+        path = created.headers["location"]
+        _wait_for(http, path, lambda job: job["progress"]["chunks_done"] >= 3)
+        kill_replica("VLLM")
+        job = _wait_for(
+            http, path, lambda job: job["state"] in ("succeeded", "failed"), timeout_s=300
+        )
+    assert job["state"] == "succeeded", job["error"]
+    assert job["progress"] == {"chunks_done": 90, "chunks_failed": 0, "chunks_total": 90}
+    assert [chunk["index"] for chunk in job["chunks"]] == list(range(90))  # each once
+    assert stub.chats  # the fallback answered while vLLM was down
+    asyncio.run(wait_ready(serve_url, 600))
