@@ -16,6 +16,7 @@ is api/guard.py, API keys and their concurrency api/auth.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -58,6 +59,8 @@ from deploy.web import page_routes
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
 DEPLOYMENT_NAME = "Ingress"
+# The most a replica's shutdown waits for its jobs runner to hand its leases back.
+RUNNER_STOP_TIMEOUT_S = 5.0
 
 
 def build_http_app(
@@ -121,17 +124,9 @@ def build_http_app(
             Route("/v1/video/search", job_routes.search, methods=["GET"]),
         ]
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if runner is not None:
-            runner.start()
-        yield
-        if runner is not None:
-            await runner.stop()
-
     app = Starlette(
         routes=routes,
-        lifespan=lifespan,
+        lifespan=lambda app: _lifespan(runner),
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(
@@ -153,6 +148,21 @@ def build_http_app(
     )
     app.state.retry_after_s = args.http.retry_after_s
     return app
+
+
+@asynccontextmanager
+async def _lifespan(runner: JobRunner | None) -> AsyncIterator[None]:
+    """The jobs runner runs while the app does."""
+    if runner is not None:
+        runner.start()
+    yield
+    if runner is not None:
+        # Bounded: a replica's shutdown never waits on the jobs database. Leases not handed
+        # back expire by themselves (jobs.lease_s) and another replica resumes the jobs.
+        try:
+            await asyncio.wait_for(runner.stop(), timeout=RUNNER_STOP_TIMEOUT_S)
+        except Exception:  # the replica is going away either way; say why, do not hang
+            logger.warning("jobs: the runner did not stop cleanly", exc_info=True)
 
 
 @serve.ingress()

@@ -94,11 +94,13 @@ class JobRunner:
         restarted) resumes them."""
         if self._loop_task is not None:
             self._loop_task.cancel()
+        held = list(self._running)
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        held = list(self._running)
+        if not held:
+            return
         try:
             await asyncio.to_thread(self._store.release, self.replica_id, held)
         except StoreUnavailable:
