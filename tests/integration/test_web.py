@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import VIDEO_FPS, VIDEO_FRAMES, Media
+from tests.integration.conftest import (
+    CONFIG_KEY,
+    OLLAMA_ONLY_PREFIX,
+    VIDEO_FPS,
+    VIDEO_FRAMES,
+    Media,
+)
 from tests.videos import write_h264
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +112,7 @@ def test_a_summary_job_shows_progress_and_chapters(page: object, three_minutes: 
     page.set_input_files("#file", str(three_minutes))
     page.click("#summarize")
     expect(page.locator("#job-progress")).to_be_visible(timeout=60_000)
-    expect(page.locator("#chapters li.caption").first).to_be_visible()  # captions as they come
+    expect(page.locator("#chapters li.caption").first).to_be_visible(timeout=60_000)  # as they come
     page.screenshot(path=SHOTS / "5-job-progress.png")
     expect(page.locator("#job-state")).to_have_text("succeeded", timeout=180_000)
     chapters = page.locator("#chapters li.chapter")
@@ -118,3 +124,64 @@ def test_a_summary_job_shows_progress_and_chapters(page: object, three_minutes: 
         "data-start"
     )
     page.screenshot(path=SHOTS / "6-chapters.png", full_page=True)
+
+
+def test_a_follow_up_question_reuses_the_frames_and_search_finds_a_caption(
+    page: object, media: Media, serve_url: str
+) -> None:
+    import httpx
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.set_input_files("#file", str(media.local_dir / "clip.mp4"))
+    for question in ("What is shown?", "And then?"):
+        page.fill("#question", question)
+        page.click("#ask-button")
+        expect(page.locator("#frames .thumb")).to_have_count(4, timeout=120_000)
+    expect(page.locator("#backend")).to_contain_text("frames from the cache")
+
+    # A job whose caption is known (the tiny model's own are noise): structured output.
+    schema = {"type": "object", "properties": {"caption": {"enum": ["a heron fishing"]}},
+              "required": ["caption"]}  # fmt: skip
+    created = httpx.post(
+        f"{serve_url}/v1/video/jobs",
+        json={"url": (media.local_dir / "clip.mp4").as_uri(), "task": "captions",
+              "response_format": {"type": "json_schema",
+                                  "json_schema": {"name": "c", "schema": schema}}},
+    )  # fmt: skip
+    assert created.status_code == 202, created.text
+    with httpx.stream("GET", f"{serve_url}{created.headers['location']}/events", timeout=120) as r:
+        assert "event: done" in "".join(r.iter_text())
+    word = "heron"
+    page.fill("#search-q", word)
+    page.click("#search-button")
+    expect(page.locator("#search-results li").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=SHOTS / "7-search.png")
+
+
+def test_the_api_key_is_kept_for_the_session_and_sent(
+    page: object, serve_url: str, media: Media
+) -> None:
+    """The keyed app, under its route prefix, in a fresh browser context: without a key the
+    service's 401 message shows; with it typed in, the question is answered (by its Ollama
+    stand-in)."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    browser = page.context.browser
+    assert browser is not None
+    context = browser.new_context()
+    keyed = context.new_page()
+    keyed.goto(f"{serve_url}{OLLAMA_ONLY_PREFIX}/")
+    keyed.set_input_files("#file", str(media.local_dir / "clip.mp4"))
+    keyed.fill("#question", "What is shown?")
+    keyed.click("#ask-button")
+    expect(keyed.locator("#error")).to_contain_text("401 missing_api_key", timeout=30_000)
+    keyed.fill("#api-key", CONFIG_KEY)
+    keyed.dispatch_event("#api-key", "change")
+    assert keyed.evaluate("sessionStorage.getItem('vidserve-api-key')") == CONFIG_KEY
+    keyed.click("#ask-button")
+    expect(keyed.locator("#answer")).to_contain_text("stand-in answer", timeout=60_000)
+    expect(keyed.locator("#backend")).to_contain_text("answered by ollama")
+    keyed.screenshot(path=SHOTS / "8-api-key.png")
+    context.close()

@@ -1,4 +1,6 @@
 // vidserve's page: plain JavaScript over the public API (no framework, no build step).
+// Paths are relative to the page, so it works under a Serve route prefix (open it with the
+// trailing slash: /prefix/).
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -54,7 +56,7 @@ function readAsDataUrl(file) {
 
 async function servedModel() {
   if (state.model) return state.model;
-  const response = await fetch("/v1/models", { headers: authHeaders() });
+  const response = await fetch("v1/models", { headers: authHeaders() });
   const body = await response.text();
   if (!response.ok) throw new Error(errorText(response.status, body));
   state.model = JSON.parse(body).data[0].id;
@@ -135,7 +137,7 @@ async function ask() {
     }
   };
   uploadProgress(0);
-  const answered = await post("/v1/chat/completions", body, "application/json", uploadProgress, onText);
+  const answered = await post("v1/chat/completions", body, "application/json", uploadProgress, onText);
   uploadProgress(1);
   if (answered.status !== 200) return showError(errorText(answered.status, answered.text));
   onText(answered.text + "\n\n");
@@ -144,7 +146,8 @@ async function ask() {
 
 function showExtension(extension) {
   const fallback = extension.fallback ? ` (fallback from ${extension.fallback.from_backend}: ${extension.fallback.reason})` : "";
-  $("#backend").textContent = `answered by ${extension.backend}${fallback}`;
+  const cached = extension.frames && extension.frames.cached ? "; frames from the cache" : "";
+  $("#backend").textContent = `answered by ${extension.backend}${fallback}${cached}`;
   if (extension.frames) showFrames(extension.frames.timestamps);
 }
 
@@ -184,7 +187,7 @@ function seek(t) {
 
 // Server-sent events of a job, read with fetch (EventSource cannot send the API key).
 async function followJob(id) {
-  const response = await fetch(`/v1/video/jobs/${id}/events`, { headers: authHeaders() });
+  const response = await fetch(`v1/video/jobs/${id}/events`, { headers: authHeaders() });
   if (!response.ok) return showError(errorText(response.status, await response.text()));
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
@@ -244,10 +247,10 @@ async function summarize() {
     form.append("file", state.file);
     form.append("task", "chapters");
     uploadProgress(0);
-    created = await post("/v1/video/jobs", form, null, uploadProgress, null);
+    created = await post("v1/video/jobs", form, null, uploadProgress, null);
     uploadProgress(1);
   } else {
-    created = await post("/v1/video/jobs", JSON.stringify({ url: state.url, task: "chapters" }), "application/json", () => {}, null);
+    created = await post("v1/video/jobs", JSON.stringify({ url: state.url, task: "chapters" }), "application/json", () => {}, null);
   }
   if (created.status !== 202) return showError(errorText(created.status, created.text));
   const job = JSON.parse(created.text);
@@ -258,7 +261,7 @@ async function summarize() {
 async function search() {
   const q = $("#search-q").value.trim();
   if (!q) return;
-  const response = await fetch(`/v1/video/search?q=${encodeURIComponent(q)}`, { headers: authHeaders() });
+  const response = await fetch(`v1/video/search?q=${encodeURIComponent(q)}`, { headers: authHeaders() });
   const body = await response.text();
   if (!response.ok) return showError(errorText(response.status, body));
   $("#search-results").replaceChildren(...JSON.parse(body).data.map((hit) => {
