@@ -48,6 +48,13 @@ class VidserveProcess:
         tail = "".join(self.seen[-40:])
         raise TimeoutError(f"{text!r} not printed within {timeout_s:.0f}s; last output:\n{tail}")
 
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.seen.append(self._lines.get_nowait())
+            except queue.Empty:
+                return
+
     @property
     def output(self) -> str:
         return "".join(self.seen)
@@ -58,7 +65,15 @@ class VidserveProcess:
         if not children:
             raise AssertionError("vidserve run started no Ray processes")
         self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=STOP_TIMEOUT_S)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._drain()
+            alive = [f"{c.pid} {' '.join(c.cmdline()[:3])}" for c in children if c.is_running()]
+            raise AssertionError(
+                f"vidserve run did not stop within {STOP_TIMEOUT_S:.0f} s of Ctrl-C; still "
+                f"running: {alive}; its last output:\n{self.output[-6000:]}"
+            ) from None
         if code != 0:
             raise AssertionError(f"vidserve run exited with {code}:\n{self.output[-3000:]}")
         self.wait_for("vidserve: stopped", 10)
