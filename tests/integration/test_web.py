@@ -73,7 +73,10 @@ def test_upload_ask_stream_and_frames(page: object, media: Media) -> None:
         lengths.add(len(page.inner_text("#answer")))
         time.sleep(0.05)
     page.screenshot(path=SHOTS / "2-answered.png")
-    assert len(lengths - {0}) >= 2, f"the answer did not grow as it streamed: {sorted(lengths)}"
+    # The page appends each streamed piece as it is parsed (on a fast engine every piece may
+    # arrive in one network read, so growth seen by polling is not required: the pieces are).
+    pieces = int(page.get_attribute("#answer", "data-pieces") or 0)
+    assert pieces >= 2, f"the answer came in {pieces} piece(s); lengths seen {sorted(lengths)}"
     expect(page.locator("#backend")).to_contain_text("answered by vllm")
     thumbs = page.locator("#frames .thumb")
     expect(thumbs).to_have_count(4)

@@ -101,6 +101,7 @@ async function ask() {
   if (!question) return showError("type a question first");
   showError("");
   $("#answer").textContent = "";
+  $("#answer").dataset.pieces = "0";
   $("#backend").textContent = "";
   $("#frames").replaceChildren();
   let model;
@@ -131,7 +132,11 @@ async function ask() {
       const chunk = JSON.parse(data);
       if (chunk.error) return showError(`${chunk.error.message} (${chunk.error.code})`);
       for (const choice of chunk.choices || []) {
-        if (choice.delta && choice.delta.content) $("#answer").textContent += choice.delta.content;
+        if (choice.delta && choice.delta.content) {
+          const answer = $("#answer");
+          answer.textContent += choice.delta.content;
+          answer.dataset.pieces = String(Number(answer.dataset.pieces || 0) + 1);
+        }
       }
       if (chunk.vidserve) extension = chunk.vidserve;
     }
