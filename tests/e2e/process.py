@@ -83,6 +83,10 @@ class VidserveProcess:
         return [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def vidserve_run(profile: str, port: int, *args: str, **env: str) -> Iterator[VidserveProcess]:
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
@@ -105,6 +109,10 @@ def vidserve_run(profile: str, port: int, *args: str, **env: str) -> Iterator[Vi
         text=True,
         env=environment,
         start_new_session=True,
+        # As from a terminal: Ctrl-C handled. A test run started in the background (`cmd &`
+        # from a script, as CI may) inherits SIGINT ignored, and an ignored SIGINT would make
+        # the Ctrl-C tests hang.
+        preexec_fn=_default_sigint,
     )
     try:
         yield VidserveProcess(process)
