@@ -83,8 +83,12 @@ class VidserveProcess:
         return [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _sigint_not_ignored() -> None:
+    """As from a terminal, Ctrl-C must reach vidserve run. A test run started in the background
+    (`cmd &` from a script, as CI may) has SIGINT ignored, which a child inherits (its Ctrl-C
+    tests then hang); a handled signal is reset to its default in the child."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager
@@ -102,6 +106,7 @@ def vidserve_run(profile: str, port: int, *args: str, **env: str) -> Iterator[Vi
     command = [
         sys.executable, "-m", "deploy.cli", "run", "--profile", profile, "--port", str(port), *args
     ]  # fmt: skip
+    _sigint_not_ignored()
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -109,10 +114,6 @@ def vidserve_run(profile: str, port: int, *args: str, **env: str) -> Iterator[Vi
         text=True,
         env=environment,
         start_new_session=True,
-        # As from a terminal: Ctrl-C handled. A test run started in the background (`cmd &`
-        # from a script, as CI may) inherits SIGINT ignored, and an ignored SIGINT would make
-        # the Ctrl-C tests hang.
-        preexec_fn=_default_sigint,
     )
     try:
         yield VidserveProcess(process)
