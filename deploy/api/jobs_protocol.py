@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from deploy.api.openai_protocol import ResponseFormat, _json_schema
+from deploy.api.openai_protocol import ResponseFormat, response_format_schema
 from deploy.config.settings import AppArgs
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import ChunkRecord, JobRecord, SearchHit
@@ -85,7 +85,7 @@ def parse_job_request(raw: dict[str, Any], args: AppArgs) -> tuple[JobSpec, str 
         frames_per_chunk=frames,
         prompt=request.prompt,
         aggregate_prompt=request.aggregate_prompt,
-        json_schema=_json_schema(request.response_format, args.http.max_json_depth),
+        json_schema=response_format_schema(request.response_format, args.http.max_json_depth),
     )
     return spec, request.url
 

@@ -49,8 +49,7 @@ KEEPALIVE_S = 15.0
 
 class JobRoutes:
     def __init__(self, store: Store, runner: JobRunner, args: AppArgs) -> None:
-        self.store = store
-        self._store = store
+        self.store = store  # the OpenAI routes answer questions about jobs from it too
         self._runner = runner
         self._args = args
         self._media = args.jobs.resolved_data_dir() / "media"
@@ -76,7 +75,7 @@ class JobRoutes:
             created_at=now,
             updated_at=now,
         )
-        await asyncio.to_thread(self._store.create_job, job)
+        await asyncio.to_thread(self.store.create_job, job)
         self._runner.wake()
         return JSONResponse(
             job_view(job), status_code=202, headers={"Location": f"/v1/video/jobs/{job_id}"}
@@ -128,7 +127,7 @@ class JobRoutes:
 
     async def get(self, request: Request) -> Response:
         job = await self._job(request)
-        chunks = await asyncio.to_thread(self._store.chunks, job.id)
+        chunks = await asyncio.to_thread(self.store.chunks, job.id)
         return JSONResponse(job_view(job, chunks))
 
     async def list(self, request: Request) -> Response:
@@ -136,11 +135,11 @@ class JobRoutes:
         after = request.query_params.get("after")
         before = None
         if after:
-            last = await asyncio.to_thread(self._store.get_job, after, owner_of(request))
+            last = await asyncio.to_thread(self.store.get_job, after, owner_of(request))
             if last is None:
                 raise InvalidRequest("after names no job of yours", param="after")
             before = (last.created_at, last.id)
-        jobs = await asyncio.to_thread(self._store.list_jobs, owner_of(request), limit, before)
+        jobs = await asyncio.to_thread(self.store.list_jobs, owner_of(request), limit, before)
         return JSONResponse(
             {
                 "object": "list",
@@ -152,7 +151,7 @@ class JobRoutes:
 
     async def cancel(self, request: Request) -> Response:
         job = await self._job(request)
-        cancelled = await asyncio.to_thread(self._store.cancel, job.id, job.owner)
+        cancelled = await asyncio.to_thread(self.store.cancel, job.id, job.owner)
         self._runner.cancel(job.id)  # when it runs here; elsewhere its lease renewal stops it
         return JSONResponse(job_view(cancelled or job))
 
@@ -161,7 +160,7 @@ class JobRoutes:
         if not query:
             raise InvalidRequest("give the words to search for as ?q=", param="q")
         limit = _int_param(request, "limit", 10, 1, self._args.jobs.max_page_size)
-        hits = await asyncio.to_thread(self._store.search, owner_of(request), query, limit)
+        hits = await asyncio.to_thread(self.store.search, owner_of(request), query, limit)
         return JSONResponse({"object": "list", "data": [hit_view(hit) for hit in hits]})
 
     async def events(self, request: Request) -> Response:
@@ -176,8 +175,8 @@ class JobRoutes:
         idle_since = time.monotonic()
         while True:
             try:
-                job = await asyncio.to_thread(self._store.get_job, job_id)
-                chunks = await asyncio.to_thread(self._store.chunks, job_id)
+                job = await asyncio.to_thread(self.store.get_job, job_id)
+                chunks = await asyncio.to_thread(self.store.chunks, job_id)
             except StoreUnavailable as exc:
                 yield _event("error", {"error": {"code": exc.code, "message": exc.message}})
                 return
@@ -202,7 +201,7 @@ class JobRoutes:
 
     async def _job(self, request: Request) -> JobRecord:
         job_id = request.path_params["job_id"]
-        job = await asyncio.to_thread(self._store.get_job, job_id, owner_of(request))
+        job = await asyncio.to_thread(self.store.get_job, job_id, owner_of(request))
         if job is None:
             raise NotFound(f"no job {job_id!r}", param="job_id", code="job_not_found")
         return job

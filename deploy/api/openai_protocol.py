@@ -323,11 +323,13 @@ def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationPara
         top_p=request.top_p,
         seed=request.seed,
         stop=stop,
-        json_schema=_json_schema(request.response_format, args.http.max_json_depth),
+        json_schema=response_format_schema(request.response_format, args.http.max_json_depth),
     )
 
 
-def _json_schema(response_format: ResponseFormat | None, max_depth: int) -> dict[str, Any] | None:
+def response_format_schema(
+    response_format: ResponseFormat | None, max_depth: int
+) -> dict[str, Any] | None:
     from deploy.api.analyze_form import parse_json_schema
 
     if response_format is None or response_format.type == "text":

@@ -219,7 +219,23 @@ def test_a_job_survives_its_ingress_replica_dying(
     frame it carries (each frame shows its own index)."""
     from tests.load import kill_replica
 
-    stub.behaviour.delay_s = 0.3  # long enough a job to kill its replica in the middle
+    path, done_before = _keyed_job_under_way(client, stub, long_video)
+    kill_replica("Ingress", app="vidserve-ollama")
+    after = _wait_for(client, path, lambda job: job["state"] == "succeeded", timeout_s=180)
+    assert after["progress"] == {"chunks_done": 30, "chunks_failed": 0, "chunks_total": 30}
+
+    asked = _chunks_asked(stub)  # chunk -> caption requests the engine got
+    assert set(asked) == set(range(30))
+    assert all(asked[index] == 1 for index in done_before)  # nothing finished is redone
+    assert sum(asked.values()) <= 30 + 2  # at most the chunks in flight at the kill, twice
+
+
+def _keyed_job_under_way(
+    client: httpx.Client, stub: OllamaStub, long_video: Path
+) -> tuple[str, set[int]]:
+    """A 30-chunk captions job on the keyed app, slowed by the stand-in (0.3 s a caption) so it
+    can be interrupted; its path and the chunks done once 4 are."""
+    stub.behaviour.delay_s = 0.3
     with long_video.open("rb") as handle:
         created = client.post(
             f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs",
@@ -229,15 +245,7 @@ def test_a_job_survives_its_ingress_replica_dying(
     assert created.status_code == 202, created.text
     path = f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs/{created.json()['id']}"
     before = _wait_for(client, path, lambda job: job["progress"]["chunks_done"] >= 4)
-    done_before = {chunk["index"] for chunk in before["chunks"]}
-    kill_replica("Ingress", app="vidserve-ollama")
-    after = _wait_for(client, path, lambda job: job["state"] == "succeeded", timeout_s=180)
-    assert after["progress"] == {"chunks_done": 30, "chunks_failed": 0, "chunks_total": 30}
-
-    asked = _chunks_asked(stub)  # chunk -> caption requests the engine got
-    assert set(asked) == set(range(30))
-    assert all(asked[index] == 1 for index in done_before)  # nothing finished is redone
-    assert sum(asked.values()) <= 30 + 2  # at most the chunks in flight at the kill, twice
+    return path, {chunk["index"] for chunk in before["chunks"]}
 
 
 def _wait_for(
@@ -299,17 +307,7 @@ def test_a_job_resumes_after_its_app_is_restarted(
 
     from deploy.cli import runner
 
-    stub.behaviour.delay_s = 0.3
-    with long_video.open("rb") as handle:
-        created = client.post(
-            f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs",
-            files={"file": (long_video.name, handle, "video/mp4")},
-            data={"task": "captions", "chunk_s": "6", "frames_per_chunk": "1"},
-        )
-    assert created.status_code == 202, created.text
-    path = f"{OLLAMA_ONLY_PREFIX}/v1/video/jobs/{created.json()['id']}"
-    before = _wait_for(client, path, lambda job: job["progress"]["chunks_done"] >= 4)
-    done_before = {chunk["index"] for chunk in before["chunks"]}
+    path, done_before = _keyed_job_under_way(client, stub, long_video)
 
     others = [a for a in deployed_config["applications"] if a["name"] != "vidserve-ollama"]
     runner.deploy({**deployed_config, "applications": others})  # the keyed app deleted
