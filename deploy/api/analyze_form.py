@@ -14,6 +14,7 @@ from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.serving.errors import InvalidRequest
 from deploy.serving.messages import GenerationParams, SamplingOptions
+from deploy.serving.numbers import INT64_MAX, INT64_MIN
 
 FIELDS = (
     "file",
@@ -29,6 +30,7 @@ FIELDS = (
     "min_gap_s",
     "max_tokens",
     "temperature",
+    "seed",
     "response_format",
 )
 
@@ -75,12 +77,14 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
     generation = args.generation
     max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
     temperature = _number(form, "temperature", float, low=0.0, high=2.0)
+    seed = _number(form, "seed", int, low=INT64_MIN, high=INT64_MAX)
     return AnalyzeRequest(
         prompt=prompt,
         sampling=sampling_options(sampling, args.extraction, param_prefix=""),
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,
+            seed=seed,
             json_schema=parse_json_schema(_text(form, "response_format"), args.http.max_json_depth),
         ),
     )
@@ -113,11 +117,11 @@ def _number(
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise InvalidRequest(
-            f"'{name}' must be {noun}, got {raw!r}", param=name, code="invalid_value"
+            f"'{name}' must be {noun}, got {raw[:32]!r}", param=name, code="invalid_value"
         ) from None
-    if low is not None and high is not None and not low <= value <= high:
+    if low is not None and high is not None and not low <= value <= high:  # nan fails too
         raise InvalidRequest(
-            f"'{name}' must be at least {low:g} and at most {high:g}, got {raw.strip()}",
+            f"'{name}' must be at least {low} and at most {high}, got {raw.strip()[:32]}",
             param=name,
             code="out_of_range",
         )

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.requests import Request
 
 from deploy.serving.errors import InvalidRequest, PayloadTooLarge
+from deploy.serving.numbers import decimal
 
 
 def require_content_type(request: Request, expected: str, what: str) -> None:
@@ -25,8 +26,8 @@ async def capped_stream(
 ) -> AsyncIterator[bytes]:
     """The body's chunks; `too_large()` is raised once more than `limit` bytes are declared or
     have arrived, so nothing past the limit is buffered."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = decimal(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise too_large()
     received = 0
     async for chunk in request.stream():

@@ -29,6 +29,7 @@ from deploy.config.settings import (
     HttpSettings,
 )
 from deploy.serving.errors import Overloaded, RequestTimeout
+from deploy.serving.numbers import decimal
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -70,7 +71,7 @@ class GuardMiddleware:
         body = _Body(
             self._budget,
             self._settings,
-            declared=int(declared) if declared.isdigit() else None,
+            declared=decimal(declared),
             factor=JSON_BODY_MEMORY_FACTOR if is_json else MULTIPART_BODY_MEMORY_FACTOR,
         )
         if not body.reserve_declared():

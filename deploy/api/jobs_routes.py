@@ -39,6 +39,7 @@ from deploy.jobs.store import JobRecord, JobState, Store, StoreUnavailable
 from deploy.serving.errors import InvalidRequest, NotFound, PayloadTooLarge, UnprocessableInput
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.messages import MediaKind
+from deploy.serving.numbers import decimal
 from deploy.video.container import sniff
 
 # A job request's JSON (the video comes by URL): small.
@@ -222,11 +223,14 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = decimal(raw)
+    if value is None or not low <= value <= high:
         raise InvalidRequest(
-            f"{name} must be a whole number from {low} to {high}", param=name, code="out_of_range"
+            f"{name} must be a whole number from {low} to {high} (ASCII digits), got {raw[:32]!r}",
+            param=name,
+            code="out_of_range",
         )
-    return int(raw)
+    return value
 
 
 def _json_too_large() -> PayloadTooLarge:

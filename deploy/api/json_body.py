@@ -19,6 +19,14 @@ def loads(data: bytes | str, max_depth: int, *, what: str, param: str | None, co
         raise _too_deep(what, max_depth, param) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{what} is not valid JSON: {exc}", param=param, code=code) from None
+    except ValueError:
+        # Python refuses integers of more than 4,300 digits (int_max_str_digits): no option
+        # takes such a number, so it is the client's error, not a 500.
+        raise InvalidRequest(
+            f"{what} holds a number with more digits than any option takes",
+            param=param,
+            code=code,
+        ) from None
     if depth(value, stop_past=max_depth) > max_depth:
         raise _too_deep(what, max_depth, param)
     return value

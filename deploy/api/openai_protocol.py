@@ -35,6 +35,7 @@ from deploy.serving.messages import (
     SamplingOptions,
     Turn,
 )
+from deploy.serving.numbers import INT64_MAX, INT64_MIN
 from deploy.serving.pipeline import MediaSource
 from deploy.video.cache import digest
 
@@ -102,7 +103,9 @@ class ChatCompletionRequest(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
+    # vLLM's own bound (a 64-bit integer): past it the engine fails, and that failure must not
+    # be counted against the backend (it is the request's).
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

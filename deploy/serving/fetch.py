@@ -27,6 +27,7 @@ import httpx
 
 from deploy.config.settings import UrlFetchSettings
 from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.serving.numbers import decimal
 
 logger = logging.getLogger("ray.serve.vidserve.fetch")
 
@@ -189,10 +190,10 @@ class UrlFetcher:
         return addresses
 
     async def _read_body(self, response: httpx.Response, url: str) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._max_bytes:
+        declared = decimal(response.headers.get("content-length"))
+        if declared is not None and declared > self._max_bytes:
             raise self._too_large(url)
-        total = f" of {int(declared) / 2**20:.1f} MiB" if declared and declared.isdigit() else ""
+        total = f" of {declared / 2**20:.1f} MiB" if declared is not None else ""
         chunks: list[bytes] = []
         size = 0
         started = last_log = time.monotonic()
