@@ -190,7 +190,7 @@ class VideoLLMServer(LLMServer):
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                 )
-        except (VLLMClientError, ValueError, OverflowError) as exc:  # the request's, not the engine's
+        except (VLLMClientError, ValueError, OverflowError) as exc:  # the request's fault
             raise InvalidRequest(str(exc), code="invalid_for_model") from None
         except QueueOverflowError as exc:
             raise ServiceUnavailable(
