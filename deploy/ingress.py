@@ -130,7 +130,12 @@ def build_http_app(
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(
-                GuardMiddleware, settings=args.http, budget=ByteBudget(args.http.max_inflight_bytes)
+                GuardMiddleware,
+                settings=args.http,
+                budget=ByteBudget(
+                    args.http.max_inflight_bytes, per_client=args.max_inflight_bytes_per_client
+                ),
+                keys_enabled=keys.enabled,
             ),
             Middleware(
                 ApiKeyMiddleware,

@@ -8,6 +8,12 @@
   declared Content-Length before it is read, or as it arrives when it declares none. A
   request that would pass the budget gets 503 `overloaded` with Retry-After at once: nothing
   is buffered for it, and no queue builds up in memory.
+* Only requests that carry a body to a route that reads one (POST, PUT, PATCH) take from the
+  budget; any other method with a body (a Content-Length above 0, or chunked) is a 400
+  `body_not_allowed` at once.
+* Fair share: one client (its bearer token when it sends one, else its address) holds at most
+  `http.max_inflight_bytes_per_client` of the budget; past it, 429 `client_bytes_in_flight`
+  with Retry-After, so one key holder trickling large bodies cannot starve the others.
 * Slow clients: a body that arrives slower than `http.min_body_bytes_per_s` over a window of
   `http.body_rate_window_s` is cut with 408, so a trickle cannot hold memory and a slot.
 """
@@ -15,9 +21,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,34 +36,50 @@ from deploy.config.settings import (
     MULTIPART_BODY_MEMORY_FACTOR,
     HttpSettings,
 )
-from deploy.serving.errors import Overloaded, RequestTimeout
+from deploy.serving.errors import InvalidRequest, Overloaded, RequestTimeout, TooManyRequests
 from deploy.serving.numbers import decimal
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 @dataclass
 class ByteBudget:
-    """Bytes in flight on this replica (one event loop: no lock needed)."""
+    """Bytes in flight on this replica, in all and per client (one event loop: no lock)."""
 
     limit: int
+    per_client: int | None = None  # None: no client limit of its own
     held: int = 0
+    by_client: Counter[str] = field(default_factory=Counter)
 
-    def take(self, amount: int) -> bool:
+    def take(self, amount: int, client: str = "") -> bool:
         if self.held + amount > self.limit:
             return False
         self.held += amount
+        self.by_client[client] += amount
         return True
 
-    def give(self, amount: int) -> None:
+    def client_fits(self, amount: int, client: str) -> bool:
+        return self.per_client is None or self.by_client[client] + amount <= self.per_client
+
+    def give(self, amount: int, client: str = "") -> None:
         self.held -= amount
+        self.by_client[client] -= amount
+        if self.by_client[client] <= 0:
+            del self.by_client[client]  # the counter stays as small as the clients in flight
 
 
 class GuardMiddleware:
-    def __init__(self, app: ASGIApp, settings: HttpSettings, budget: ByteBudget) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: HttpSettings, budget: ByteBudget, keys_enabled: bool = False
+    ) -> None:
         self.app = app
         self._settings = settings
         self._budget = budget
+        # Without API keys a bearer token is not checked: the address is who the client is.
+        self._by_key = keys_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,21 +90,45 @@ class GuardMiddleware:
         rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         send = _with_request_id(send, rid)
-        declared = headers.get("content-length", "")
+        declared = headers.get("content-length")
+        if scope["method"] not in _BODY_METHODS:
+            if (declared not in (None, "0")) or "transfer-encoding" in headers:
+                refused = InvalidRequest(
+                    f"a {scope['method']} request carries no body here; send it without one",
+                    code="body_not_allowed",
+                )
+                await error_response(refused, scope)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # nothing to read: nothing to reserve
+            return
         is_json = headers.get("content-type", "").startswith("application/json")
         body = _Body(
             self._budget,
             self._settings,
             declared=decimal(declared),
             factor=JSON_BODY_MEMORY_FACTOR if is_json else MULTIPART_BODY_MEMORY_FACTOR,
+            client=_client_of(scope, headers, self._by_key),
         )
-        if not body.reserve_declared():
-            await error_response(body.overloaded(), scope)(scope, receive, send)
+        refused_early = body.reserve_declared()
+        if refused_early is not None:
+            await error_response(refused_early, scope)(scope, receive, send)
             return
         try:
             await self.app(scope, body.wrap(receive), send)
         finally:
             body.release()
+
+
+def _client_of(scope: Scope, headers: Headers, by_key: bool) -> str:
+    """Who a body's bytes are counted against: with API keys on, the bearer token (as a digest:
+    keys are not kept) when one is sent, else the peer's address. Auth runs after this
+    middleware, and an invalid token is refused before its body is read, so a made-up token
+    holds nothing."""
+    authorization = headers.get("authorization")
+    if by_key and authorization:
+        return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
+    peer = scope.get("client")
+    return f"addr:{peer[0]}" if peer else "addr:?"
 
 
 def _with_request_id(send: Send, rid: str) -> Send:
@@ -102,9 +150,15 @@ class _Body:
     """One request's body: its share of the budget, and the pace it arrives at."""
 
     def __init__(
-        self, budget: ByteBudget, settings: HttpSettings, declared: int | None, factor: int
+        self,
+        budget: ByteBudget,
+        settings: HttpSettings,
+        declared: int | None,
+        factor: int,
+        client: str = "",
     ) -> None:
         self._budget = budget
+        self._client = client
         self._settings = settings
         self._declared = declared
         self._factor = factor
@@ -115,25 +169,39 @@ class _Body:
         self._window_start = 0.0
         self._window_bytes = 0
 
-    def reserve_declared(self) -> bool:
+    def reserve_declared(self) -> Overloaded | TooManyRequests | None:
+        """The declared body's share taken; the refusal when it does not fit."""
         if not self._declared:
-            return True
+            return None
         amount = self._declared * self._factor
         if amount > self._budget.limit:
             # Past every route's size cap (AppArgs checks the budget holds the largest body):
             # the route answers 413 from the declared size without reading it.
-            return True
+            return None
         return self._take(amount)
 
-    def _take(self, amount: int) -> bool:
-        if not self._budget.take(amount):
-            return False
+    def _take(self, amount: int) -> Overloaded | TooManyRequests | None:
+        if self._budget.held + amount > self._budget.limit:
+            return self.overloaded()  # the replica is full, whoever asks
+        if not self._budget.client_fits(amount, self._client):
+            return self.over_share()
+        self._budget.take(amount, self._client)
         self._taken += amount
-        return True
+        return None
 
     def release(self) -> None:
-        self._budget.give(self._taken)
+        self._budget.give(self._taken, self._client)
         self._taken = 0
+
+    def over_share(self) -> TooManyRequests:
+        return TooManyRequests(
+            f"this client already has {self._budget.by_client[self._client]} bytes of requests "
+            f"in flight on this replica; http.max_inflight_bytes_per_client allows "
+            f"{self._budget.per_client}: wait for them to finish, retry after "
+            f"{self._retry_after_s} s",
+            code="client_bytes_in_flight",
+            details={"retry_after_s": self._retry_after_s},
+        )
 
     def overloaded(self) -> Overloaded:
         return Overloaded(
@@ -181,5 +249,5 @@ class _Body:
         self._window_bytes += size
         # Past what was declared (or nothing declared): counted as it arrives.
         beyond = self._received * self._factor - self._taken
-        if beyond > 0 and not self._take(beyond):
-            raise self.overloaded()
+        if beyond > 0 and (refused := self._take(beyond)) is not None:
+            raise refused

@@ -256,6 +256,13 @@ class HttpSettings(StrictModel):
         "they arrive, with what is made of them: a JSON body 3x, an upload 2x). A request "
         "that would pass it gets 503 overloaded with Retry-After at once, nothing buffered.",
     )
+    max_inflight_bytes_per_client: int | None = Field(
+        default=None,
+        ge=1024 * 1024,
+        description="Of max_inflight_bytes, what one client (its API key, else its address) "
+        "may hold; past it 429 client_bytes_in_flight. Unset: one largest request's worth "
+        "(a base64 JSON body of extraction.max_upload_bytes, counted 3x).",
+    )
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After (seconds) of a 503 overloaded or a 429."
     )
@@ -662,9 +669,21 @@ class AppArgs(StrictModel):
         """The largest JSON body a route takes: an upload's worth of base64, and the JSON."""
         return int(self.extraction.max_upload_bytes * 4 / 3) + JSON_OVERHEAD_BYTES
 
+    @property
+    def max_inflight_bytes_per_client(self) -> int:
+        """http.max_inflight_bytes_per_client, or one largest request's worth when unset."""
+        share = self.http.max_inflight_bytes_per_client
+        return share if share is not None else self.max_json_body_bytes * JSON_BODY_MEMORY_FACTOR
+
     @model_validator(mode="after")
     def _budget_holds_the_largest_body(self) -> AppArgs:
         needed = self.max_json_body_bytes * JSON_BODY_MEMORY_FACTOR
+        share = self.http.max_inflight_bytes_per_client
+        if share is not None and share > self.http.max_inflight_bytes:
+            raise ValueError(
+                f"http.max_inflight_bytes_per_client ({share}) is more than the whole budget, "
+                f"http.max_inflight_bytes ({self.http.max_inflight_bytes}): lower it"
+            )
         if self.http.max_inflight_bytes < needed:
             raise ValueError(
                 f"http.max_inflight_bytes ({self.http.max_inflight_bytes}) cannot hold one "

@@ -202,7 +202,8 @@ def test_past_the_byte_budget_a_request_gets_503_at_once_and_the_budget_comes_ba
     for a 256 KiB max upload)."""
     args = _args(
         extraction={"max_upload_bytes": 256 * 1024},
-        http={"max_inflight_bytes": 1024 * 1024 * 5},
+        # One client may hold all of it here: this is the replica's budget, not the share.
+        http={"max_inflight_bytes": 1024 * 1024 * 5, "max_inflight_bytes_per_client": 5 << 20},
     )
     with _serve(args) as server:
         # A first body, declared and half sent: its 2 x 1 MiB are held while it trickles in.

@@ -1,0 +1,111 @@
+"""The byte budget belongs to the routes that read a body, and no client takes more than its
+share of it (issue 26): a GET declaring `Content-Length: 1073741824` and trickling its body
+held the whole budget, and uploads from everyone else got 503 meanwhile.
+
+Over real HTTP and raw sockets against the ingress's real Starlette app served by uvicorn
+(the harness of test_guard.py).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+
+from tests.unit.api.test_guard import KEY_A, KEY_B, _args, _chat, _read_response, _serve
+
+GIB = 1024 * 1024 * 1024
+
+
+def _trickle(
+    port: int, method: str, path: str, length: int, key: str | None = None
+) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    sock.sendall(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {length}\r\n\r\n{{".encode()
+    )
+    return sock
+
+
+def test_a_get_with_a_body_is_refused_and_holds_no_budget() -> None:
+    args = _args(
+        extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes": 5 * 1024 * 1024}
+    )
+    with _serve(args) as server:
+        server.backend.release.set()
+        started = time.monotonic()
+        sock = _trickle(server.port, "GET", "/v1/models", GIB)
+        status, _, text = _read_response(sock)
+        sock.close()
+        assert status == 400, text
+        assert "body_not_allowed" in text
+        assert time.monotonic() - started < 3  # at once, not after the body
+        # Held open while it trickles, a GET body takes nothing from anyone else.
+        holder = _trickle(server.port, "GET", "/healthz", 1536 * 1024)  # 4.5 of the 5 MiB
+        try:
+            response = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                content=b'{"model": "x", "messages": [], "pad": "' + b"x" * 1_000_000 + b'"}',
+                headers={"content-type": "application/json"},
+            )
+            assert response.status_code == 400, response.text  # read and parsed, not refused
+            assert response.json()["error"]["code"] != "overloaded"
+        finally:
+            holder.close()
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
+    mib = 1024 * 1024
+    args = _args(
+        extraction={"max_upload_bytes": 256 * 1024},
+        http={"max_inflight_bytes": 12 * mib, "max_inflight_bytes_per_client": 4 * mib},
+    )
+    with _serve(args, keys=[KEY_A, KEY_B]) as server:
+        server.backend.release.set()
+        # Key A declares 1.2 MiB (3.6 of its 4 MiB, counted as JSON) and trickles it.
+        held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
+        try:
+            time.sleep(0.2)
+            second = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                content=b"x" * (400 * 1024),
+                headers={"content-type": "application/json", "Authorization": f"Bearer {KEY_A}"},
+            )
+            assert second.status_code == 429, second.text
+            error = second.json()["error"]
+            assert error["code"] == "client_bytes_in_flight"
+            assert "http.max_inflight_bytes_per_client" in error["message"]
+            assert second.headers["retry-after"] == "2"
+            # Key B still has its share.
+            other = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                json=_chat() | {"user": "x" * (400 * 1024)},
+                headers={"Authorization": f"Bearer {KEY_B}"},
+            )
+            assert other.status_code == 200, other.text
+        finally:
+            held.close()
+
+
+def test_without_keys_a_made_up_token_does_not_buy_a_second_share() -> None:
+    mib = 1024 * 1024
+    args = _args(
+        extraction={"max_upload_bytes": 256 * 1024},
+        http={"max_inflight_bytes": 12 * mib, "max_inflight_bytes_per_client": 4 * mib},
+    )
+    with _serve(args) as server:  # no keys: the client is its address
+        server.backend.release.set()
+        held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
+        try:
+            time.sleep(0.2)
+            second = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                content=b"x" * (400 * 1024),
+                headers={"content-type": "application/json", "Authorization": f"Bearer {KEY_B}"},
+            )
+            assert second.status_code == 429, second.text
+        finally:
+            held.close()
