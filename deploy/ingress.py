@@ -94,14 +94,21 @@ def build_http_app(
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> Response:
+        # Backends' reasons name internal hosts and engine errors: only for a caller with a
+        # key (or when keys are off); anyone else (a kubelet) gets the states alone.
+        detail = not keys.enabled or getattr(request.state, "owner", None) is not None
         try:
             backends = await pipeline.ready()
         except ServiceUnavailable as exc:
+            states = (exc.details or {}).get("backends", {})
             body = {"status": "not_ready", "reason": exc.message, **(exc.details or {})}
+            if not detail:
+                body = {"status": "not_ready", "backends": _states_only(states)}
             return JSONResponse(body, status_code=exc.status_code)
         primary = next(iter(backends))
         status = "ready" if backends[primary]["ready"] else "degraded"
-        return JSONResponse({"status": status, "backends": backends})
+        shown = backends if detail else _states_only(backends)
+        return JSONResponse({"status": status, "backends": shown})
 
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
     routes: list[BaseRoute] = [
@@ -153,6 +160,10 @@ def build_http_app(
     )
     app.state.retry_after_s = args.http.retry_after_s
     return app
+
+
+def _states_only(backends: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {"ready": bool(state.get("ready"))} for name, state in backends.items()}
 
 
 @asynccontextmanager

@@ -127,7 +127,19 @@ class ApiKeyMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._keys.enabled or self._is_open(route_path(scope)):
+        if scope["type"] != "http" or not self._keys.enabled:
+            await self.app(scope, receive, send)
+            return
+        if self._is_open(route_path(scope)):
+            # Open to all, but a valid key is still recognised (/readyz then tells more).
+            authorization = Headers(scope=scope).get("authorization")
+            if authorization is not None:
+                try:
+                    key = self._keys.check(authorization)
+                except Unauthorized:
+                    pass
+                else:
+                    scope.setdefault("state", {})["owner"] = self._keys.owner(key)
             await self.app(scope, receive, send)
             return
         try:

@@ -266,6 +266,13 @@ class HttpSettings(StrictModel):
     retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After (seconds) of a 503 overloaded or a 429."
     )
+    readiness_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=30,
+        description="/readyz answers from one backend check for this long (one check at a "
+        "time, however many probes): probes never fill the backends' slots.",
+    )
     max_json_depth: int = Field(
         default=64,
         ge=4,

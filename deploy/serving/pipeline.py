@@ -92,6 +92,9 @@ class AnalyzePipeline:
         self._metrics = metrics
         # Known once (it may read the model's config.json), not per request.
         self._primary_sees = args.vision_of(args.backends.primary)
+        # The last readiness check, shared by every probe of its moment (see `ready`).
+        self._readiness: asyncio.Task[dict[str, Any]] | None = None
+        self._readiness_done_at = 0.0
 
     def check_can_see(self, kind: MediaKind) -> None:
         """A 422 before any decoding when the primary model is known to be text-only."""
@@ -200,7 +203,29 @@ class AnalyzePipeline:
         )
 
     async def ready(self) -> dict[str, Any]:
-        """Each backend's state; raises ServiceUnavailable (naming them) when none can answer."""
+        """Each backend's state; raises ServiceUnavailable (naming them) when none can answer.
+
+        One check at a time, its answer kept for `http.readiness_cache_s`: a flood of probes
+        asks each backend once, not once per probe (which filled the replicas' slots, and
+        refused probes turned a healthy pod not ready)."""
+        loop = asyncio.get_running_loop()
+        task = self._readiness
+        fresh = task is not None and (
+            not task.done()
+            or loop.time() - self._readiness_done_at < self._args.http.readiness_cache_s
+        )
+        if task is None or not fresh:
+            task = self._readiness = loop.create_task(self._check_ready())
+            task.add_done_callback(self._readiness_finished)
+        # Shielded: a probe that goes away does not cancel the check the others wait on.
+        return await asyncio.shield(task)
+
+    def _readiness_finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._readiness_done_at = asyncio.get_running_loop().time()
+        if not task.cancelled():
+            task.exception()  # retrieved, so an unawaited failure is not logged as lost
+
+    async def _check_ready(self) -> dict[str, Any]:
         backends = await self._router.status(READY_TIMEOUT_S)
         if not any(state["ready"] for state in backends.values()):
             summary = "; ".join(f"{name}: {s['reason']}" for name, s in backends.items())
