@@ -33,13 +33,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from deploy.api.analyze_form import parse_analyze_form
-from deploy.api.auth import ApiKeyMiddleware, ApiKeys
+from deploy.api.auth import ApiKeyMiddleware, ApiKeys, check_exposure
 from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_error
 from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.jobs_routes import JobRoutes
 from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
 from deploy.api.upload import read_multipart, read_source, with_field_hint
+from deploy.config import env
 from deploy.config.settings import AppArgs, Backend
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.store import open_store
@@ -204,6 +205,7 @@ class Ingress:
         self._pipeline = AnalyzePipeline(extractor, router, args, ServeStageMetrics())
         self._http_metrics = ServeHttpMetrics()
         self._keys = ApiKeys.load(args.auth)
+        check_exposure(args.auth, self._keys, in_cluster=env.in_kubernetes())
         if self._keys.enabled:
             logger.info("API keys required (%d configured)", len(self._keys))
         # The jobs database: unreachable or unusable, the replica does not start and says why.

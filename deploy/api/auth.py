@@ -61,7 +61,15 @@ class ApiKeys:
     @classmethod
     def load(cls, settings: AuthSettings) -> ApiKeys:
         keys = [k.get_secret_value() for k in settings.api_keys]
-        keys += env.api_keys()
+        from_env = env.api_keys()
+        short = [n for n, key in enumerate(from_env, 1) if len(key) < MIN_API_KEY_CHARS]
+        if short:
+            raise ValueError(
+                f"VIDSERVE_API_KEYS: key number {short} (comma-separated) is shorter than "
+                f"{MIN_API_KEY_CHARS} characters; use a random key such as `python -c 'import "
+                "secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        keys += from_env
         if settings.api_keys_file is not None:
             keys += read_keys_file(settings.api_keys_file)
         return cls(keys)
@@ -100,6 +108,20 @@ class ApiKeys:
         if matched < 0:
             raise Unauthorized("the API key is not valid", code="invalid_api_key")
         return matched
+
+
+def check_exposure(settings: AuthSettings, keys: ApiKeys, *, in_cluster: bool) -> None:
+    """An ingress in a Kubernetes pod (reachable through its Service) refuses to start without
+    keys unless auth.allow_open_network says so; `vidserve run` binds loopback instead
+    (config/serve_config.py `bind_safely`)."""
+    if keys.enabled or settings.allow_open_network or not in_cluster:
+        return
+    raise ValueError(
+        "no API key is configured and this ingress runs in a Kubernetes pod, where every job, "
+        "caption and search result would be open to whoever reaches the Service: mount keys "
+        "(VIDSERVE_API_KEYS_FILE from the vidserve-api-keys Secret, see docs/deploy-kuberay.md) "
+        "or set auth.allow_open_network: true to serve without keys on purpose"
+    )
 
 
 class ApiKeyMiddleware:

@@ -31,7 +31,13 @@ from typing import Any
 import yaml
 
 from deploy.config import env
-from deploy.config.serve_config import BASE_CONFIG, Profile, app_args, load_config
+from deploy.config.serve_config import (
+    BASE_CONFIG,
+    Profile,
+    app_args,
+    bind_safely,
+    load_config,
+)
 
 TINY_MODEL_WARNING = (
     "No model is configured, so vidserve serves a tiny random Qwen2.5-VL built locally: "
@@ -206,6 +212,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     overlays = ({"http_options": {"port": port}}, *_set_overlays(_sets(args)))
     config = load_config(args.config, profile, overlays)
     print(f"vidserve: profile {profile.value} ({args.config.name} + overlay)", flush=True)
+    exposure = bind_safely(config)
+    if exposure:
+        print(f"vidserve: {exposure}", flush=True)
     print(f"vidserve: {_describe_backends(app_args(config))}", flush=True)
     warning = choose_model(config, profile)
     if warning:

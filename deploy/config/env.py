@@ -99,6 +99,11 @@ def api_keys() -> tuple[str, ...]:
     return tuple(k.strip() for k in value.split(",") if k.strip()) if value else ()
 
 
+def in_kubernetes() -> bool:
+    """`KUBERNETES_SERVICE_HOST`, which Kubernetes sets in every pod."""
+    return _get("KUBERNETES_SERVICE_HOST") is not None
+
+
 def api_keys_file() -> Path | None:
     """`VIDSERVE_API_KEYS_FILE`: a file of API keys, one per line (a mounted Secret)."""
     value = _get("VIDSERVE_API_KEYS_FILE")

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from deploy.config import env
 from deploy.config.settings import AppArgs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +99,28 @@ def _drop_unused_deployments(app: dict[str, Any]) -> None:
 
     used = set(deployment_names(AppArgs.from_args(copy.deepcopy(app.get("args") or {}))))
     app["deployments"] = [d for d in app.get("deployments", []) if d.get("name") in used]
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def bind_safely(config: dict[str, Any]) -> str | None:
+    """With no API key configured anywhere and auth.allow_open_network off, a non-loopback
+    `http_options.host` becomes 127.0.0.1 (in `config`); the note saying so, or None."""
+    host = str((config.get("http_options") or {}).get("host", "127.0.0.1"))
+    if host in LOOPBACK_HOSTS:
+        return None
+    auth = AppArgs.from_args(copy.deepcopy(app_args(config))).auth
+    has_keys = bool(auth.api_keys or env.api_keys() or auth.api_keys_file)
+    if has_keys or auth.allow_open_network:
+        return None
+    config["http_options"]["host"] = "127.0.0.1"
+    return (
+        f"no API key is configured, so the API listens on 127.0.0.1 instead of {host} (every "
+        "job, caption and search result would be open to the network): set VIDSERVE_API_KEYS "
+        "(or auth.api_keys_file) to serve on the network, or auth.allow_open_network: true to "
+        "serve it open on purpose"
+    )
 
 
 def app_args(config: dict[str, Any], name: str = APP_NAME) -> dict[str, Any]:

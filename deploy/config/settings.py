@@ -478,6 +478,12 @@ class AuthSettings(StrictModel):
         description="Requests one API key may have in flight on one ingress replica; one more "
         "gets 429 with Retry-After (0: no limit). One client cannot take every slot.",
     )
+    allow_open_network: bool = Field(
+        default=False,
+        description="Serve without API keys on a non-loopback address. Off: `vidserve run` "
+        "binds 127.0.0.1 when no key is configured, and an ingress in a Kubernetes pod "
+        "refuses to start without keys.",
+    )
 
     @field_validator("api_keys")
     @classmethod
