@@ -61,6 +61,14 @@ def parse_job_request(raw: dict[str, Any], args: AppArgs) -> tuple[JobSpec, str 
             param="overlap_s",
             code="out_of_range",
         )
+    if chunk_s - request.overlap_s < jobs.min_chunk_step_s:
+        raise InvalidRequest(
+            f"chunk_s - overlap_s is {chunk_s - request.overlap_s:.3g} s; each chunk must start "
+            f"at least {jobs.min_chunk_step_s:g} s after the one before "
+            "(jobs.min_chunk_step_s): lower overlap_s",
+            param="overlap_s",
+            code="out_of_range",
+        )
     frames = request.frames_per_chunk or jobs.default_frames_per_chunk
     if frames > args.extraction.max_num_frames:
         raise InvalidRequest(

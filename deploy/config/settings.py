@@ -536,6 +536,12 @@ class JobsSettings(StrictModel):
     max_chunk_s: float = Field(
         default=600.0, gt=0, description="Longest chunk a job may ask (its frames are sampled)."
     )
+    min_chunk_step_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Least chunk_s - overlap_s a job may ask: with max_chunks it bounds a "
+        "job's work (refused at POST below it).",
+    )
     default_frames_per_chunk: int = Field(
         default=8, ge=1, description="Frames sampled per chunk when none are asked."
     )
@@ -574,6 +580,13 @@ class JobsSettings(StrictModel):
         default=0.5, gt=0, description="How often an events stream looks for new chunk results."
     )
     max_page_size: int = Field(default=100, ge=1, description="Most jobs one list call returns.")
+    max_job_claims: int = Field(
+        default=5,
+        ge=1,
+        description="Poison-job rule: a job claimed this many times without finishing or "
+        "being handed back (its replica died or stalled running it) is failed with "
+        "job_poisoned instead of being retried forever.",
+    )
 
     @model_validator(mode="after")
     def _chunk_bounds(self) -> JobsSettings:

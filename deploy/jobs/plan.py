@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from deploy.serving.errors import InvalidRequest
 from deploy.serving.messages import SamplingOptions
-from deploy.video.chunks import chunk_spans
+from deploy.video.chunks import chunk_count, chunk_spans
 
 # Tokens of a line's timestamp prefix "[00:00:00-00:00:30] " and its newline.
 LINE_TOKENS = 16
@@ -52,15 +52,15 @@ def plan_chunks(
     """The job's chunk spans; a video shorter than one chunk is one chunk."""
     if duration_s <= 0:
         return [(0.0, 0.0)]
-    spans = chunk_spans(duration_s, chunk_s, overlap_s)
-    if len(spans) > max_chunks:
+    count = chunk_count(duration_s, chunk_s, overlap_s)  # computed before any list is made
+    if count > max_chunks:
         raise InvalidRequest(
-            f"a {duration_s:.0f} s video in chunks of {chunk_s:g} s makes {len(spans)} chunks, "
+            f"a {duration_s:.0f} s video in chunks of {chunk_s:g} s makes {count} chunks, "
             f"more than jobs.max_chunks ({max_chunks}): ask for a longer chunk_s",
             param="chunk_s",
             code="too_many_chunks",
         )
-    return spans
+    return chunk_spans(duration_s, chunk_s, overlap_s)
 
 
 # Sampling windows include their end; a chunk is [start, end): its window stops just before.

@@ -146,7 +146,9 @@ class JobRunner:
             self.cancel(job_id)
         free = self._settings.max_running_jobs - len(self._running)
         if free > 0:
-            claimed = await asyncio.to_thread(store.claim, self.replica_id, lease_s, free)
+            claimed = await asyncio.to_thread(
+                store.claim, self.replica_id, lease_s, free, self._settings.max_job_claims
+            )
             for job_id in claimed:
                 self._launch(job_id)
         if self._metrics is not None:
@@ -183,7 +185,10 @@ class JobRunner:
         duration = job.duration_s
         if duration is None:
             duration = await self._work.duration(job.source)
-        spans = plan_chunks(duration, spec.chunk_s, spec.overlap_s, self._settings.max_chunks)
+        # Off the event loop: whatever a plan costs, health checks and requests go on.
+        spans = await asyncio.to_thread(
+            plan_chunks, duration, spec.chunk_s, spec.overlap_s, self._settings.max_chunks
+        )
         await asyncio.to_thread(self._store.set_plan, job.id, duration, len(spans))
         done = {c.index for c in await asyncio.to_thread(self._store.chunks, job.id)}
         todo = [(i, span) for i, span in enumerate(spans) if i not in done]

@@ -69,6 +69,8 @@ class JobRecord:
     chunks_failed: int = 0
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    media_bytes: int = 0  # bytes of `source` that are the service's to delete (0: none)
+    claims: int = 0  # times claimed without finishing or being handed back
 
 
 @dataclass(frozen=True)
@@ -188,12 +190,24 @@ MIGRATIONS: list[tuple[int, dict[str, list[str]]]] = [
             ],
         },
     ),
+    # 2: how often a job was claimed without finishing (the poison-job rule), and the bytes of
+    # media it keeps on disk (per-key storage quotas, retention).
+    (
+        2,
+        {
+            dialect: [
+                "ALTER TABLE jobs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE jobs ADD COLUMN media_bytes BIGINT NOT NULL DEFAULT 0",
+            ]
+            for dialect in ("sqlite", "postgresql")
+        },
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "id, owner, task, state, video, source, spec, created_at, updated_at, duration_s, "
-    "chunks_total, result, error"
+    "chunks_total, result, error, media_bytes, claims"
 )
 _COUNTS = (
     "(SELECT COUNT(*) FROM chunks c WHERE c.job_id = jobs.id AND c.text IS NOT NULL), "
@@ -216,8 +230,10 @@ def _job(row: Sequence[Any]) -> JobRecord:
         chunks_total=row[10],
         result=json.loads(row[11]) if row[11] else None,
         error=json.loads(row[12]) if row[12] else None,
-        chunks_done=row[13],
-        chunks_failed=row[14],
+        media_bytes=int(row[13]),
+        claims=int(row[14]),
+        chunks_done=row[15],
+        chunks_failed=row[16],
     )
 
 
@@ -352,7 +368,7 @@ class Store:
             self._run(
                 cur,
                 "INSERT INTO jobs (id, owner, task, state, video, source, spec, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at, media_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     job.id,
                     job.owner,
@@ -363,6 +379,7 @@ class Store:
                     json.dumps(job.spec),
                     job.created_at,
                     job.updated_at,
+                    job.media_bytes,
                 ],
             )
 
@@ -454,28 +471,80 @@ class Store:
 
     # -- leases: which replica runs a job --
 
-    def claim(self, replica: str, lease_s: float, limit: int) -> list[str]:
+    def claim(
+        self, replica: str, lease_s: float, limit: int, max_claims: int | None = None
+    ) -> list[str]:
         """Unfinished jobs nobody holds (never claimed, or their lease ran out: the replica that
-        ran them died), oldest first, now held by `replica`."""
+        ran them died), now held by `replica`. Owners take turns: the next job is the oldest of
+        the owner running fewest jobs, so one key's many jobs never starve another's. A job
+        already claimed `max_claims` times without finishing is failed (`job_poisoned`)."""
         now = time.time()
         claimed: list[str] = []
+        free = "state IN (?, ?) AND (lease_until IS NULL OR lease_until < ?)"
         with self._tx() as cur:
-            rows = self._run(
-                cur,
-                "SELECT id FROM jobs WHERE state IN (?, ?) AND "
-                "(lease_until IS NULL OR lease_until < ?) ORDER BY created_at LIMIT ?",
-                [*UNFINISHED, now, limit],
-            ).fetchall()
-            for (job_id,) in rows:
-                taken = self._run(
+            running = dict(
+                self._run(
                     cur,
-                    "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
-                    "(lease_until IS NULL OR lease_until < ?)",
+                    "SELECT owner, COUNT(*) FROM jobs WHERE state IN (?, ?) AND lease_until >= ? "
+                    "GROUP BY owner",
+                    [*UNFINISHED, now],
+                ).fetchall()
+            )
+            waiting = dict(
+                self._run(
+                    cur,
+                    f"SELECT owner, MIN(created_at) FROM jobs WHERE {free} GROUP BY owner",
+                    [*UNFINISHED, now],
+                ).fetchall()
+            )
+            while len(claimed) < limit and waiting:
+                owner = min(waiting, key=lambda o: (running.get(o, 0), waiting[o], o))
+                row = self._run(
+                    cur,
+                    f"SELECT id, claims, created_at FROM jobs WHERE owner = ? AND {free} "
+                    "ORDER BY created_at, id LIMIT 1",
+                    [owner, *UNFINISHED, now],
+                ).fetchone()
+                if row is None:
+                    del waiting[owner]
+                    continue
+                job_id, claims, _ = row
+                if max_claims is not None and claims >= max_claims:
+                    self._poisoned(cur, job_id, claims)
+                elif self._run(
+                    cur,
+                    "UPDATE jobs SET lease_owner = ?, lease_until = ?, claims = claims + 1 "
+                    "WHERE id = ? AND (lease_until IS NULL OR lease_until < ?)",
                     [replica, now + lease_s, job_id, now],
-                ).rowcount
-                if taken:
+                ).rowcount:  # 0: another replica took it first
                     claimed.append(job_id)
+                    running[owner] = running.get(owner, 0) + 1
+                following = self._run(
+                    cur,
+                    f"SELECT MIN(created_at) FROM jobs WHERE owner = ? AND {free}",
+                    [owner, *UNFINISHED, now],
+                ).fetchone()[0]
+                if following is None:
+                    del waiting[owner]
+                else:
+                    waiting[owner] = following
         return claimed
+
+    def _poisoned(self, cur: Any, job_id: str, claims: int) -> None:
+        error = {
+            "code": "job_poisoned",
+            "message": f"this job was started {claims} times and each time its replica died "
+            "or stalled before it finished (jobs.max_job_claims); it is not tried again. A "
+            "video that crashes the decoder or an engine can do this: try a shorter chunk_s, "
+            "or report the video",
+        }
+        logger.warning("job %s failed: %s", job_id, error["message"])
+        self._run(
+            cur,
+            "UPDATE jobs SET state = ?, error = ?, updated_at = ?, lease_owner = NULL, "
+            "lease_until = NULL WHERE id = ?",
+            [JobState.FAILED.value, json.dumps(error), time.time(), job_id],
+        )
 
     def renew(self, replica: str, job_ids: Sequence[str], lease_s: float) -> list[str]:
         """Extend `replica`'s leases; the ids it no longer holds (finished or taken over)."""
@@ -498,7 +567,9 @@ class Store:
             for job_id in job_ids:
                 self._run(
                     cur,
-                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+                    # Handed back cleanly (a redeploy): that start does not count as a death.
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, "
+                    "claims = CASE WHEN claims > 0 THEN claims - 1 ELSE 0 END "
                     "WHERE id = ? AND lease_owner = ?",
                     [job_id, replica],
                 )
