@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from deploy.config.settings import AppArgs, JobsSettings
 from deploy.jobs.plan import plan_chunks
