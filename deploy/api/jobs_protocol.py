@@ -137,6 +137,8 @@ def job_view(job: JobRecord, chunks: list[ChunkRecord] | None = None) -> dict[st
         "options": {k: v for k, v in job.spec.items() if k != "task" and v is not None},
         "result": job.result,
         "error": job.error,
+        # The video kept for the job (uploads and downloads; a file:// job's is the user's).
+        "media": {"bytes": job.media_bytes, "deleted": job.media_removed_at is not None},
     }
     if chunks is not None:
         view["chunks"] = [chunk_view(chunk) for chunk in chunks]

@@ -6,11 +6,14 @@ everything analyzed (deploy/jobs/ does the work; this module is HTTP only).
     GET    /v1/video/jobs/{id}          state, progress, chunk results so far, result, error
     GET    /v1/video/jobs/{id}/events   server-sent events: `chunk` per chunk as it finishes,
                                         `state` on each change, then `result`, then `done`
-    DELETE /v1/video/jobs/{id}          cancel (its in-flight engine calls are cancelled)
+    DELETE /v1/video/jobs/{id}          unfinished: cancel (its in-flight engine calls are
+                                        cancelled, its video deleted); finished: delete the
+                                        job, its chunks, its search entries and its video
     GET    /v1/video/search?q=          captions and chapters matching q, best first
 
 A job belongs to the API key that created it (a fingerprint of it is stored, not the key);
-another key gets 404 for it, as for a job that does not exist.
+another key gets 404 for it, as for a job that does not exist. Each key has quotas (jobs queued
+or running, bytes of video kept: 429) and the disk a free-space floor (507): jobs/media.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,10 +37,17 @@ from deploy.api.body import read_capped
 from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, owner_of, parse_job_request
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
+from deploy.jobs.media import JobMedia, QuotaSink
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.spec import JobSpec
 from deploy.jobs.store import JobRecord, JobState, Store, StoreUnavailable
-from deploy.serving.errors import InvalidRequest, NotFound, PayloadTooLarge, UnprocessableInput
+from deploy.serving.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnprocessableInput,
+)
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.messages import MediaKind
 from deploy.serving.numbers import decimal
@@ -53,21 +64,27 @@ class JobRoutes:
         self.store = store  # the OpenAI routes answer questions about jobs from it too
         self._runner = runner
         self._args = args
-        self._media = args.jobs.resolved_data_dir() / "media"
+        self._media = JobMedia(args.jobs)
         self._fetcher = UrlFetcher(args.url_fetch)
+        self._streams: Counter[str] = Counter()  # event streams open here, per key or address
 
     # -- create --
 
     async def create(self, request: Request) -> Response:
         job_id = f"job_{uuid.uuid4().hex}"
+        owner = owner_of(request)
+        active, kept = await asyncio.to_thread(self.store.usage, owner)
+        incoming = decimal(request.headers.get("content-length")) or 0
+        self._media.check_quota(active, kept, incoming)  # refused before a byte is read
+        await asyncio.to_thread(self._media.check_room, incoming)
         if request.headers.get("content-type", "").startswith("application/json"):
-            spec, video, source = await self._from_json(request, job_id)
+            spec, video, source, size = await self._from_json(request, job_id, active, kept)
         else:
-            spec, video, source = await self._from_upload(request, job_id)
+            spec, video, source, size = await self._from_upload(request, job_id, active, kept)
         now = time.time()
         job = JobRecord(
             id=job_id,
-            owner=owner_of(request),
+            owner=owner,
             task=spec.task.value,
             state=JobState.QUEUED,
             video=video,
@@ -75,14 +92,21 @@ class JobRoutes:
             spec=spec.model_dump(mode="json"),
             created_at=now,
             updated_at=now,
+            media_bytes=size,
         )
-        await asyncio.to_thread(self.store.create_job, job)
+        try:
+            await asyncio.to_thread(self.store.create_job, job)
+        except BaseException:
+            await asyncio.to_thread(self._media.remove, source)
+            raise
         self._runner.wake()
         return JSONResponse(
             job_view(job), status_code=202, headers={"Location": f"/v1/video/jobs/{job_id}"}
         )
 
-    async def _from_json(self, request: Request, job_id: str) -> tuple[JobSpec, str, str]:
+    async def _from_json(
+        self, request: Request, job_id: str, active: int, kept: int
+    ) -> tuple[JobSpec, str, str, int]:
         body = await read_capped(request, MAX_JOB_JSON_BYTES, _json_too_large)
         raw = json_body.loads(
             body, self._args.http.max_json_depth, what="the body", param=None, code="invalid_json"
@@ -97,14 +121,24 @@ class JobRoutes:
                 param="url",
                 code="missing_file",
             )
-        if url.startswith("file:"):
-            return spec, url, str(await asyncio.to_thread(self._fetcher.local_path, url))
-        data = await self._fetcher.fetch(url)
-        path = self._media / f"{job_id}.video"
-        await asyncio.to_thread(_write, path, data)
-        return spec, url, str(path)
+        if url.startswith("file:"):  # the user's own file, read in place: not ours to keep
+            return spec, url, str(await asyncio.to_thread(self._fetcher.local_path, url)), 0
+        path = self._media.folder / f"{job_id}.video"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("wb") as out:  # streamed to disk as it arrives
+                size = await self._fetcher.fetch_into(
+                    url, QuotaSink(out, self._media, active, kept).write
+                )
+            await asyncio.to_thread(_check_video_file, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return spec, url, str(path), size
 
-    async def _from_upload(self, request: Request, job_id: str) -> tuple[JobSpec, str, str]:
+    async def _from_upload(
+        self, request: Request, job_id: str, active: int, kept: int
+    ) -> tuple[JobSpec, str, str, int]:
         upload = await read_multipart(
             request, self._args.extraction.max_upload_bytes, self._args.http.spool_threshold_bytes
         )
@@ -118,9 +152,13 @@ class JobRoutes:
                     param="file",
                     code="missing_file",
                 )
-            path = self._media / f"{job_id}{Path(file.filename or '').suffix[:8] or '.video'}"
+            size = file.size or 0
+            self._media.check_quota(active, kept, size)
+            await asyncio.to_thread(self._media.check_room, size)
+            suffix = Path(file.filename or "").suffix[:8] or ".video"
+            path = self._media.folder / f"{job_id}{suffix}"
             await asyncio.to_thread(_save, file, path)
-            return spec, file.filename or path.name, str(path)
+            return spec, file.filename or path.name, str(path), path.stat().st_size
         finally:
             await upload.close()
 
@@ -151,9 +189,18 @@ class JobRoutes:
         )
 
     async def cancel(self, request: Request) -> Response:
+        """Unfinished: cancelled (the row kept, to say so). Finished: deleted with its files."""
         job = await self._job(request)
+        if job.state.finished:
+            await asyncio.to_thread(self.store.delete_job, job.id, job.owner)
+            await asyncio.to_thread(self._media.remove, job.source)
+            return JSONResponse({"id": job.id, "object": "video.job", "deleted": True})
         cancelled = await asyncio.to_thread(self.store.cancel, job.id, job.owner)
         self._runner.cancel(job.id)  # when it runs here; elsewhere its lease renewal stops it
+        if job.media_bytes:  # it will not run again: its video goes now
+            await asyncio.to_thread(self._media.remove, job.source)
+            await asyncio.to_thread(self.store.media_removed, job.id)
+            cancelled = await asyncio.to_thread(self.store.get_job, job.id, job.owner)
         return JSONResponse(job_view(cancelled or job))
 
     async def search(self, request: Request) -> Response:
@@ -166,9 +213,32 @@ class JobRoutes:
 
     async def events(self, request: Request) -> Response:
         job = await self._job(request)
+        holder = owner_of(request) or f"addr:{request.client.host if request.client else '?'}"
+        cap = self._args.jobs.max_event_streams_per_key
+        if self._streams[holder] >= cap:
+            raise TooManyRequests(
+                f"this key already holds {self._streams[holder]} event streams open here, the "
+                "most jobs.max_event_streams_per_key allows; close one, or poll GET "
+                "/v1/video/jobs/{id}",
+                code="too_many_event_streams",
+                details={"retry_after_s": self._args.http.retry_after_s},
+            )
+        self._streams[holder] += 1
         return StreamingResponse(
-            self._events(job.id), media_type="text/event-stream", headers=_NO_BUFFERING
+            self._counted(holder, self._events(job.id)),
+            media_type="text/event-stream",
+            headers=_NO_BUFFERING,
         )
+
+    async def _counted(self, holder: str, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The stream, its slot given back however it ends (finished, client gone)."""
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._streams[holder] -= 1
+            if self._streams[holder] <= 0:
+                del self._streams[holder]
 
     async def _events(self, job_id: str) -> AsyncIterator[str]:
         seen: set[int] = set()
@@ -259,7 +329,6 @@ def _save(file: UploadFile, path: Path) -> None:
         shutil.copyfileobj(file.file, out, 1024 * 1024)
 
 
-def _write(path: Path, data: bytes) -> None:
-    _check_video(data[:512])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+def _check_video_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        _check_video(handle.read(512))

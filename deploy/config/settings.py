@@ -580,6 +580,35 @@ class JobsSettings(StrictModel):
         default=0.5, gt=0, description="How often an events stream looks for new chunk results."
     )
     max_page_size: int = Field(default=100, ge=1, description="Most jobs one list call returns.")
+    max_active_jobs_per_key: int = Field(
+        default=16,
+        ge=1,
+        description="Jobs one API key may have queued or running; one more is 429 too_many_jobs.",
+    )
+    max_media_bytes_per_key: int = Field(
+        default=50 * 1024**3,
+        ge=1,
+        description="Bytes of job videos (uploads, downloads) one API key may keep on disk; past "
+        "it 429 storage_quota_exceeded. DELETE of a job frees its share.",
+    )
+    min_free_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Free space that must stay on jobs.data_dir's disk: a new job that would "
+        "go below it is 507 insufficient_storage (the database keeps its room).",
+    )
+    media_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="How long a finished job's video is kept (for questions about it); then "
+        "it is deleted, the job, its captions and result kept.",
+    )
+    max_event_streams_per_key: int = Field(
+        default=8,
+        ge=1,
+        description="Event streams (GET .../events) one key (or address, without keys) may "
+        "hold open on one ingress replica; one more is 429.",
+    )
     max_job_claims: int = Field(
         default=5,
         ge=1,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from deploy.jobs.plan import Piece, chunk_sampling, lines
 from deploy.jobs.store import JobRecord, Store
-from deploy.serving.errors import NotFound, UnprocessableInput
+from deploy.serving.errors import Gone, NotFound, UnprocessableInput
 from deploy.serving.messages import Role, SamplingOptions, Turn
 from deploy.serving.pipeline import MediaSource
 
@@ -30,6 +30,13 @@ def job_context(store: Store, job_id: str, owner: str, question: str, max_chars:
     job = store.get_job(job_id, owner)
     if job is None:
         raise NotFound(f"no job {job_id!r}", param=PARAM, code="job_not_found")
+    if job.media_removed_at is not None:
+        raise Gone(
+            f"the video of job {job_id} was deleted (jobs.media_retention_s, or the job was "
+            f"cancelled); its captions and result are kept: GET /v1/video/jobs/{job_id}",
+            param=PARAM,
+            code="job_media_deleted",
+        )
     chunks = [c for c in store.chunks(job.id) if c.ok]
     if not chunks:
         raise UnprocessableInput(

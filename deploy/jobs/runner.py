@@ -4,7 +4,10 @@
     runner loop (every lease_s / 3, or when woken):
         renew the leases of the jobs it runs (a job cancelled or taken over: its task stops)
         claim queued jobs and jobs whose lease ran out (their replica died), up to
-            jobs.max_running_jobs, and run each:
+            jobs.max_running_jobs, owners in turn (fewest running first); a job claimed
+            jobs.max_job_claims times without finishing is failed (poison-job rule)
+        delete finished jobs' videos older than jobs.media_retention_s
+        and run each claimed job:
     job: duration (extractor.probe_file) ─► plan_chunks ─► chunks not yet in the store, at most
          jobs.max_chunks_in_flight at a time: extractor.extract_file (any replica) ─► caption
          (backend policy) ─► store.record_chunk   (kept once: a resumed job skips done chunks)
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 
 from deploy.config.settings import JobsSettings
 from deploy.jobs.aggregate import Aggregator, Chapter
+from deploy.jobs.media import JobMedia
 from deploy.jobs.plan import Piece, plan_chunks
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import (
@@ -80,6 +84,7 @@ class JobRunner:
             concurrency=settings.max_chunks_in_flight,
         )
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._media = JobMedia(settings)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -151,8 +156,17 @@ class JobRunner:
             )
             for job_id in claimed:
                 self._launch(job_id)
+        await asyncio.to_thread(self._sweep_media)
         if self._metrics is not None:
             self._metrics.jobs(await asyncio.to_thread(store.count_by_state))
+
+    def _sweep_media(self) -> None:
+        """Finished jobs' videos past jobs.media_retention_s are deleted (the job is kept)."""
+        cutoff = time.time() - self._settings.media_retention_s
+        for job_id, source in self._store.expired_media(cutoff):
+            self._media.remove(source)
+            self._store.media_removed(job_id)
+            logger.info("job %s: its video was deleted (jobs.media_retention_s)", job_id)
 
     def _launch(self, job_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._run(job_id), name=f"job {job_id}")

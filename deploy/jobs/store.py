@@ -71,6 +71,7 @@ class JobRecord:
     error: dict[str, Any] | None = None
     media_bytes: int = 0  # bytes of `source` that are the service's to delete (0: none)
     claims: int = 0  # times claimed without finishing or being handed back
+    media_removed_at: float | None = None  # when its video was deleted (retention, cancel)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ MIGRATIONS: list[tuple[int, dict[str, list[str]]]] = [
             dialect: [
                 "ALTER TABLE jobs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE jobs ADD COLUMN media_bytes BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE jobs ADD COLUMN media_removed_at DOUBLE PRECISION",
             ]
             for dialect in ("sqlite", "postgresql")
         },
@@ -207,7 +209,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _JOB_COLUMNS = (
     "id, owner, task, state, video, source, spec, created_at, updated_at, duration_s, "
-    "chunks_total, result, error, media_bytes, claims"
+    "chunks_total, result, error, media_bytes, claims, media_removed_at"
 )
 _COUNTS = (
     "(SELECT COUNT(*) FROM chunks c WHERE c.job_id = jobs.id AND c.text IS NOT NULL), "
@@ -232,8 +234,9 @@ def _job(row: Sequence[Any]) -> JobRecord:
         error=json.loads(row[12]) if row[12] else None,
         media_bytes=int(row[13]),
         claims=int(row[14]),
-        chunks_done=row[15],
-        chunks_failed=row[16],
+        media_removed_at=row[15],
+        chunks_done=row[16],
+        chunks_failed=row[17],
     )
 
 
@@ -463,6 +466,46 @@ class Store:
                 [JobState.CANCELLED.value, time.time(), job_id, owner, *UNFINISHED],
             )
         return self.get_job(job_id, owner)
+
+    def delete_job(self, job_id: str, owner: str) -> bool:
+        """Remove `owner`'s job, its chunks and its search documents; False if unknown."""
+        with self._tx() as cur:
+            self._run(cur, "DELETE FROM documents WHERE job_id = ?", [job_id])
+            self._run(cur, "DELETE FROM chunks WHERE job_id = ?", [job_id])
+            gone = self._run(
+                cur, "DELETE FROM jobs WHERE id = ? AND owner = ?", [job_id, owner]
+            ).rowcount
+        return bool(gone)
+
+    def usage(self, owner: str) -> tuple[int, int]:
+        """`owner`'s (jobs queued or running, bytes of media kept): what the quotas count."""
+        with self._tx() as cur:
+            active, kept = self._run(
+                cur,
+                "SELECT COALESCE(SUM(CASE WHEN state IN (?, ?) THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(media_bytes), 0) FROM jobs WHERE owner = ?",
+                [*UNFINISHED, owner],
+            ).fetchone()
+        return int(active), int(kept)
+
+    def expired_media(self, finished_before: float, limit: int = 100) -> list[tuple[str, str]]:
+        """(id, source) of finished jobs whose media is kept and older than `finished_before`."""
+        with self._tx() as cur:
+            rows = self._run(
+                cur,
+                "SELECT id, source FROM jobs WHERE state NOT IN (?, ?) AND media_bytes > 0 AND "
+                "updated_at < ? ORDER BY updated_at LIMIT ?",
+                [*UNFINISHED, finished_before, limit],
+            ).fetchall()
+        return [(str(job_id), str(source)) for job_id, source in rows]
+
+    def media_removed(self, job_id: str) -> None:
+        with self._tx() as cur:
+            self._run(
+                cur,
+                "UPDATE jobs SET media_bytes = 0, media_removed_at = ? WHERE id = ?",
+                [time.time(), job_id],
+            )
 
     def state_of(self, job_id: str) -> JobState | None:
         with self._tx() as cur:

@@ -160,6 +160,21 @@ class TooManyRequests(VidserveError):
     code_default = "too_many_concurrent_requests"
 
 
+class Gone(VidserveError):
+    """It existed, and was deleted on purpose (e.g. a job's video after its retention time)."""
+
+    status_code = 410
+    error_type = "invalid_request_error"
+
+
+class InsufficientStorage(VidserveError):
+    """The disk the service keeps jobs on is too full to take more (jobs.min_free_bytes)."""
+
+    status_code = 507
+    error_type = "service_unavailable"
+    code_default = "insufficient_storage"
+
+
 class BackendTimeout(VidserveError):
     status_code = 504
     error_type = "timeout_error"

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin
@@ -81,9 +82,16 @@ class UrlFetcher:
 
     async def fetch(self, url: str) -> bytes:
         """The body at `url`, or a 4xx saying why not."""
+        pieces: list[bytes] = []
+        await self.fetch_into(url, pieces.append)
+        return b"".join(pieces)
+
+    async def fetch_into(self, url: str, write: Callable[[bytes], object]) -> int:
+        """The body at `url` handed to `write` piece by piece as it arrives (a file's write:
+        nothing is held in memory); its size. `write` may raise to stop the download."""
         try:
             async with asyncio.timeout(self._settings.timeout_s):
-                return await self._fetch(url)
+                return await self._fetch(url, write)
         except TimeoutError:
             raise UnprocessableInput(
                 f"downloading {url} took longer than {self._settings.timeout_s:g}s "
@@ -92,14 +100,16 @@ class UrlFetcher:
                 code="url_timeout",
             ) from None
 
-    async def _fetch(self, url: str) -> bytes:
+    async def _fetch(self, url: str, write: Callable[[bytes], object]) -> int:
         current = url
         timeout = httpx.Timeout(self._settings.timeout_s, connect=self._settings.connect_timeout_s)
         async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, trust_env=False) as c:
             for _ in range(self._settings.max_redirects + 1):
                 parsed = self._parse(current)
                 if parsed.scheme == "file":
-                    return await asyncio.to_thread(self._read_local, parsed)
+                    data = await asyncio.to_thread(self._read_local, parsed)
+                    write(data)
+                    return len(data)
                 target = await self._target(parsed)
                 try:
                     async with c.stream(
@@ -117,7 +127,7 @@ class UrlFetcher:
                                 param="url",
                                 code="url_fetch_failed",
                             )
-                        return await self._read_body(response, url)
+                        return await self._read_body(response, url, write)
                 except httpx.TimeoutException:
                     raise TimeoutError from None
                 except httpx.HTTPError as exc:
@@ -189,12 +199,13 @@ class UrlFetcher:
                 addresses.append(address)
         return addresses
 
-    async def _read_body(self, response: httpx.Response, url: str) -> bytes:
+    async def _read_body(
+        self, response: httpx.Response, url: str, write: Callable[[bytes], object]
+    ) -> int:
         declared = decimal(response.headers.get("content-length"))
         if declared is not None and declared > self._max_bytes:
             raise self._too_large(url)
         total = f" of {declared / 2**20:.1f} MiB" if declared is not None else ""
-        chunks: list[bytes] = []
         size = 0
         started = last_log = time.monotonic()
         # Decoded bytes (gzip and the like undone), so the cap also bounds a compression bomb.
@@ -202,14 +213,14 @@ class UrlFetcher:
             size += len(chunk)
             if size > self._max_bytes:
                 raise self._too_large(url)
-            chunks.append(chunk)
+            write(chunk)
             if time.monotonic() - last_log >= PROGRESS_LOG_EVERY_S:
                 last_log = time.monotonic()
                 logger.info("downloading %s: %.1f MiB%s", url, size / 2**20, total)
         logger.info(
             "downloaded %s: %.1f MiB in %.2fs", url, size / 2**20, time.monotonic() - started
         )
-        return b"".join(chunks)
+        return size
 
     def _too_large(self, url: str) -> PayloadTooLarge:
         return PayloadTooLarge(

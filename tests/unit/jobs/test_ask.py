@@ -63,3 +63,13 @@ def test_unknown_other_owners_and_uncaptioned_jobs_are_refused(store: Store) -> 
         job_context(store, "j1", "mallory", "dog", 1000)
     with pytest.raises(UnprocessableInput, match="no captioned chunk yet"):
         job_context(store, "j1", "alice", "dog", 1000)
+
+
+def test_a_question_about_a_job_whose_video_was_deleted_is_410(store: Store) -> None:
+    from deploy.serving.errors import Gone
+
+    _caption_all(store)
+    store.media_removed("j1")
+    with pytest.raises(Gone) as gone:
+        job_context(store, "j1", "alice", "ball", 10_000)
+    assert gone.value.code == "job_media_deleted"

@@ -4,8 +4,14 @@ lost; the runner starts and stops with the app."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import uvicorn
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from deploy.api.auth import ApiKeys
@@ -17,6 +23,7 @@ from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.handles import AnsweringHandle
+from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.recorders import MetricsRecorder
 from tests.unit.jobs.test_job_runner import ScriptedWork
@@ -34,15 +41,38 @@ class _NoBackend:
         return "m"
 
 
-def _app(args: AppArgs, store_url: str, work: ScriptedWork) -> TestClient:
+def _starlette(args: AppArgs, store_url: str, work: ScriptedWork) -> Starlette:
     store = open_store(StoreSettings(url=store_url), args.jobs)
     runner = JobRunner(store, work, args.jobs, max_model_len=args.llm.max_model_len)
     router = BackendRouter([_NoBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
     pipeline = AnalyzePipeline(AnsweringHandle(_never), router, args)  # type: ignore[arg-type]
-    app = build_http_app(
+    return build_http_app(
         pipeline, args, ApiKeys([]), MetricsRecorder(), (runner, JobRoutes(store, runner, args))
     )
-    return TestClient(app)
+
+
+def _app(args: AppArgs, store_url: str, work: ScriptedWork) -> TestClient:
+    return TestClient(_starlette(args, store_url, work))
+
+
+@contextmanager
+def served(args: AppArgs, store_url: str, work: ScriptedWork) -> Iterator[str]:
+    """The app on a real uvicorn server on loopback (for streams held open); its URL."""
+    app = _starlette(args, store_url, work)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_a_lost_database_is_503_then_answers_again(
