@@ -197,8 +197,14 @@ class Ingress:
             Backend.VLLM: args.llm.request_timeout_s,
             Backend.OLLAMA: args.ollama.request_timeout_s,
         }
+        order = args.backends.order
+        # The assignment bound where there is a next backend to go to (serving/backends.py).
+        bounds = [args.backends.assign_timeout_s] * (len(order) - 1) + [None]
         router = BackendRouter(
-            [HandleBackend(b.value, backends[b.value], timeouts[b]) for b in args.backends.order],
+            [
+                HandleBackend(b.value, backends[b.value], timeouts[b], bound)
+                for b, bound in zip(order, bounds, strict=True)
+            ],
             args.backends.circuit_breaker,
             ServeBackendMetrics(),
         )

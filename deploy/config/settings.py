@@ -342,6 +342,14 @@ class BackendPolicy(StrictModel):
         default=Fallback.OLLAMA, description="ollama or none. VIDSERVE_FALLBACK overrides."
     )
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    assign_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="A request the primary's router has not handed to a replica within this "
+        "(none running: dead, starting, draining; or every one full) goes to the fallback; "
+        "it never waits for a replica to be started. Not applied to the last backend.",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> BackendPolicy:

@@ -3,8 +3,10 @@
     primary (vllm | ollama) --fails--> fallback (ollama | none) --fails--> 503 naming both
 
 A backend is skipped (fallback, no waiting) when its circuit is open. It is tried and, on failure,
-left for the next one when it is not deployed, has no live replica, its queue is full, its engine
-fails, or it does not answer within its timeout. An error caused by the request itself (4xx)
+left for the next one when it is not deployed, has no replica that takes the request within
+`backends.assign_timeout_s` (dead, starting, draining: the request never waits for one to be
+started), its replica dies mid-request, its queue is full, its engine fails, or it does not
+answer within its timeout. An error caused by the request itself (4xx)
 is returned as is: another backend would refuse it too.
 
 Each backend has a circuit breaker: `failure_threshold` consecutive failures open it; after
@@ -60,21 +62,60 @@ class OpenedStream:
 
 
 class HandleBackend:
-    """A backend deployment reached through its Serve handle (methods `answer` and `ready`)."""
+    """A backend deployment reached through its Serve handle (methods `answer` and `ready`).
 
-    def __init__(self, name: str, handle: DeploymentHandle[Any], timeout_s: float) -> None:
+    `assign_timeout_s` (backends.assign_timeout_s; set on every backend but the last): a call
+    that Serve's router has not handed to a replica within it is taken back and fails with
+    `no_replica`, so the next backend answers instead of the request waiting for a replica to
+    be started (a killed vLLM replica takes ~40 s to come back on CPU, minutes on a GPU)."""
+
+    def __init__(
+        self,
+        name: str,
+        handle: DeploymentHandle[Any],
+        timeout_s: float,
+        assign_timeout_s: float | None = None,
+    ) -> None:
         self.name = name
         self._handle = handle
         self._timeout_s = timeout_s
+        self._assign_timeout_s = assign_timeout_s
 
     async def answer(self, request: InferenceRequest) -> InferenceResult:
+        response = self._handle.answer.remote(request)
+        await self._assigned(response)
         result: InferenceResult = await call_stage(
-            self._handle.answer.remote(request), stage=self.name, timeout_s=self._timeout_s
+            response, stage=self.name, timeout_s=self._timeout_s
         )
         return result
 
+    async def _assigned(
+        self, response: DeploymentResponse[Any] | DeploymentResponseGenerator[Any]
+    ) -> None:
+        """Wait (at most assign_timeout_s) until a replica has taken the call."""
+        if self._assign_timeout_s is None:
+            return
+        # Ray 2.60: the future of the replica a call is assigned to (DeploymentResponse).
+        assignment = getattr(response, "_fetch_future_result_async", None)
+        if assignment is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(assignment()), timeout=self._assign_timeout_s)
+        except TimeoutError:
+            response.cancel()  # out of the primary's queue: it must not run later as well
+            raise ServiceUnavailable(
+                f"no {self.name} replica took the request within {self._assign_timeout_s:g} s "
+                "(backends.assign_timeout_s): none is running (dead, starting, draining) or "
+                "every one is full",
+                code=f"{self.name}_no_replica",
+                failure=Failure.NO_REPLICA,
+            ) from None
+        except Exception:  # noqa: BLE001 - a failed assignment is raised, typed, by call_stage
+            return
+
     async def open_stream(self, request: InferenceRequest) -> OpenedStream:
         stream = self._handle.options(stream=True).answer_stream.remote(request)
+        await self._assigned(stream)
         try:
             first = await next_item(stream, stage=self.name, timeout_s=self._timeout_s)
         except StopAsyncIteration:

@@ -23,6 +23,7 @@ class Failure(StrEnum):
     OVERLOADED = "overloaded"  # a full queue: load, not ill health
     NOT_DEPLOYED = "not_deployed"
     REPLICA_DIED = "replica_died"
+    NO_REPLICA = "no_replica"  # no replica took the request within backends.assign_timeout_s
     UNAVAILABLE = "unavailable"
 
 

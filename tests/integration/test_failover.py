@@ -6,6 +6,8 @@ model, the real `ollama` client against the stand-in server.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,6 +16,7 @@ import httpx
 import pytest
 import ray
 
+from deploy.config.settings import AppArgs
 from tests.integration.conftest import VLLM_TIMEOUT_S
 from tests.ollama_stub import OllamaStub
 from tests.videos import write_h264
@@ -21,6 +24,7 @@ from tests.videos import write_h264
 ANALYZE = "/v1/video/analyze"
 IN_FLIGHT = 4
 RECOVERY_TIMEOUT_S = 400.0
+ASSIGN_TIMEOUT_S = AppArgs().backends.assign_timeout_s
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,49 @@ def _vllm_replicas() -> list[str]:
 
 def _kill(name: str) -> None:
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+
+
+def _pid(name: str) -> int:
+    actor = ray.get_actor(name, namespace="serve")
+    pid: int = ray.get(actor.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
+    return pid
+
+
+def _wait_for_vllm(serve_url: str, video: bytes) -> list[str]:
+    """Until vLLM answers again (its replica replaced, the probe closed the circuit)."""
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    backends: list[str] = []
+    while time.monotonic() < deadline:
+        response, _ = _ask(serve_url, video)
+        backends.append(_backend_of(response))
+        if backends[-1] == "vllm":
+            break
+        time.sleep(2.0)
+    return backends
+
+
+def test_after_a_sigkill_of_the_vllm_replica_no_request_waits_for_it(
+    serve_url: str, stub: OllamaStub, video: bytes
+) -> None:
+    """Issue 26: the replica's process killed (SIGKILL, as the OOM killer does) while idle.
+    Before, the requests sent after it waited ~40 s for Serve to start a new replica and
+    none went to Ollama; each is now answered within backends.assign_timeout_s (2 s) plus
+    its own work, by Ollama, until vLLM is back."""
+    first, _ = _ask(serve_url, video)
+    assert first.json()["backend"] == "vllm", first.text
+    (replica,) = _vllm_replicas()
+    os.kill(_pid(replica), signal.SIGKILL)
+    results = [_ask(serve_url, video) for _ in range(6)]
+    for response, elapsed in results:
+        assert response.status_code == 200, response.text
+        assert elapsed < ASSIGN_TIMEOUT_S + 6, [round(e, 1) for _, e in results]
+    served_by = [response.json()["backend"] for response, _ in results]
+    assert served_by.count("ollama") >= 5, served_by
+    reasons = {r.json()["fallback"]["reason"] for r, _ in results if r.json()["fallback"]}
+    assert reasons <= {"replica_died", "no_replica", "circuit_open"}, reasons
+    assert "no_replica" in reasons or "replica_died" in reasons
+    backends = _wait_for_vllm(serve_url, video)
+    assert backends[-1] == "vllm", backends
 
 
 def _backend_of(response: httpx.Response) -> str:
@@ -114,14 +161,7 @@ def test_killing_the_vllm_replica_loses_no_request_and_traffic_returns(
     stub.restart()
 
     # The replica is replaced; the probe closes the circuit; vLLM answers again.
-    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-    backends = []
-    while time.monotonic() < deadline:
-        response, _ = _ask(serve_url, video)
-        backends.append(_backend_of(response))
-        if backends[-1] == "vllm":
-            break
-        time.sleep(2.0)
+    backends = _wait_for_vllm(serve_url, video)
     assert backends[-1] == "vllm", backends
     assert _vllm_replicas() != [replica]
     ready = httpx.get(f"{serve_url}/readyz", timeout=10).json()
