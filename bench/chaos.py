@@ -1,7 +1,7 @@
 """Chaos and soak: bounded mixed load while replicas are killed, then hours-like steady load with
 every replica's memory sampled.
 
-    python bench/chaos.py [--seconds 90] [--concurrency 4] [--soak-minutes 20]
+    python bench/chaos.py [--seconds 90] [--concurrency 4] [--soak-minutes 20] [--faults]
 
 Starts the app on a local Ray (CPU profile, the tiny model unless VLLM_MODEL_PATH is set) with
 the Ollama stand-in (tests/ollama_stub.py) as its fallback. Chaos: during the load it kills, in
@@ -13,6 +13,9 @@ the resident memory of every replica sampled; growth after the warm-up is report
 Prints a table of requests sent, answered by status, p50/p99 and max RSS per replica, then a
 verdict; exits 1 when a rule was broken (a hang, an answer outside the rule, no recovery, a
 replica's memory grown past the soak's bound: SOAK_GROWTH_RATIO, SOAK_GROWTH_BYTES).
+--faults: the scenarios of bench/faults.py on an app with API keys and a PostgreSQL jobs store
+(the primary SIGKILLed, the ingress killed mid-job, the database stopped mid-job, the disk
+filling, a client holding its share), one row each: sent, answered, refused, lost (must be 0).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import faults  # noqa: E402  (bench/faults.py, beside this file)
+
 from deploy.cli import runner  # noqa: E402
 from deploy.config import env  # noqa: E402
 from deploy.config.serve_config import Profile, app_args, load_config  # noqa: E402
@@ -47,6 +52,8 @@ from tests.load import (  # noqa: E402
 )
 from tests.ollama_stub import VISION, OllamaStub  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402
+from tests.videos import write_h264  # noqa: E402
 
 MODEL_ID = "tiny-qwen2.5-vl"
 # The bound of one request: the longest the app may take (vLLM's timeout, then Ollama's) and a
@@ -65,7 +72,7 @@ class App:
     faults: list[str] = field(default_factory=list)
 
 
-def config_for(port: int, ollama_url: str) -> dict[str, Any]:
+def config_for(port: int, ollama_url: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     overlay: dict[str, Any] = {
         "http_options": {"host": "127.0.0.1", "port": port},
         "applications": [
@@ -75,6 +82,7 @@ def config_for(port: int, ollama_url: str) -> dict[str, Any]:
                     "llm": {"model_id": MODEL_ID, "request_timeout_s": LLM_TIMEOUT_S},
                     "ollama": {"host": ollama_url, "request_timeout_s": OLLAMA_TIMEOUT_S},
                     "backends": {"circuit_breaker": {"failure_threshold": 2, "open_s": 5}},
+                    **(extra or {}),
                 },
             }
         ],
@@ -88,14 +96,16 @@ def config_for(port: int, ollama_url: str) -> dict[str, Any]:
 
 
 @contextmanager
-def running_app(start_timeout_s: float = 900.0) -> Iterator[App]:
+def running_app(
+    start_timeout_s: float = 900.0, extra: dict[str, Any] | None = None
+) -> Iterator[App]:
     """The app on its own local Ray with the Ollama stand-in; everything stopped after."""
     stub = OllamaStub({"qwen2.5vl:7b": VISION})
     stub.start()
     port = free_port()
     runner.start_local_ray(metrics_port=free_port())
     try:
-        runner.deploy(config_for(port, stub.url))
+        runner.deploy(config_for(port, stub.url, extra))
         runner.wait_until_running(start_timeout_s, progress=print)
         url = f"http://127.0.0.1:{port}"
         asyncio.run(wait_ready(url, start_timeout_s))
@@ -317,6 +327,36 @@ def print_soak(result: SoakResult, minutes: float, warmup_s: float) -> None:
         print(f"  {name}: {slope / 2**20:+.0f} MiB an hour")
 
 
+def run_faults(media: Media, folder: Path) -> list[faults.Row]:
+    """The fault scenarios (bench/faults.py), in turn, on one app of their own."""
+    postgres = PostgresServer()
+    postgres.start()
+    local_dir = folder / "local"
+    local_dir.mkdir(parents=True, exist_ok=True)
+    # 2 minutes of video: 30 chunks of 4 s, so a fault lands while the job runs.
+    video = write_h264(local_dir / "long.mp4", 240, 2.0, (160, 120))
+    data_dir = folder / "jobs"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    extra = faults.args_for(postgres.url, data_dir, local_dir)
+    floor = int(extra["jobs"]["min_free_bytes"])
+    try:
+        with running_app(extra=extra) as app:
+            client = LoadClient(app.url, MODEL_ID, media, BOUND_S)
+
+            async def scenarios() -> list[faults.Row]:
+                return [
+                    await faults.primary_killed(app.url, client),
+                    await faults.ingress_killed(app.url, video),
+                    await faults.database_stopped(app.url, video, postgres),
+                    await faults.disk_filling(app.url, data_dir, floor, media.video, client),
+                    await faults.client_share(app.url, MODEL_ID, client),
+                ]
+
+            return asyncio.run(scenarios())
+    finally:
+        postgres.remove()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -326,9 +366,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="0: no soak")
     parser.add_argument("--warmup-s", type=float, default=120.0, help="soak: before the baseline")
+    parser.add_argument("--faults", action="store_true", help="the fault scenarios (faults.py)")
     options = parser.parse_args()
-    media = Media.make(Path(tempfile.mkdtemp(prefix="vidserve-chaos-")))
+    folder = Path(tempfile.mkdtemp(prefix="vidserve-chaos-"))
+    media = Media.make(folder)
     violations: list[str] = []
+    if options.faults:
+        rows = run_faults(media, folder)
+        faults.print_rows(rows)
+        violations += faults.violations(rows)
+    if not options.seconds and not options.soak_minutes:
+        print("\nverdict: " + ("ok" if not violations else "FAILED"))
+        for violation in violations:
+            print(f"  {violation}")
+        return 1 if violations else 0
     with running_app() as app:
         if options.seconds:
             result = chaos(

@@ -6,6 +6,7 @@ Routes:
     GET  /v1/models             the served models, OpenAI's shape
     GET  /healthz               200 while the process is alive
     GET  /readyz                200 once a backend can answer (each backend's state), 503 before
+    GET  /openapi.json          the OpenAPI 3.1 document, generated from the models (api/openapi.py)
     /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
     GET  /                      the web page (deploy/web/: static files, no key needed)
 Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
@@ -39,6 +40,7 @@ from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.jobs_routes import JobRoutes
 from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
+from deploy.api.openapi import openapi_document
 from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config import env
 from deploy.config.settings import AppArgs, Backend
@@ -112,12 +114,21 @@ def build_http_app(
         return JSONResponse({"status": status, "backends": shown})
 
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
+    document = openapi_document(
+        args, openai.served, jobs=jobs is not None, keys=keys.enabled
+    )
+
+    async def openapi(request: Request) -> Response:
+        root = request.scope.get("root_path") or ""
+        return JSONResponse({**document, "servers": [{"url": root or "/"}]})
+
     routes: list[BaseRoute] = [
         Route("/v1/video/analyze", analyze, methods=["POST"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/v1/models", openai.models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     routes += page_routes()  # the web page at / (deploy/web/)
     runner = jobs[0] if jobs else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import statistics
 import time
 from collections import Counter
@@ -35,6 +37,7 @@ class Outcome:
     seconds: float
     json_error: bool = True  # an error answered in the JSON shape (True for a 200)
     detail: str = ""
+    started_at: float = 0.0  # time.monotonic() when it was sent
 
 
 @dataclass
@@ -96,13 +99,14 @@ class LoadClient:
             async with asyncio.timeout(self._bound_s):
                 status, body = await getattr(self, f"_{kind}")(client)
         except TimeoutError:
-            return Outcome(kind, 0, time.monotonic() - started, False, "no answer within bound")
+            took = time.monotonic() - started
+            return Outcome(kind, 0, took, False, "no answer within bound", started)
         except httpx.HTTPError as exc:
-            return Outcome(kind, -1, time.monotonic() - started, False, repr(exc))
+            return Outcome(kind, -1, time.monotonic() - started, False, repr(exc), started)
         seconds = time.monotonic() - started
         if status == 200:
-            return Outcome(kind, status, seconds)
-        return Outcome(kind, status, seconds, _is_json_error(body), body[:300])
+            return Outcome(kind, status, seconds, started_at=started)
+        return Outcome(kind, status, seconds, _is_json_error(body), body[:300], started)
 
     async def _analyze_video(self, client: httpx.AsyncClient) -> tuple[int, str]:
         response = await client.post(
@@ -172,6 +176,7 @@ async def run_load(
     seconds: float,
     concurrency: int,
     on_progress: Callable[[LoadReport], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> LoadReport:
     """At most `requests` requests and at most `seconds` of sending, `concurrency` at a time,
     the kinds by turns. Requests in flight at the deadline are still awaited (within their
@@ -189,7 +194,7 @@ async def run_load(
                 on_progress(report)
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=None, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=None, limits=limits, headers=headers) as http:
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
     return report
 
@@ -205,6 +210,17 @@ def replica_actors(deployment: str, app: str = "vidserve") -> list[str]:
         for actor in ray.util.list_named_actors(all_namespaces=True)
         if actor["name"].startswith(prefix)
     ]
+
+
+def sigkill_replica(deployment: str, app: str = "vidserve") -> str:
+    """SIGKILL one replica's process (as the OOM killer does): not even Ray is told first."""
+    names = replica_actors(deployment, app)
+    if not names:
+        raise RuntimeError(f"no live replica of {deployment}")
+    actor = ray.get_actor(names[0], namespace="serve")
+    pid: int = ray.get(actor.__ray_call__.remote(lambda _: os.getpid()), timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    return names[0]
 
 
 def kill_replica(deployment: str, app: str = "vidserve") -> str:

@@ -55,6 +55,10 @@ class OpenAIRoutes:
         self._created = int(time.time())
         self._max_body = args.max_json_body_bytes
 
+    @property
+    def served(self) -> list[str]:
+        return list(self._served)
+
     async def models(self, request: Request) -> Response:
         data = [
             _json(Model(id=model, object="model", created=self._created, owned_by="vidserve"))

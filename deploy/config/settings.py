@@ -476,7 +476,7 @@ class AuthSettings(StrictModel):
         "VIDSERVE_API_KEYS_FILE overrides.",
     )
     open_paths: tuple[str, ...] = Field(
-        default=("/healthz", "/readyz", "/", "/static/*"),
+        default=("/healthz", "/readyz", "/openapi.json", "/", "/static/*"),
         description="Paths answered without a key (`*` at the end: a prefix); the web page "
         "(`/`, `/static/`) holds no data, its API calls send the key typed into it.",
     )
