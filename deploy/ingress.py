@@ -114,9 +114,7 @@ def build_http_app(
         return JSONResponse({"status": status, "backends": shown})
 
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
-    document = openapi_document(
-        args, openai.served, jobs=jobs is not None, keys=keys.enabled
-    )
+    document = openapi_document(args, openai.served, jobs=jobs is not None, keys=keys.enabled)
 
     async def openapi(request: Request) -> Response:
         root = request.scope.get("root_path") or ""

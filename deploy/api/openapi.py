@@ -5,6 +5,7 @@ The running app is fuzzed against it by schemathesis (tests/integration/test_ope
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,19 +174,9 @@ def _operation(
                 schema = {"allOf": [schema, {"properties": {"model": {"enum": served}}}]}
             content[kind] = {"schema": schema}
         out["requestBody"] = {"required": True, "content": content}
-    ok_content: dict[str, Any] = {}
-    for kind, model in op.answers.items():
-        if model is not None:
-            ok_content[kind] = {"schema": ref(model, "serialization")}
-        elif op.method == "delete":
-            cancelled, deleted = schemas.JobView, schemas.DeletedJob
-            ok_content[kind] = {
-                "schema": {
-                    "anyOf": [ref(cancelled, "serialization"), ref(deleted, "serialization")]
-                }
-            }
-        else:
-            ok_content[kind] = {"schema": {"type": "object"} if kind == JSON else {"type": "string"}}
+    ok_content = {
+        kind: {"schema": _ok_schema(op, kind, model, ref)} for kind, model in op.answers.items()
+    }
     error = {JSON: {"schema": ref(schemas.ErrorResponse, "serialization")}}
     responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": ok_content}}
     statuses = set(op.errors) | ({401} if keys and not op.open else set())
@@ -195,6 +186,17 @@ def _operation(
     if keys and not op.open:
         out["security"] = [{"bearer": []}]
     return out
+
+
+def _ok_schema(
+    op: Op, kind: str, model: type[BaseModel] | None, ref: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    if model is not None:
+        return ref(model, "serialization")
+    if op.method == "delete":  # a cancelled job, or a deleted one
+        job, deleted = schemas.JobView, schemas.DeletedJob
+        return {"anyOf": [ref(job, "serialization"), ref(deleted, "serialization")]}
+    return {"type": "object"} if kind == JSON else {"type": "string"}
 
 
 def _op_id(op: Op) -> str:
