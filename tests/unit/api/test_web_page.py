@@ -49,3 +49,10 @@ def test_the_page_has_no_inline_script_or_handler() -> None:
     assert '"/static' not in html
     assert not re.search(r"\son[a-z]+=", html)  # no onclick= and the like
     assert "style=" not in html
+
+
+def test_the_page_links_the_openapi_document() -> None:
+    from deploy.web import STATIC
+
+    html = (STATIC / "index.html").read_text()
+    assert 'href="openapi.json"' in html  # relative: it works under a route prefix
