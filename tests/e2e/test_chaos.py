@@ -37,3 +37,40 @@ def test_every_request_is_answered_while_replicas_die_and_the_app_recovers() -> 
     assert (
         "answers outside the rule (a hang, another status, an error not in JSON): 0" in run.stdout
     )
+
+
+def test_fault_scenarios_lose_no_request() -> None:
+    """bench/chaos.py --faults (bench/faults.py): the vLLM replica's process SIGKILLed under
+    load, the ingress killed mid-job, PostgreSQL stopped mid-job, the jobs disk filled past its
+    floor, one key holding its share: each row's lost count is 0, and each fault did what it
+    should (fallback within its bound, 503 store_unavailable, 507, 429)."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "chaos.py"), "--seconds", "0", "--faults"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+        cwd=ROOT,
+    )
+    out = run.stdout
+    assert run.returncode == 0, (out + run.stderr)[-4000:]
+    assert "verdict: ok" in out
+    rows = {
+        m.group(1).strip(): [int(m.group(i)) for i in (2, 3, 4, 5)]
+        for m in re.finditer(r"^(.{26}) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|\s+(\d+) \|", out, re.M)
+    }
+    assert set(rows) == {
+        "primary killed (SIGKILL)",
+        "ingress killed mid-job",
+        "database stopped mid-job",
+        "disk filling",
+        "a client holds its share",
+    }, out[-3000:]
+    for name, (sent, answered, _refused, lost) in rows.items():
+        assert lost == 0, (name, out[-3000:])
+        assert answered > 0, (name, out[-3000:])
+        assert sent > 0
+    assert rows["disk filling"][2] >= 3  # the 507s
+    assert rows["a client holds its share"][2] >= 5  # the 429s
+    assert rows["database stopped mid-job"][2] >= 1  # the 503s while it was down
+    assert re.search(r"job succeeded: (\d+)/\1 chunks", out), out[-3000:]
