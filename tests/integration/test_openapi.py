@@ -88,5 +88,3 @@ def test_the_document_is_served_without_a_key_and_names_the_routes(serve_url: st
     assert {"/v1/chat/completions", "/v1/video/analyze", "/v1/video/jobs"} <= set(paths)
     assert paths["/v1/chat/completions"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in paths["/healthz"]["get"]
-
-

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from deploy.api.auth import ApiKeys
 from deploy.config.settings import AppArgs
@@ -26,8 +25,8 @@ from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.messages import InferenceRequest, InferenceResult
 from deploy.serving.pipeline import AnalyzePipeline
+from tests.asgi_server import uvicorn_server
 from tests.handles import AnsweringHandle
-from tests.ports import free_port
 from tests.recorders import MetricsRecorder
 
 MODEL = "qwen2.5vl:7b"
@@ -71,21 +70,11 @@ def _serve(args: AppArgs, keys: list[str] | None = None) -> Iterator[Server]:
     router = BackendRouter([backend], args.backends.circuit_breaker)  # type: ignore[list-item]
     pipeline = AnalyzePipeline(extractor=None, router=router, args=args)  # type: ignore[arg-type]
     app = build_http_app(pipeline, args, ApiKeys(keys or []), MetricsRecorder())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", backend, port)
-    finally:
-        backend.release.set()
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_server(app) as port:
+        try:
+            yield Server(f"http://127.0.0.1:{port}", backend, port)
+        finally:
+            backend.release.set()
 
 
 def _args(**sections: dict[str, Any]) -> AppArgs:

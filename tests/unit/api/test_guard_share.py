@@ -13,7 +13,15 @@ import time
 
 import httpx
 
-from tests.unit.api.test_guard import KEY_A, KEY_B, _args, _chat, _read_response, _serve
+from tests.unit.api.test_guard import (
+    KEY_A,
+    KEY_B,
+    Server,
+    _args,
+    _chat,
+    _read_response,
+    _serve,
+)
 
 GIB = 1024 * 1024 * 1024
 
@@ -57,15 +65,32 @@ def test_a_get_with_a_body_is_refused_and_holds_no_budget() -> None:
             holder.close()
 
 
+MIB = 1024 * 1024
+# A 12 MiB replica budget of which one client may hold 4 MiB.
+SHARED = {
+    "extraction": {"max_upload_bytes": 256 * 1024},
+    "http": {"max_inflight_bytes": 12 * MIB, "max_inflight_bytes_per_client": 4 * MIB},
+}
+
+
+def _second_body(server: Server, key: str) -> httpx.Response:
+    """While a first body of 1.2 MiB (3.6 of the client's 4 MiB, counted as JSON) trickles in
+    with key A, a second of 400 KiB (1.2 MiB counted) with `key`."""
+    held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
+    try:
+        time.sleep(0.2)
+        return httpx.post(
+            f"{server.url}/v1/chat/completions",
+            content=b"x" * (400 * 1024),
+            headers={"content-type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+    finally:
+        held.close()
+
+
 def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
-    mib = 1024 * 1024
-    args = _args(
-        extraction={"max_upload_bytes": 256 * 1024},
-        http={"max_inflight_bytes": 12 * mib, "max_inflight_bytes_per_client": 4 * mib},
-    )
-    with _serve(args, keys=[KEY_A, KEY_B]) as server:
+    with _serve(_args(**SHARED), keys=[KEY_A, KEY_B]) as server:
         server.backend.release.set()
-        # Key A declares 1.2 MiB (3.6 of its 4 MiB, counted as JSON) and trickles it.
         held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
         try:
             time.sleep(0.2)
@@ -91,21 +116,7 @@ def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
 
 
 def test_without_keys_a_made_up_token_does_not_buy_a_second_share() -> None:
-    mib = 1024 * 1024
-    args = _args(
-        extraction={"max_upload_bytes": 256 * 1024},
-        http={"max_inflight_bytes": 12 * mib, "max_inflight_bytes_per_client": 4 * mib},
-    )
-    with _serve(args) as server:  # no keys: the client is its address
+    with _serve(_args(**SHARED)) as server:  # no keys: the client is its address
         server.backend.release.set()
-        held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
-        try:
-            time.sleep(0.2)
-            second = httpx.post(
-                f"{server.url}/v1/chat/completions",
-                content=b"x" * (400 * 1024),
-                headers={"content-type": "application/json", "Authorization": f"Bearer {KEY_B}"},
-            )
-            assert second.status_code == 429, second.text
-        finally:
-            held.close()
+        second = _second_body(server, KEY_B)
+        assert second.status_code == 429, second.text

@@ -4,13 +4,10 @@ lost; the runner starts and stops with the app."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -22,8 +19,8 @@ from deploy.jobs.runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
+from tests.asgi_server import uvicorn_server
 from tests.handles import AnsweringHandle
-from tests.ports import free_port
 from tests.postgres import PostgresServer
 from tests.recorders import MetricsRecorder
 from tests.unit.jobs.test_job_runner import ScriptedWork
@@ -58,21 +55,8 @@ def _app(args: AppArgs, store_url: str, work: ScriptedWork) -> TestClient:
 @contextmanager
 def served(args: AppArgs, store_url: str, work: ScriptedWork) -> Iterator[str]:
     """The app on a real uvicorn server on loopback (for streams held open); its URL."""
-    app = _starlette(args, store_url, work)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with uvicorn_server(_starlette(args, store_url, work)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_lost_database_is_503_then_answers_again(
