@@ -168,10 +168,13 @@ async def _mid_job(
 ) -> Row:
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=_headers()) as http:
         path = await _job(http, video, row)
-        await _poll(http, path, row, lambda job: job["progress"]["chunks_done"] >= 2)
-        row.note = await fault(http)
+        running = await _poll(http, path, row, lambda job: job["progress"]["chunks_done"] >= 2)
+        at = f"at chunk {running['progress']['chunks_done']}/{running['progress']['chunks_total']}"
+        started = time.monotonic()
+        row.note = f"{await fault(http)} {at}"
         job = await _poll(http, path, row, lambda job: job["state"] != "running" and (
             job["state"] != "queued"))  # fmt: skip
+        row.note += f", finished {time.monotonic() - started:.0f} s later"
         _done(job, row)
         await http.delete(path)  # and its rows go (a finished job)
     return row
