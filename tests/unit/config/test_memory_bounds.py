@@ -58,7 +58,9 @@ def test_an_ingress_under_five_times_its_budget_stays_within_its_bound() -> None
     raw = {
         "backends": {"primary": "ollama", "fallback": "none"},
         "extraction": {"max_upload_bytes": 16 * MiB},
-        "http": {"max_inflight_bytes": budget},
+        # All 12 clients come from one address: here the replica's budget is what is measured,
+        # so one client may hold all of it (the per-client share is tests/unit/api's).
+        "http": {"max_inflight_bytes": budget, "max_inflight_bytes_per_client": budget},
     }
     args = AppArgs.model_validate(raw)
     port = free_port()
@@ -123,7 +125,10 @@ def test_an_ingress_under_five_times_its_budget_stays_within_its_bound() -> None
     assert statuses.count(503) > 0  # the budget refused some
     assert statuses.count(422) > 0  # and let others through
     assert set(statuses) <= {422, 503}
-    # The bound (budget) plus what one admitted request's parsing briefly holds beyond it.
-    assert growth < budget + 16 * MiB, (
+    # The bound (budget) plus what one request briefly holds beyond it while the next is
+    # admitted. Measured over 21 runs (before and after issue 26's changes): 53-61 MiB in most,
+    # 93-97 MiB in about one in six (gc.collect() per request does not change it: not cycles,
+    # a moment of overlap). Without the budget all 12 bodies are held: 355 MiB measured.
+    assert growth < budget + 32 * MiB, (
         f"peak grew {growth / MiB:.0f} MiB over a {budget / MiB:.0f} MiB budget"
     )
