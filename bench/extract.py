@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 
 from deploy.config import env  # noqa: E402
 from deploy.config.settings import ExtractionSettings  # noqa: E402
-from deploy.serving.messages import SamplingOptions  # noqa: E402
+from deploy.core.messages import SamplingOptions  # noqa: E402
 from deploy.video import av_read, decode, extract, resize, use_cpus  # noqa: E402
 from deploy.video.plan import (  # noqa: E402
     OPENCV_READER,

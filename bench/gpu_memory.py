@@ -21,7 +21,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.models.catalog import catalog
+from deploy.config.catalog import catalog
 from deploy.models.memory import GIB, Setup, activation_bytes, weight_bytes
 
 HF_ID = "Qwen/Qwen2.5-VL-7B-Instruct"

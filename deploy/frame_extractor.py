@@ -8,7 +8,7 @@ here, once, and only a reference and the small metadata go back to the ingress, 
 reference to the engine replica.
 
 A client's error (a corrupt or oversized video: 4xx) is answered as a `Refusal` value, not
-raised, so Ray does not log a traceback for each (serving/errors.py).
+raised, so Ray does not log a traceback for each (core/errors.py).
 
 Calls, all routed by the affinity router (deploy/serving/affinity_router.py) to the replica that
 holds the video's frames:
@@ -33,15 +33,16 @@ from pathlib import Path
 
 import ray
 
+from deploy.config.deployments import EXTRACTOR_NAME
 from deploy.config.settings import ExtractionSettings, UrlFetchSettings
-from deploy.serving.errors import (
+from deploy.core.errors import (
     InvalidRequest,
     UnprocessableInput,
     VidserveError,
     refusals_returned,
 )
+from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.fetch import UrlFetcher
-from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key, digest
@@ -53,7 +54,7 @@ from deploy.video.probe import VideoIndex, probe
 
 logger = logging.getLogger("ray.serve.vidserve.extractor")
 
-DEPLOYMENT_NAME = "FrameExtractor"
+DEPLOYMENT_NAME = EXTRACTOR_NAME
 
 
 def _replica_cpus() -> int:

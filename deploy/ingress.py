@@ -43,12 +43,13 @@ from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
 from deploy.api.openapi import openapi_document
 from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config import env
+from deploy.config.deployments import INGRESS_NAME
 from deploy.config.settings import AppArgs, Backend
+from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.jobs.work import PipelineWork
 from deploy.serving.backends import BackendRouter, HandleBackend
-from deploy.serving.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.serving.metrics import (
     HttpMetrics,
     ServeBackendMetrics,
@@ -61,7 +62,7 @@ from deploy.web import page_routes
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
-DEPLOYMENT_NAME = "Ingress"
+DEPLOYMENT_NAME = INGRESS_NAME
 # The most a replica's shutdown waits for its jobs runner to hand its leases back.
 RUNNER_STOP_TIMEOUT_S = 5.0
 

@@ -25,17 +25,15 @@ from typing import TYPE_CHECKING, Any
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, LLMServer, build_llm_deployment
 
+from deploy.config.catalog import cannot_see
 from deploy.config.settings import Accelerator, LLMSettings
-from deploy.models.catalog import cannot_see
-from deploy.models.startup_errors import ModelStartError, explain
-from deploy.serving.errors import (
+from deploy.core.errors import (
     EngineError,
     Failure,
     InvalidRequest,
     ServiceUnavailable,
 )
-from deploy.serving.health import HealthLog, Readiness
-from deploy.serving.messages import (
+from deploy.core.messages import (
     Delta,
     FrameMeta,
     InferenceRequest,
@@ -43,6 +41,8 @@ from deploy.serving.messages import (
     MediaKind,
     join_deltas,
 )
+from deploy.models.startup_errors import ModelStartError, explain
+from deploy.serving.health import HealthLog, Readiness
 from deploy.serving.serve_logs import drop_dead_serve_handlers, serve_log_handlers_kept
 
 if TYPE_CHECKING:

@@ -20,22 +20,22 @@ import httpx
 import numpy as np
 import ollama
 
+from deploy.config.catalog import cannot_see, normalize_tag, ollama_model_vision
 from deploy.config.settings import OllamaSettings
-from deploy.models.catalog import cannot_see, normalize_tag, ollama_model_vision
-from deploy.serving.errors import (
+from deploy.core.errors import (
     BackendTimeout,
     EngineError,
     InvalidRequest,
     ServiceUnavailable,
 )
-from deploy.serving.health import HealthLog, Readiness
-from deploy.serving.messages import (
+from deploy.core.messages import (
     Delta,
     GenerationParams,
     InferenceRequest,
     InferenceResult,
     join_deltas,
 )
+from deploy.serving.health import HealthLog, Readiness
 
 logger = logging.getLogger("ray.serve.vidserve.ollama")
 

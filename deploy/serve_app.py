@@ -17,27 +17,15 @@ from typing import Any
 from ray import serve
 from ray.serve.deployment import Application
 
+from deploy.config.deployments import (
+    EXTRACTOR_NAME,
+    INGRESS_NAME,
+    OLLAMA_DEPLOYMENT_NAME,
+    VLLM_DEPLOYMENT_NAME,
+)
 from deploy.config.settings import Accelerator, AppArgs, Backend
-from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR_NAME
 from deploy.frame_extractor import FrameExtractor
-from deploy.ingress import DEPLOYMENT_NAME as INGRESS_NAME
 from deploy.ingress import Ingress
-
-VLLM_DEPLOYMENT_NAME = "VLLM"
-OLLAMA_DEPLOYMENT_NAME = "Ollama"
-BACKEND_DEPLOYMENTS = {
-    Backend.VLLM: VLLM_DEPLOYMENT_NAME,
-    Backend.OLLAMA: OLLAMA_DEPLOYMENT_NAME,
-}
-
-
-def deployment_names(args: AppArgs) -> list[str]:
-    """The deployments `build_app` creates for these args (serve_config.yaml may set only these)."""
-    return [
-        INGRESS_NAME,
-        EXTRACTOR_NAME,
-        *(BACKEND_DEPLOYMENTS[backend] for backend in args.backends.order),
-    ]
 
 
 def resolve_accelerator(requested: Accelerator) -> Accelerator:

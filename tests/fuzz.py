@@ -130,8 +130,8 @@ def run_case(data: bytes, kind: str) -> tuple[str, int | None, str]:
     decoder shows as the worker dying): ("ok", None, ""), ("error", status, code) for a typed
     error, or ("unexpected", None, what) for anything else."""
     from deploy.config.settings import ExtractionSettings
-    from deploy.serving.errors import VidserveError
-    from deploy.serving.messages import MediaKind, SamplingOptions
+    from deploy.core.errors import VidserveError
+    from deploy.core.messages import MediaKind, SamplingOptions
     from deploy.video import extract
     from deploy.video.limits import apply_library_caps
 

@@ -12,9 +12,9 @@ import uvicorn
 
 from deploy.api.auth import ApiKeys
 from deploy.config.settings import AppArgs
+from deploy.core.errors import UnprocessableInput
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
-from deploy.serving.errors import UnprocessableInput
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.handles import AnsweringHandle
 from tests.recorders import MetricsRecorder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -12,9 +11,9 @@ from starlette.datastructures import FormData, UploadFile
 from deploy.api import json_body
 from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
-from deploy.serving.errors import InvalidRequest
-from deploy.serving.messages import GenerationParams, SamplingOptions
-from deploy.serving.numbers import INT64_MAX, INT64_MIN
+from deploy.core.errors import InvalidRequest
+from deploy.core.messages import AnalyzeRequest, GenerationParams
+from deploy.core.numbers import INT64_MAX, INT64_MIN
 
 FIELDS = (
     "file",
@@ -33,13 +32,6 @@ FIELDS = (
     "seed",
     "response_format",
 )
-
-
-@dataclass(frozen=True)
-class AnalyzeRequest:
-    prompt: str
-    sampling: SamplingOptions
-    params: GenerationParams
 
 
 def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:

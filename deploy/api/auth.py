@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from deploy.api.error_handlers import error_response
 from deploy.config import env
 from deploy.config.settings import MIN_API_KEY_CHARS, AuthSettings
-from deploy.serving.errors import TooManyRequests, Unauthorized
+from deploy.core.errors import TooManyRequests, Unauthorized
 
 logger = logging.getLogger("ray.serve.vidserve.auth")
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge
-from deploy.serving.numbers import decimal
+from deploy.core.errors import InvalidRequest, PayloadTooLarge
+from deploy.core.numbers import decimal
 
 
 def require_content_type(request: Request, expected: str, what: str) -> None:

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from deploy.serving.errors import Failure, MethodNotAllowed, NotFound, VidserveError
+from deploy.core.errors import Failure, MethodNotAllowed, NotFound, VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 

@@ -36,8 +36,8 @@ from deploy.config.settings import (
     MULTIPART_BODY_MEMORY_FACTOR,
     HttpSettings,
 )
-from deploy.serving.errors import InvalidRequest, Overloaded, RequestTimeout, TooManyRequests
-from deploy.serving.numbers import decimal
+from deploy.core.errors import InvalidRequest, Overloaded, RequestTimeout, TooManyRequests
+from deploy.core.numbers import decimal
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 

@@ -11,9 +11,9 @@ from starlette.requests import Request
 
 from deploy.api.openai_protocol import ResponseFormat, response_format_schema
 from deploy.config.settings import AppArgs
+from deploy.core.errors import InvalidRequest
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import ChunkRecord, JobRecord, SearchHit
-from deploy.serving.errors import InvalidRequest
 
 
 class JobRequest(BaseModel):

@@ -37,20 +37,21 @@ from deploy.api.body import read_capped
 from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, owner_of, parse_job_request
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
-from deploy.jobs.media import JobMedia, QuotaSink
-from deploy.jobs.runner import JobRunner
-from deploy.jobs.spec import JobSpec
-from deploy.jobs.store import JobRecord, JobState, Store, StoreUnavailable
-from deploy.serving.errors import (
+from deploy.core.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
     TooManyRequests,
     UnprocessableInput,
 )
+from deploy.core.jobs import JobState
+from deploy.core.messages import MediaKind
+from deploy.core.numbers import decimal
+from deploy.jobs.media import JobMedia, QuotaSink
+from deploy.jobs.runner import JobRunner
+from deploy.jobs.spec import JobSpec
+from deploy.jobs.store import JobRecord, Store, StoreUnavailable
 from deploy.serving.fetch import UrlFetcher
-from deploy.serving.messages import MediaKind
-from deploy.serving.numbers import decimal
 from deploy.video.container import sniff
 
 # A job request's JSON (the video comes by URL): small.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploy.serving.errors import InvalidRequest
+from deploy.core.errors import InvalidRequest
 
 
 def loads(data: bytes | str, max_depth: int, *, what: str, param: str | None, code: str) -> Any:

@@ -27,15 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from deploy.api import json_body
 from deploy.api.sampling import sampling_options
 from deploy.config.settings import AppArgs
-from deploy.serving.errors import InvalidRequest, NotFound
-from deploy.serving.messages import (
+from deploy.core.errors import InvalidRequest, NotFound
+from deploy.core.messages import (
     GenerationParams,
     MediaKind,
     Role,
     SamplingOptions,
     Turn,
 )
-from deploy.serving.numbers import INT64_MAX, INT64_MIN
+from deploy.core.numbers import INT64_MAX, INT64_MIN
 from deploy.serving.pipeline import MediaSource
 from deploy.video.cache import digest
 

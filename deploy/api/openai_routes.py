@@ -34,10 +34,10 @@ from deploy.api.body import read_capped, require_content_type
 from deploy.api.jobs_protocol import owner_of
 from deploy.api.openai_protocol import ChatPlan, parse_chat
 from deploy.config.settings import AppArgs
+from deploy.core.errors import InvalidRequest, PayloadTooLarge, VidserveError
+from deploy.core.messages import Delta, FallbackInfo, InferenceRequest
 from deploy.jobs.ask import job_context
 from deploy.jobs.store import Store
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, VidserveError
-from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
 
 BACKEND_HEADER = "X-Vidserve-Backend"

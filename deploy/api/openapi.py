@@ -16,7 +16,7 @@ from deploy.api import schemas
 from deploy.api.jobs_protocol import JobRequest
 from deploy.api.openai_protocol import ChatCompletionRequest
 from deploy.config.settings import AppArgs
-from deploy.serving.messages import AnalyzeResponse, Strategy
+from deploy.core.messages import AnalyzeResponse, Strategy
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"

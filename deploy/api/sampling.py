@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest
-from deploy.serving.messages import SamplingOptions, Strategy
+from deploy.core.errors import InvalidRequest
+from deploy.core.messages import SamplingOptions, Strategy
 
 OPTIONS = tuple(SamplingOptions.model_fields)
 _OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}

@@ -12,8 +12,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from deploy.api.body import capped_stream, require_content_type
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
-from deploy.serving.messages import MediaKind
+from deploy.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.core.messages import MediaKind
 from deploy.serving.pipeline import MediaSource
 
 # Room for the multipart boundaries and the small text fields around the file.

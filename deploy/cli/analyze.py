@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import httpx
 
-from deploy.serving.messages import MediaKind
+from deploy.core.messages import MediaKind
 from deploy.video.container import sniff
 
 EXIT_OK, EXIT_SERVER, EXIT_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3

@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import httpx
 
 from deploy.config import env
+from deploy.config.catalog import DEFAULT_VISION_HF_ID, catalog, hf_model_vision, normalize_tag
 from deploy.config.serve_config import Profile, app_args, load_config
 from deploy.config.settings import Accelerator, AppArgs, Backend, ModelSourceKind
-from deploy.models.catalog import DEFAULT_VISION_HF_ID, catalog, hf_model_vision, normalize_tag
 from deploy.models.gpus import Gpu, find_gpus
 from deploy.models.memory import GIB, Setup, advice, estimate
 from deploy.models.model_files import ModelFiles, locate

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.models.catalog import catalog
+from deploy.config.catalog import catalog
 
 # PyTorch pickles and other frameworks' copies of weights that vLLM does not read.
 SKIPPED = ["*.pt", "*.pth", "*.bin", "*.msgpack", "*.h5", "*.ckpt", "original/*"]

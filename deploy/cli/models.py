@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.models.catalog import GPU_SIZES_GB, CatalogEntry, catalog
+from deploy.config.catalog import GPU_SIZES_GB, CatalogEntry, catalog
 from deploy.models.gpus import Gpu
 from deploy.models.memory import GIB, Estimate, Setup, fewest_gpus, weight_bytes
 

@@ -95,7 +95,7 @@ def load_config(
 
 
 def _drop_unused_deployments(app: dict[str, Any]) -> None:
-    from deploy.serve_app import deployment_names
+    from deploy.config.deployments import deployment_names
 
     used = set(deployment_names(AppArgs.from_args(copy.deepcopy(app.get("args") or {}))))
     app["deployments"] = [d for d in app.get("deployments", []) if d.get("name") in used]
@@ -166,7 +166,7 @@ def _validate_autoscaling(app: str | None, deployment: dict[str, Any]) -> None:
 
 
 def _validate_app(app: dict[str, Any]) -> None:
-    from deploy.serve_app import deployment_names
+    from deploy.config.deployments import deployment_names
 
     args = AppArgs.model_validate(copy.deepcopy(app.get("args") or {}))
     known = deployment_names(args)

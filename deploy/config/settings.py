@@ -377,7 +377,7 @@ class OllamaSettings(StrictModel):
     model: str | None = Field(
         default=None,
         description="Ollama tag, e.g. qwen2.5vl:7b. OLLAMA_MODEL overrides. Default: the tag of "
-        "llm.model in the catalog (deploy/models/models.yaml), else qwen2.5vl:7b.",
+        "llm.model in the catalog (deploy/config/models.yaml), else qwen2.5vl:7b.",
     )
     num_ctx: int | None = Field(
         default=8192, ge=256, description="Context window Ollama allocates (its default is small)."
@@ -693,7 +693,7 @@ class AppArgs(StrictModel):
     @property
     def ollama_model(self) -> str:
         """`ollama.model`, else the catalog's tag for `llm.model`, else qwen2.5vl:7b."""
-        from deploy.models.catalog import DEFAULT_VISION_OLLAMA_TAG, catalog
+        from deploy.config.catalog import DEFAULT_VISION_OLLAMA_TAG, catalog
 
         return (
             self.ollama.model
@@ -706,7 +706,7 @@ class AppArgs(StrictModel):
 
     def vision_of(self, backend: Backend) -> bool | None:
         """Whether `backend`'s model sees images: True, False, or None when unknown here."""
-        from deploy.models.catalog import hf_model_vision, ollama_model_vision
+        from deploy.config.catalog import hf_model_vision, ollama_model_vision
 
         if backend is Backend.VLLM:
             return hf_model_vision(self.llm.model)
@@ -759,7 +759,7 @@ class AppArgs(StrictModel):
     @model_validator(mode="after")
     def _job_merges_fit_the_context(self) -> AppArgs:
         """A merge request must hold two texts, or the aggregation tree would not shrink."""
-        from deploy.jobs.plan import LINE_TOKENS, merge_budget
+        from deploy.core.tokens import LINE_TOKENS, merge_budget
 
         jobs = self.jobs
         budget = merge_budget(self.llm.max_model_len, jobs.summary_max_tokens)

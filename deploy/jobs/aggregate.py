@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.jobs.plan import Piece, chapter_spans, lines, merge_budget, pack
+from deploy.core.tokens import merge_budget
+from deploy.jobs.plan import Piece, chapter_spans, lines, pack
 from deploy.jobs.spec import (
     CHAPTER_PROMPT,
     CHAPTER_SCHEMA,

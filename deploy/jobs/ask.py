@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deploy.core.errors import Gone, NotFound, UnprocessableInput
+from deploy.core.messages import Role, SamplingOptions, Turn
 from deploy.jobs.plan import Piece, chunk_sampling, lines
 from deploy.jobs.store import JobRecord, Store
-from deploy.serving.errors import Gone, NotFound, UnprocessableInput
-from deploy.serving.messages import Role, SamplingOptions, Turn
 from deploy.serving.pipeline import MediaSource
 
 PARAM = "video_options.job_id"

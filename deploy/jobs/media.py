@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from deploy.config.settings import JobsSettings
-from deploy.serving.errors import InsufficientStorage, TooManyRequests
+from deploy.core.errors import InsufficientStorage, TooManyRequests
 
 logger = logging.getLogger("ray.serve.vidserve.jobs")
 

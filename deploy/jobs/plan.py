@@ -22,14 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deploy.serving.errors import InvalidRequest
-from deploy.serving.messages import SamplingOptions
+from deploy.core.errors import InvalidRequest
+from deploy.core.messages import SamplingOptions
+from deploy.core.tokens import LINE_TOKENS
 from deploy.video.chunks import chunk_count, chunk_spans
-
-# Tokens of a line's timestamp prefix "[00:00:00-00:00:30] " and its newline.
-LINE_TOKENS = 16
-# Tokens of a merge request's instructions (the prompt around the lines) and chat template.
-PROMPT_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -74,11 +70,6 @@ def chunk_sampling(span: tuple[float, float], frames: int) -> SamplingOptions:
     return SamplingOptions(
         num_frames=frames, start_s=start, end_s=max(end - _END_EXCLUSIVE_S, start) or None
     )
-
-
-def merge_budget(max_model_len: int, answer_tokens: int) -> int:
-    """Tokens of lines one merge request may carry."""
-    return max_model_len - answer_tokens - PROMPT_TOKENS
 
 
 def pack(pieces: Sequence[Piece], budget: int, max_items: int | None = None) -> list[list[Piece]]:

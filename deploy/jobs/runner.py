@@ -34,6 +34,8 @@ import uuid
 from typing import Any, Protocol
 
 from deploy.config.settings import JobsSettings
+from deploy.core.errors import VidserveError
+from deploy.core.jobs import JobState
 from deploy.jobs.aggregate import Aggregator, Chapter
 from deploy.jobs.media import JobMedia
 from deploy.jobs.plan import Piece, plan_chunks
@@ -41,13 +43,11 @@ from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import (
     ChunkRecord,
     JobRecord,
-    JobState,
     Span,
     Store,
     StoreUnavailable,
 )
 from deploy.jobs.work import JobWork
-from deploy.serving.errors import VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.jobs")
 

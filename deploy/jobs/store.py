@@ -26,26 +26,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from deploy.config.settings import JobsSettings, StoreSettings
-from deploy.serving.errors import ServiceUnavailable
+from deploy.core.errors import ServiceUnavailable
+from deploy.core.jobs import JobState
 
 logger = logging.getLogger("ray.serve.vidserve.store")
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)

@@ -12,12 +12,12 @@ from typing import Any, Protocol
 from ray.serve.handle import DeploymentHandle
 
 from deploy.config.settings import JobsSettings
+from deploy.core.messages import GenerationParams, InferenceRequest
 from deploy.jobs.plan import chunk_sampling
 from deploy.jobs.spec import DEFAULT_CAPTION_PROMPT, JobSpec
 from deploy.jobs.store import Span
 from deploy.serving.backends import BackendRouter
 from deploy.serving.handles import call_stage
-from deploy.serving.messages import GenerationParams, InferenceRequest
 
 # A chunk's frames take seconds to decode; past this something is wrong.
 EXTRACT_TIMEOUT_S = 300.0

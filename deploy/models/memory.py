@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from deploy.models.catalog import Architecture, CatalogEntry, catalog
+from deploy.config.catalog import Architecture, CatalogEntry, catalog
 
 GIB = 1024**3
 RUNTIME_OVERHEAD_BYTES = int(1.5 * GIB)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy.config.catalog import DEFAULT_VISION_HF_ID, catalog
 from deploy.config.settings import ModelSourceKind, classify_model_source
-from deploy.models.catalog import DEFAULT_VISION_HF_ID, catalog
 from deploy.models.memory import Setup, advice
 
 

@@ -27,10 +27,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from deploy.config.settings import CircuitBreakerSettings
-from deploy.serving.errors import EngineError, Failure, ServiceUnavailable, VidserveError
+from deploy.core.errors import EngineError, Failure, ServiceUnavailable, VidserveError
+from deploy.core.messages import Delta, FallbackInfo, InferenceRequest, InferenceResult
 from deploy.serving.handles import call_stage, next_item
 from deploy.serving.health import HealthLog, Readiness
-from deploy.serving.messages import Delta, FallbackInfo, InferenceRequest, InferenceResult
 from deploy.serving.metrics import BackendMetrics
 
 logger = logging.getLogger("ray.serve.vidserve.backends")

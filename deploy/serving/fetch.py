@@ -27,8 +27,8 @@ from urllib.parse import unquote, urljoin
 import httpx
 
 from deploy.config.settings import UrlFetchSettings
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
-from deploy.serving.numbers import decimal
+from deploy.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.core.numbers import decimal
 
 logger = logging.getLogger("ray.serve.vidserve.fetch")
 

@@ -23,7 +23,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RayServeException
 from ray.serve.handle import DeploymentResponse, DeploymentResponseGenerator
 
-from deploy.serving.errors import (
+from deploy.core.errors import (
     BackendTimeout,
     EngineError,
     Failure,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deploy.serving.errors import VidserveError
+from deploy.core.errors import VidserveError
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from deploy.core.jobs import JobState
+
 logger = logging.getLogger("ray.serve.vidserve.metrics")
 
 # Seconds. Requests run from tens of milliseconds (a cached image, /v1/models) to minutes (a long
@@ -196,8 +198,6 @@ class ServeJobMetrics:
         )
 
     def jobs(self, by_state: dict[str, int]) -> None:
-        from deploy.jobs.store import JobState
-
         for state in JobState:
             self._jobs.set(by_state.get(state.value, 0), tags={"state": state.value})
 

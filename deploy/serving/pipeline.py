@@ -27,14 +27,11 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
-from deploy.api.analyze_form import AnalyzeRequest
+from deploy.config.catalog import cannot_see
 from deploy.config.settings import AppArgs, Backend
-from deploy.models.catalog import cannot_see
-from deploy.serving.affinity_router import affinity, url_key
-from deploy.serving.backends import BackendRouter, OpenedStream, Routed
-from deploy.serving.errors import ServiceUnavailable
-from deploy.serving.handles import call_stage
-from deploy.serving.messages import (
+from deploy.core.errors import ServiceUnavailable
+from deploy.core.messages import (
+    AnalyzeRequest,
     AnalyzeResponse,
     Delta,
     FramesInfo,
@@ -46,6 +43,9 @@ from deploy.serving.messages import (
     Timings,
     Usage,
 )
+from deploy.serving.affinity_router import affinity, url_key
+from deploy.serving.backends import BackendRouter, OpenedStream, Routed
+from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
 from deploy.video.cache import digest
 from deploy.video.container import sniff

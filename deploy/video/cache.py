@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from deploy.serving.messages import MediaKind, SamplingOptions, StoredFrames
+from deploy.core.messages import MediaKind, SamplingOptions, StoredFrames
 
 
 def digest(data: bytes) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, UnprocessableInput
-from deploy.serving.messages import FrameBatch
+from deploy.core.errors import InvalidRequest, UnprocessableInput
+from deploy.core.messages import FrameBatch
 from deploy.video import decode
 from deploy.video.probe import probe
 from deploy.video.sampling import uniform_indices, window

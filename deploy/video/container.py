@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deploy.serving.messages import MediaKind
+from deploy.core.messages import MediaKind
 
 
 @dataclass(frozen=True)

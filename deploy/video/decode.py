@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
-from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, Strategy
+from deploy.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput
+from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, Strategy
 from deploy.video import av_read, limits
 from deploy.video.container import sniff
 from deploy.video.images import decode_image

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, UnprocessableInput
-from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions
+from deploy.core.errors import InvalidRequest, UnprocessableInput
+from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions
 from deploy.video import limits
 from deploy.video.resize import fit_size, frame_size, to_rgb
 from deploy.video.sampling import uniform_indices

@@ -19,7 +19,7 @@ import re
 import warnings
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import PayloadTooLarge
+from deploy.core.errors import PayloadTooLarge
 
 logger = logging.getLogger("ray.serve.vidserve.limits")
 

@@ -17,8 +17,8 @@ import pytest
 import ray
 from ray import serve
 
+from deploy.core.messages import MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.affinity_router import affinity
-from deploy.serving.messages import MediaKind, SamplingOptions, StoredFrames
 from tests.integration.conftest import AFFINITY_EXTRACTORS, OLLAMA_ONLY_PREFIX
 from tests.videos import write_h264
 

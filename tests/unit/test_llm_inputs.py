@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from vllm.sampling_params import RequestOutputKind
 
-from deploy.llm_deployment import chat_messages, engine_inputs, sampling_params
-from deploy.serving.messages import (
+from deploy.core.messages import (
     FrameBatch,
     GenerationParams,
     InferenceRequest,
@@ -16,6 +15,7 @@ from deploy.serving.messages import (
     StoredFrames,
     Turn,
 )
+from deploy.llm_deployment import chat_messages, engine_inputs, sampling_params
 
 
 def _stored(kind: MediaKind = MediaKind.VIDEO, count: int = 4) -> StoredFrames:

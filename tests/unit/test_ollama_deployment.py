@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import OllamaSettings
-from deploy.ollama_deployment import OllamaServer
-from deploy.serving.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
-from deploy.serving.messages import (
+from deploy.core.errors import BackendTimeout, ServiceUnavailable, UnprocessableInput
+from deploy.core.messages import (
     Delta,
     FrameBatch,
     GenerationParams,
@@ -26,6 +25,7 @@ from deploy.serving.messages import (
     StoredFrames,
     Turn,
 )
+from deploy.ollama_deployment import OllamaServer
 from tests.ollama_stub import TEXT, VISION, OllamaStub, decode_images
 from tests.ports import free_port
 

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys
 from deploy.config.settings import AppArgs, AuthSettings
-from deploy.serving.errors import Unauthorized
+from deploy.core.errors import Unauthorized
 
 KEY_A = "key-a-0123456789abcdef"
 KEY_B = "key-b-0123456789abcdef"

@@ -21,9 +21,9 @@ import pytest
 
 from deploy.api.auth import ApiKeys
 from deploy.config.settings import AppArgs
+from deploy.core.messages import InferenceRequest, InferenceResult
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
-from deploy.serving.messages import InferenceRequest, InferenceResult
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.asgi_server import uvicorn_server
 from tests.handles import AnsweringHandle

@@ -17,12 +17,12 @@ from starlette.testclient import TestClient
 from deploy.api.auth import ApiKeys
 from deploy.api.jobs_routes import JobRoutes
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
+from deploy.core.errors import EngineError
+from deploy.core.messages import InferenceRequest, InferenceResult
 from deploy.ingress import build_http_app
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
-from deploy.serving.errors import EngineError
-from deploy.serving.messages import InferenceRequest, InferenceResult
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.handles import AnsweringHandle
 from tests.recorders import MetricsRecorder

@@ -10,8 +10,8 @@ import pytest
 
 from deploy.api.openai_protocol import ChatPlan, parse_chat
 from deploy.config.settings import AppArgs
-from deploy.serving.errors import InvalidRequest, NotFound, VidserveError
-from deploy.serving.messages import MediaKind, Role
+from deploy.core.errors import InvalidRequest, NotFound, VidserveError
+from deploy.core.messages import MediaKind, Role
 
 SERVED = ["tiny", "qwen2.5vl:7b"]
 

@@ -15,10 +15,10 @@ from deploy.api.auth import ApiKeys
 from deploy.api.jobs_protocol import JobRequest, job_view
 from deploy.api.openapi import AnalyzeForm, JobUpload, openapi_document
 from deploy.config.settings import AppArgs
+from deploy.core.errors import InvalidRequest
 from deploy.ingress import build_http_app
 from deploy.jobs.store import JobRecord, JobState
 from deploy.serving.backends import BackendRouter
-from deploy.serving.errors import InvalidRequest
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.recorders import MetricsRecorder
 

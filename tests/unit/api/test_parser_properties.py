@@ -20,9 +20,9 @@ from deploy.api.jobs_protocol import parse_job_request
 from deploy.api.openai_protocol import parse_chat
 from deploy.api.sampling import OPTIONS, sampling_options
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
+from deploy.core.errors import VidserveError
+from deploy.core.numbers import MAX_DIGITS, decimal
 from deploy.jobs.store import JobRecord, JobState, open_store
-from deploy.serving.errors import VidserveError
-from deploy.serving.numbers import MAX_DIGITS, decimal
 from deploy.video.chunks import chunk_count, chunk_spans
 
 ARGS = AppArgs()

@@ -15,9 +15,9 @@ import pytest
 
 from deploy.api.auth import ApiKeys
 from deploy.config.settings import AppArgs
+from deploy.core.errors import Overloaded, ServiceUnavailable
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
-from deploy.serving.errors import Overloaded, ServiceUnavailable
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.recorders import MetricsRecorder
 

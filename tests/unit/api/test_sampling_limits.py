@@ -12,8 +12,8 @@ from starlette.datastructures import FormData
 from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.openai_protocol import parse_chat
 from deploy.config.settings import AppArgs
-from deploy.serving.errors import InvalidRequest
-from deploy.serving.messages import SamplingOptions, Strategy
+from deploy.core.errors import InvalidRequest
+from deploy.core.messages import SamplingOptions, Strategy
 
 ARGS = AppArgs.model_validate({"extraction": {"max_num_frames": 32, "max_fps": 4.0}})
 

@@ -6,6 +6,10 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.config.deployments import EXTRACTOR_NAME as EXTRACTOR
+from deploy.config.deployments import INGRESS_NAME as INGRESS
+from deploy.config.deployments import OLLAMA_DEPLOYMENT_NAME as OLLAMA
+from deploy.config.deployments import VLLM_DEPLOYMENT_NAME as VLLM
 from deploy.config.serve_config import (
     BASE_CONFIG,
     Profile,
@@ -16,10 +20,6 @@ from deploy.config.serve_config import (
     validate,
 )
 from deploy.config.settings import AppArgs
-from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR
-from deploy.ingress import DEPLOYMENT_NAME as INGRESS
-from deploy.serve_app import OLLAMA_DEPLOYMENT_NAME as OLLAMA
-from deploy.serve_app import VLLM_DEPLOYMENT_NAME as VLLM
 
 
 @pytest.mark.parametrize("profile", list(Profile))

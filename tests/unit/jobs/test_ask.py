@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
+from deploy.core.errors import NotFound, UnprocessableInput
+from deploy.core.messages import Role
 from deploy.jobs.ask import job_context
 from deploy.jobs.store import ChunkRecord, JobRecord, JobState, Store, open_store
-from deploy.serving.errors import NotFound, UnprocessableInput
-from deploy.serving.messages import Role
 
 CAPTIONS = ["a kitchen with a kettle", "a dog runs on a beach", "people sing in a choir"]
 
@@ -66,7 +66,7 @@ def test_unknown_other_owners_and_uncaptioned_jobs_are_refused(store: Store) -> 
 
 
 def test_a_question_about_a_job_whose_video_was_deleted_is_410(store: Store) -> None:
-    from deploy.serving.errors import Gone
+    from deploy.core.errors import Gone
 
     _caption_all(store)
     store.media_removed("j1")

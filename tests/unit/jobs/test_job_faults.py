@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from deploy.config.settings import AppArgs, JobsSettings
+from deploy.core.errors import InvalidRequest
 from deploy.jobs.plan import plan_chunks
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import JobRecord, JobState, Store
-from deploy.serving.errors import InvalidRequest
 from deploy.video.chunks import chunk_spans
 from tests.unit.jobs.test_job_runner import ScriptedWork
 from tests.unit.jobs.test_jobs_http import _app

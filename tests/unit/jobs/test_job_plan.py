@@ -6,18 +6,16 @@ import itertools
 
 import pytest
 
+from deploy.core.errors import InvalidRequest
+from deploy.core.tokens import LINE_TOKENS, PROMPT_TOKENS, merge_budget
 from deploy.jobs.plan import (
-    LINE_TOKENS,
-    PROMPT_TOKENS,
     Piece,
     chapter_spans,
     lines,
-    merge_budget,
     pack,
     plan_chunks,
     tree_sizes,
 )
-from deploy.serving.errors import InvalidRequest
 
 
 def test_a_video_shorter_than_a_chunk_is_one_chunk() -> None:

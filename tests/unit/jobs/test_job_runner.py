@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
+from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.jobs.runner import JobRunner
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import ChunkRecord, JobRecord, JobState, Span, Store, open_store
 from deploy.jobs.work import Generated
-from deploy.serving.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 
 
 class ScriptedWork:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from deploy.config.settings import AppArgs, Backend
-from deploy.models.catalog import (
+from deploy.config.catalog import (
     cannot_see,
     catalog,
     hf_model_vision,
     normalize_tag,
     ollama_model_vision,
 )
+from deploy.config.settings import AppArgs, Backend
 
 
 @pytest.mark.parametrize(

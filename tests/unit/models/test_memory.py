@@ -1,11 +1,11 @@
 """The memory estimator against figures worked out by hand from the models' published configs
-(config.json of each Hugging Face repository; the numbers are in deploy/models/models.yaml)."""
+(config.json of each Hugging Face repository; the numbers are in deploy/config/models.yaml)."""
 
 from __future__ import annotations
 
 import pytest
 
-from deploy.models.catalog import GPU_SIZES_GB, catalog
+from deploy.config.catalog import GPU_SIZES_GB, catalog
 from deploy.models.memory import (
     GIB,
     RUNTIME_OVERHEAD_BYTES,

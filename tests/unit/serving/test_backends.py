@@ -16,13 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import CircuitBreakerSettings
-from deploy.serving.backends import (
-    BackendRouter,
-    CircuitBreaker,
-    CircuitState,
-    OpenedStream,
-)
-from deploy.serving.errors import (
+from deploy.core.errors import (
     BackendTimeout,
     EngineError,
     Failure,
@@ -30,7 +24,7 @@ from deploy.serving.errors import (
     ServiceUnavailable,
     VidserveError,
 )
-from deploy.serving.messages import (
+from deploy.core.messages import (
     Delta,
     FrameBatch,
     GenerationParams,
@@ -38,6 +32,12 @@ from deploy.serving.messages import (
     InferenceResult,
     MediaKind,
     StoredFrames,
+)
+from deploy.serving.backends import (
+    BackendRouter,
+    CircuitBreaker,
+    CircuitState,
+    OpenedStream,
 )
 
 SETTINGS = CircuitBreakerSettings(failure_threshold=2, open_s=10.0, probe_timeout_s=1.0)

@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from deploy.config.settings import UrlFetchSettings
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput, VidserveError
+from deploy.core.errors import InvalidRequest, PayloadTooLarge, UnprocessableInput, VidserveError
 from deploy.serving.fetch import UrlFetcher, UrlNotAllowed
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096)

@@ -25,16 +25,16 @@ from starlette.testclient import TestClient
 
 from deploy.api.auth import ApiKeys
 from deploy.config.settings import AppArgs
-from deploy.ingress import build_http_app
-from deploy.serving.affinity_router import url_key
-from deploy.serving.backends import BackendRouter, OpenedStream
-from deploy.serving.messages import (
+from deploy.core.messages import (
     InferenceRequest,
     InferenceResult,
     MediaKind,
     SamplingOptions,
     StoredFrames,
 )
+from deploy.ingress import build_http_app
+from deploy.serving.affinity_router import url_key
+from deploy.serving.backends import BackendRouter, OpenedStream
 from deploy.serving.pipeline import AnalyzePipeline
 from deploy.video import extract
 from deploy.video.cache import cache_key

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from deploy.config.settings import CircuitBreakerSettings
+from deploy.core.messages import GenerationParams, InferenceRequest, InferenceResult
 from deploy.serving.backends import BackendRouter, HandleBackend
-from deploy.serving.messages import GenerationParams, InferenceRequest, InferenceResult
 
 BOUND_S = 0.3
 TIMEOUT_S = 30.0  # the primary's own request timeout: far longer than the test waits

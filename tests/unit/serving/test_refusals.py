@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deploy.serving.errors import (
+from deploy.core.errors import (
     EngineError,
     PayloadTooLarge,
     Refusal,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.messages import FrameBatch, SamplingOptions
+from deploy.core.messages import FrameBatch, SamplingOptions
 from deploy.video import av_read, decode, extract, use_cpus
 from deploy.video.plan import PYAV_READER, plan_reads
 from deploy.video.probe import probe

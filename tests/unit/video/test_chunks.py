@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest
+from deploy.core.errors import InvalidRequest
 from deploy.video.chunks import chunk_spans, extract_chunks
 from tests.videos import decode_index, write_h264
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import InvalidRequest, UnprocessableInput
-from deploy.serving.messages import MediaKind, SamplingOptions
+from deploy.core.errors import InvalidRequest, UnprocessableInput
+from deploy.core.messages import MediaKind, SamplingOptions
 from deploy.video import extract
 from deploy.video.resize import fit_size, per_frame_max_pixels
 from deploy.video.sampling import fps_indices, uniform_indices

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from deploy.serving.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames, Strategy
+from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames, Strategy
 from deploy.video.cache import FrameCache, cache_key, digest
 
 

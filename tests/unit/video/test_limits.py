@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import AppArgs, ExtractionSettings
-from deploy.serving.errors import InvalidRequest, PayloadTooLarge
-from deploy.serving.messages import MediaKind, SamplingOptions
+from deploy.core.errors import InvalidRequest, PayloadTooLarge
+from deploy.core.messages import MediaKind, SamplingOptions
 from deploy.video import decode as decode_module
 from deploy.video import extract, frames_from_images, limits
 from deploy.video.probe import probe
@@ -203,7 +203,7 @@ def test_opencv_is_loaded_with_a_pixel_cap_and_past_it_answers_413() -> None:
     script = (
         "import cv2, numpy as np\n"
         "from deploy.config.settings import ExtractionSettings\n"
-        "from deploy.serving.errors import PayloadTooLarge\n"
+        "from deploy.core.errors import PayloadTooLarge\n"
         "from deploy.video.images import imdecode\n"
         "ok, png = cv2.imencode('.png', np.zeros((120, 120, 3), np.uint8))\n"
         "try:\n"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from deploy.config.settings import ExtractionSettings
-from deploy.serving.errors import UnprocessableInput
-from deploy.serving.messages import SamplingOptions, Strategy
+from deploy.core.errors import UnprocessableInput
+from deploy.core.messages import SamplingOptions, Strategy
 from deploy.video import decode, extract, use_cpus
 from deploy.video.plan import OPENCV_READER, PYAV_READER, ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe

@@ -179,6 +179,15 @@ class GenerationParams:
     json_schema: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class AnalyzeRequest:
+    """A question about one video or image (the analyze endpoint's fields, validated)."""
+
+    prompt: str
+    sampling: SamplingOptions
+    params: GenerationParams
+
+
 class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"

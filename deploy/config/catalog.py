@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deploy.serving.errors import UnprocessableInput
+from deploy.core.errors import UnprocessableInput
 
 CATALOG_FILE = Path(__file__).with_name("models.yaml")
 DEFAULT_VISION_HF_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
