@@ -72,7 +72,8 @@ from deploy.config import env  # noqa: E402
 from deploy.config.settings import ExtractionSettings  # noqa: E402
 from deploy.core.messages import SamplingOptions  # noqa: E402
 from deploy.video import av_read, decode, extract, resize, use_cpus  # noqa: E402
-from deploy.video.plan import (  # noqa: E402
+from deploy.video.probe import VideoIndex, probe  # noqa: E402
+from deploy.video.read_plan import (  # noqa: E402
     OPENCV_READER,
     PYAV_READER,
     Plan,
@@ -80,7 +81,6 @@ from deploy.video.plan import (  # noqa: E402
     read_costs,
     split,
 )
-from deploy.video.probe import VideoIndex, probe  # noqa: E402
 from deploy.video.sampling import uniform_indices  # noqa: E402
 from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
 

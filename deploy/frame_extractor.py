@@ -16,7 +16,7 @@ holds the video's frames:
     extract(data, digest, ...)   decode bytes the ingress hashed as they streamed in
     extract_url(url, ...)        download (SSRF guard, deploy/serving/fetch.py), hash, then as above
     from_images(images, ...)     a video sent as its frames (not cached)
-A long-video job's chunks (deploy/jobs/runner.py), spread over every replica:
+A long-video job's chunks (deploy/jobs/job_runner.py), spread over every replica:
     probe_file(path)             the duration of a job's video, read in place
     extract_file(path, ...)      one chunk's frames (a time window), its index kept per file
 """

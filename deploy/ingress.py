@@ -46,7 +46,7 @@ from deploy.config import env
 from deploy.config.deployments import INGRESS_NAME
 from deploy.config.settings import AppArgs, Backend
 from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
-from deploy.jobs.runner import JobRunner
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.jobs.work import PipelineWork
 from deploy.serving.backends import BackendRouter, HandleBackend

@@ -9,7 +9,7 @@ from jsonschema.exceptions import SchemaError
 from starlette.datastructures import FormData, UploadFile
 
 from deploy.api import json_body
-from deploy.api.sampling import sampling_options
+from deploy.api.sampling_options import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
 from deploy.core.messages import AnalyzeRequest, GenerationParams
@@ -100,7 +100,7 @@ def _number(
     high: float | None = None,
 ) -> Any:
     """A text field as a number; `low`..`high` checked when given (the sampling options'
-    bounds are checked by api/sampling.py instead)."""
+    bounds are checked by api/sampling_options.py instead)."""
     raw = _text(form, name)
     if raw is None or raw.strip() == "":
         return None

@@ -47,8 +47,8 @@ from deploy.core.errors import (
 from deploy.core.jobs import JobState
 from deploy.core.messages import MediaKind
 from deploy.core.numbers import decimal
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.media import JobMedia, QuotaSink
-from deploy.jobs.runner import JobRunner
 from deploy.jobs.spec import JobSpec
 from deploy.jobs.store import JobRecord, Store, StoreUnavailable
 from deploy.serving.fetch import UrlFetcher

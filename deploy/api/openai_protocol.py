@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.api import json_body
-from deploy.api.sampling import sampling_options
+from deploy.api.sampling_options import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, NotFound
 from deploy.core.messages import (
@@ -112,7 +112,7 @@ class ChatCompletionRequest(_Strict):
     response_format: ResponseFormat | None = None
     n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
     user: str | None = None
-    # vidserve's extension, checked by api/sampling.py (the same check as the analyze form's).
+    # vidserve's extension, checked by api/sampling_options.py (as the analyze form's fields).
     video_options: dict[str, Any] | None = None
 
 

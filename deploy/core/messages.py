@@ -39,7 +39,7 @@ MAX_SECONDS = 86400.0
 
 class SamplingOptions(BaseModel):
     """How to pick frames from one video. The one definition of each option's own bounds: both
-    APIs check requests against it, then against the app's limits (api/sampling.py)."""
+    APIs check requests against it, then against the app's limits (api/sampling_options.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from deploy.video.plan import Plan, landing
 from deploy.video.probe import VideoIndex
+from deploy.video.read_plan import Plan, landing
 from deploy.video.resize import shrink
 
 av: Any

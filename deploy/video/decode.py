@@ -28,8 +28,8 @@ from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, Strateg
 from deploy.video import av_read, limits
 from deploy.video.container import sniff
 from deploy.video.images import decode_image
-from deploy.video.plan import PYAV_READER, Plan, plan_reads, read_costs, split
 from deploy.video.probe import VideoIndex, probe
+from deploy.video.read_plan import PYAV_READER, Plan, plan_reads, read_costs, split
 from deploy.video.resize import frame_size, to_rgb
 from deploy.video.sampling import (
     fps_indices,

@@ -55,3 +55,12 @@ def test_an_import_against_the_layers_breaks_a_contract(
     assert "BROKEN" in run.stdout
     broken = [row for row in run.stdout.splitlines() if row.rstrip().endswith("BROKEN")]
     assert any(contract in row for row in broken) or contract in run.stdout, run.stdout[-3000:]
+
+
+def test_no_two_modules_of_deploy_share_a_name() -> None:
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "deploy").rglob("*.py"):
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    shared = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert not shared, shared

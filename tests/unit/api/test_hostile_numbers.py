@@ -20,7 +20,7 @@ from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.core.errors import EngineError
 from deploy.core.messages import InferenceRequest, InferenceResult
 from deploy.ingress import build_http_app
-from deploy.jobs.runner import JobRunner
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from deploy.api import json_body
 from deploy.api.jobs_protocol import parse_job_request
 from deploy.api.openai_protocol import parse_chat
-from deploy.api.sampling import OPTIONS, sampling_options
+from deploy.api.sampling_options import OPTIONS, sampling_options
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.core.errors import VidserveError
 from deploy.core.numbers import MAX_DIGITS, decimal

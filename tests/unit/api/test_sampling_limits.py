@@ -1,5 +1,5 @@
-"""Both APIs check sampling options with one rule (api/sampling.py): the same bad option gets
-the same 400 from the analyze form and from the chat API's video_options."""
+"""Both APIs check sampling options with one rule (api/sampling_options.py): the same bad option
+gets the same 400 from the analyze form and from the chat API's video_options."""
 
 from __future__ import annotations
 

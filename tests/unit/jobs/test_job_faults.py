@@ -18,8 +18,8 @@ import pytest
 
 from deploy.config.settings import AppArgs, JobsSettings
 from deploy.core.errors import InvalidRequest
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.plan import plan_chunks
-from deploy.jobs.runner import JobRunner
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import JobRecord, JobState, Store
 from deploy.video.chunks import chunk_spans
@@ -135,7 +135,7 @@ def test_claims_take_turns_between_owners(store: Store) -> None:
 
 def test_the_runner_plans_off_the_event_loop(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plan that takes long must not stop the loop (health checks, other requests)."""
-    import deploy.jobs.runner as runner_module
+    import deploy.jobs.job_runner as runner_module
 
     def slow_plan(*args: object, **kwargs: object) -> list[tuple[float, float]]:
         time.sleep(0.5)

@@ -14,7 +14,7 @@ import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
-from deploy.jobs.runner import JobRunner
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import ChunkRecord, JobRecord, JobState, Span, Store, open_store
 from deploy.jobs.work import Generated

@@ -20,7 +20,7 @@ from pytest_httpserver import HTTPServer
 from starlette.testclient import TestClient
 
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
-from deploy.jobs.runner import JobRunner
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import Store, open_store
 from tests.unit.jobs.test_job_runner import ScriptedWork
 from tests.unit.jobs.test_jobs_http import _app

@@ -15,7 +15,7 @@ from deploy.api.auth import ApiKeys
 from deploy.api.jobs_routes import JobRoutes
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.ingress import build_http_app
-from deploy.jobs.runner import JobRunner
+from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline

@@ -15,8 +15,8 @@ import pytest
 from deploy.config.settings import ExtractionSettings
 from deploy.core.messages import FrameBatch, SamplingOptions
 from deploy.video import av_read, decode, extract, use_cpus
-from deploy.video.plan import PYAV_READER, plan_reads
 from deploy.video.probe import probe
+from deploy.video.read_plan import PYAV_READER, plan_reads
 from deploy.video.threads import THREADS
 from tests.videos import (
     decode_index,

@@ -15,8 +15,15 @@ from deploy.config.settings import ExtractionSettings
 from deploy.core.errors import UnprocessableInput
 from deploy.core.messages import SamplingOptions, Strategy
 from deploy.video import decode, extract, use_cpus
-from deploy.video.plan import OPENCV_READER, PYAV_READER, ReadCosts, plan_reads, read_costs, split
 from deploy.video.probe import probe
+from deploy.video.read_plan import (
+    OPENCV_READER,
+    PYAV_READER,
+    ReadCosts,
+    plan_reads,
+    read_costs,
+    split,
+)
 from deploy.video.sampling import scene_indices
 from deploy.video.threads import THREADS
 from tests.videos import (
