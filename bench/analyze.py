@@ -36,8 +36,8 @@ from deploy.config.settings import AppArgs  # noqa: E402
 from deploy.core.messages import MediaKind, SamplingOptions  # noqa: E402
 from deploy.dev.tiny_model import ensure_tiny_model  # noqa: E402
 from deploy.video import extract  # noqa: E402
-from tests.ports import free_port  # noqa: E402
-from tests.videos import write_h264  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.videos import write_h264  # noqa: E402
 
 ANALYZE = "/v1/video/analyze"
 

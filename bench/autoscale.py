@@ -3,7 +3,7 @@
     python bench/autoscale.py [--concurrency 6] [--max-requests 400] [--max-load-s 120]
 
 Starts the app on a local Ray with Ollama as its only backend, answered by the Ollama stand-in
-of the tests (tests/ollama_stub.py, instant answers), so that frame extraction is the stage
+of the tests (tests/support/ollama_stub.py, instant answers), so that frame extraction is the stage
 under load. The FrameExtractor deployment gets an autoscaling config made to react within
 seconds (min 1, max --max-replicas, target 1 ongoing request, short delays) and Serve's
 autoscaling metric push intervals are cut to 0.5 s for this run only (environment variables
@@ -48,9 +48,9 @@ from ray.serve.schema import ReplicaState  # noqa: E402
 from deploy.cli import runner  # noqa: E402
 from deploy.config.serve_config import APP_NAME, Profile, load_config  # noqa: E402
 from deploy.frame_extractor import DEPLOYMENT_NAME as EXTRACTOR  # noqa: E402
-from tests.ollama_stub import OllamaStub  # noqa: E402
-from tests.ports import free_port  # noqa: E402
-from tests.videos import write_h264  # noqa: E402
+from tests.support.ollama_stub import OllamaStub  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.videos import write_h264  # noqa: E402
 
 ANALYZE = "/v1/video/analyze"
 POLL_S = 0.25

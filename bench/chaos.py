@@ -4,12 +4,12 @@ every replica's memory sampled.
     python bench/chaos.py [--seconds 90] [--concurrency 4] [--soak-minutes 20] [--faults]
 
 Starts the app on a local Ray (CPU profile, the tiny model unless VLLM_MODEL_PATH is set) with
-the Ollama stand-in (tests/ollama_stub.py) as its fallback. Chaos: during the load it kills, in
-turn, a FrameExtractor replica, the Ingress replica, the vLLM replica (as crashes: no graceful
-shutdown) and stops the Ollama server for a while. Every request must be answered: a 200, or a
-503/504 in the JSON shape, within its bound; none may hang. Then the app must recover by itself
-(vLLM ready again, each kind of request answered 200). Soak: steady load for --soak-minutes,
-the resident memory of every replica sampled; growth after the warm-up is reported.
+the Ollama stand-in (tests/support/ollama_stub.py) as its fallback. Chaos: during the load it
+kills, in turn, a FrameExtractor replica, the Ingress replica, the vLLM replica (as crashes: no
+graceful shutdown) and stops the Ollama server for a while. Every request must be answered: a
+200, or a 503/504 in the JSON shape, within its bound; none may hang. Then the app must recover
+by itself (vLLM ready again, each kind of request answered 200). Soak: steady load for
+--soak-minutes, the resident memory of every replica sampled; growth after the warm-up is reported.
 Prints a table of requests sent, answered by status, p50/p99 and max RSS per replica, then a
 verdict; exits 1 when a rule was broken (a hang, an answer outside the rule, no recovery, a
 replica's memory grown past the soak's bound: SOAK_GROWTH_RATIO, SOAK_GROWTH_BYTES).
@@ -40,7 +40,7 @@ from deploy.cli import runner  # noqa: E402
 from deploy.config import env  # noqa: E402
 from deploy.config.serve_config import Profile, app_args, load_config  # noqa: E402
 from deploy.dev.tiny_model import ensure_tiny_model  # noqa: E402
-from tests.load import (  # noqa: E402
+from tests.support.load import (  # noqa: E402
     KINDS,
     LoadClient,
     LoadReport,
@@ -50,10 +50,10 @@ from tests.load import (  # noqa: E402
     run_load,
     wait_ready,
 )
-from tests.ollama_stub import VISION, OllamaStub  # noqa: E402
-from tests.ports import free_port  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
-from tests.videos import write_h264  # noqa: E402
+from tests.support.ollama_stub import VISION, OllamaStub  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.videos import write_h264  # noqa: E402
 
 MODEL_ID = "tiny-qwen2.5-vl"
 # The bound of one request: the longest the app may take (vLLM's timeout, then Ollama's) and a

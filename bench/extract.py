@@ -82,7 +82,7 @@ from deploy.video.read_plan import (  # noqa: E402
     split,
 )
 from deploy.video.sampling import uniform_indices  # noqa: E402
-from tests.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
+from tests.support.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
 
 FPS = 30.0
 

@@ -29,8 +29,15 @@ from typing import Any
 
 import httpx
 
-from tests.load import LoadClient, LoadReport, kill_replica, run_load, sigkill_replica, wait_ready
-from tests.postgres import PostgresServer
+from tests.support.load import (
+    LoadClient,
+    LoadReport,
+    kill_replica,
+    run_load,
+    sigkill_replica,
+    wait_ready,
+)
+from tests.support.postgres import PostgresServer
 
 KEY_A = "chaos-key-a-0123456789abcdef"
 KEY_B = "chaos-key-b-0123456789abcdef"

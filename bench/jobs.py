@@ -31,9 +31,9 @@ from bench.chaos import config_for  # noqa: E402
 from deploy.cli import runner  # noqa: E402
 from deploy.config import env  # noqa: E402
 from deploy.config.serve_config import app_args  # noqa: E402
-from tests.load import wait_ready  # noqa: E402
-from tests.ollama_stub import VISION, OllamaStub  # noqa: E402
-from tests.ports import free_port  # noqa: E402
+from tests.support.load import wait_ready  # noqa: E402
+from tests.support.ollama_stub import VISION, OllamaStub  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 
 def long_video(minutes: float) -> Path:

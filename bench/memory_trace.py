@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chaos import BOUND_S, MODEL_ID, running_app  # noqa: E402
-from tests.load import LoadClient, Media, replica_actors, replica_rss, run_load  # noqa: E402
+from tests.support.load import LoadClient, Media, replica_actors, replica_rss, run_load  # noqa: E402
 
 
 def _type_counts() -> Any:

@@ -43,8 +43,8 @@ from deploy.config import env  # noqa: E402
 from deploy.config.serve_config import Profile, app_args, load_config  # noqa: E402
 from deploy.config.settings import AppArgs  # noqa: E402
 from deploy.dev.tiny_model import ensure_tiny_model  # noqa: E402
-from tests.ports import free_port  # noqa: E402
-from tests.videos import write_h264  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.videos import write_h264  # noqa: E402
 
 QUESTION = "What happens in this video?"
 MAX_TOKENS = 16

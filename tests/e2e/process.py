@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 STOP_TIMEOUT_S = 90.0
 

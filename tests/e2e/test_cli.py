@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from deploy.dev.tiny_model import ensure_tiny_model
-from tests.ollama_stub import VISION, OllamaStub
-from tests.ports import free_port
+from tests.support.ollama_stub import VISION, OllamaStub
+from tests.support.ports import free_port
 
 VIDSERVE = str(Path(sys.executable).parent / "vidserve")
 QWEN_7B = "Qwen/Qwen2.5-VL-7B-Instruct"

@@ -15,8 +15,8 @@ import pytest
 
 from tests.e2e.process import curl_analyze, vidserve_run
 from tests.e2e.test_vidserve_run import START_TIMEOUT_S
-from tests.ports import free_port
-from tests.videos import write_h264
+from tests.support.ports import free_port
+from tests.support.videos import write_h264
 
 
 def _real_ollama() -> tuple[str, str] | None:

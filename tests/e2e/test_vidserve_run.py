@@ -12,9 +12,9 @@ import pytest
 
 from deploy.dev.tiny_model import ensure_tiny_model
 from tests.e2e.process import curl_analyze, vidserve_run
-from tests.ollama_stub import VISION, OllamaStub
-from tests.ports import free_port
-from tests.videos import write_h264
+from tests.support.ollama_stub import VISION, OllamaStub
+from tests.support.ports import free_port
+from tests.support.videos import write_h264
 
 START_TIMEOUT_S = 600.0
 

@@ -1,5 +1,5 @@
 """The real Serve app (CPU profile, the real vLLM engine on the tiny model), once per session,
-with the Ollama stand-in (tests/ollama_stub.py) as its fallback.
+with the Ollama stand-in (tests/support/ollama_stub.py) as its fallback.
 
 Two applications run side by side in the one Serve instance:
   * `vidserve` at `/`: primary vLLM, fallback Ollama (the stand-in); open (no API keys);
@@ -30,10 +30,10 @@ from werkzeug import Request, Response
 from deploy.cli import runner
 from deploy.config.serve_config import Profile, load_config, merge, validate
 from deploy.dev.tiny_model import ensure_tiny_model
-from tests.ollama_stub import VISION, OllamaStub
-from tests.ports import free_port
-from tests.prometheus import Prometheus, run_prometheus
-from tests.videos import encode_index, write_h264
+from tests.support.ollama_stub import VISION, OllamaStub
+from tests.support.ports import free_port
+from tests.support.prometheus import Prometheus, run_prometheus
+from tests.support.videos import encode_index, write_h264
 
 # Small enough that the oversize-upload test sends little, large enough for every test video.
 TEST_MAX_UPLOAD_BYTES = 4 * 1024 * 1024

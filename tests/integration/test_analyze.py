@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from tests.integration.conftest import TEST_MAX_UPLOAD_BYTES
-from tests.videos import encode_index, write_h264, write_opencv
+from tests.support.videos import encode_index, write_h264, write_opencv
 
 ANALYZE = "/v1/video/analyze"
 FPS = 10.0

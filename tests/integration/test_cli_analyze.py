@@ -14,7 +14,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.integration.conftest import CONFIG_KEY, OLLAMA_ONLY_PREFIX, Media
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 VIDSERVE = str(Path(sys.executable).parent / "vidserve")
 

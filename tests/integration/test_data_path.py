@@ -20,7 +20,7 @@ from ray import serve
 from deploy.core.messages import MediaKind, SamplingOptions, StoredFrames
 from deploy.serving.affinity_router import affinity
 from tests.integration.conftest import AFFINITY_EXTRACTORS, OLLAMA_ONLY_PREFIX
-from tests.videos import write_h264
+from tests.support.videos import write_h264
 
 
 def _video(tmp_path: Path, name: str, frames: int = 30) -> bytes:

@@ -18,8 +18,8 @@ import ray
 
 from deploy.config.settings import AppArgs
 from tests.integration.conftest import VLLM_TIMEOUT_S
-from tests.ollama_stub import OllamaStub
-from tests.videos import write_h264
+from tests.support.ollama_stub import OllamaStub
+from tests.support.videos import write_h264
 
 ANALYZE = "/v1/video/analyze"
 IN_FLIGHT = 4

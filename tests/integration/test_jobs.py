@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import FILE_KEY, OLLAMA_ONLY_PREFIX, Media
-from tests.ollama_stub import OllamaStub
-from tests.videos import write_h264
+from tests.support.ollama_stub import OllamaStub
+from tests.support.videos import write_h264
 
 DURATION_S = 180
 CAPTION = "zebra crossing"
@@ -217,7 +217,7 @@ def test_a_job_survives_its_ingress_replica_dying(
     job once its lease runs out, from its last finished chunk. The engine (the Ollama stand-in)
     is asked about each chunk once: which chunk a caption request is about is read from the
     frame it carries (each frame shows its own index)."""
-    from tests.load import kill_replica
+    from tests.support.load import kill_replica
 
     path, done_before = _keyed_job_under_way(client, stub, long_video)
     kill_replica("Ingress", app="vidserve-ollama")
@@ -329,8 +329,8 @@ def test_a_job_resumes_after_its_app_is_restarted(
 def _chunks_asked(stub: OllamaStub) -> Counter[int]:
     """Caption requests the engine (the stand-in) got, per chunk: read from the frame each one
     carries (2 frames a second, 6 s chunks)."""
-    from tests.ollama_stub import decode_images
-    from tests.videos import decode_index
+    from tests.support.ollama_stub import decode_images
+    from tests.support.videos import decode_index
 
     asked: Counter[int] = Counter()
     for chat in stub.chats:
@@ -347,7 +347,7 @@ def test_a_job_finishes_when_the_vllm_replica_dies(
     failed. Waits for vLLM to be back, for the tests after it."""
     import asyncio
 
-    from tests.load import kill_replica, wait_ready
+    from tests.support.load import kill_replica, wait_ready
 
     with httpx.Client(base_url=serve_url, timeout=60) as http:
         created = http.post(

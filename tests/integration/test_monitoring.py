@@ -1,11 +1,12 @@
 """The monitoring shipped in monitoring/, proven against the real Prometheus (Debian's package).
 
-promtool checks the scrape config and the alert rules. A real Prometheus (tests/prometheus.py,
-started by conftest before the app) scrapes the test Ray's metrics port for the whole session;
-this module runs last (conftest orders it), after the fault tests, and sends its own success,
-error, streaming, download and cache-hit traffic. Then every Grafana panel query runs over the
-session's time range, as Grafana would draw it, and every alert expression runs as Prometheus's
-rule evaluation does: each must evaluate, and each panel for an exercised path must have data.
+promtool checks the scrape config and the alert rules. A real Prometheus
+(tests/support/prometheus.py, started by conftest before the app) scrapes the test Ray's metrics
+port for the whole session; this module runs last (conftest orders it), after the fault tests,
+and sends its own success, error, streaming, download and cache-hit traffic. Then every Grafana
+panel query runs over the session's time range, as Grafana would draw it, and every alert
+expression runs as Prometheus's rule evaluation does: each must evaluate, and each panel for an
+exercised path must have data.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from tests.integration.conftest import Media
-from tests.prometheus import ALERTS, INSTALL_HINT, MONITORING, Prometheus, wait_for
+from tests.support.prometheus import ALERTS, INSTALL_HINT, MONITORING, Prometheus, wait_for
 
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "vidserve.json"
 DATA_TIMEOUT_S = 90.0

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import OLLAMA_ONLY_MODEL, OLLAMA_ONLY_PREFIX, OLLAMA_ONLY_TIMEOUT_S
-from tests.ollama_stub import OllamaStub, decode_images
-from tests.videos import write_h264
+from tests.support.ollama_stub import OllamaStub, decode_images
+from tests.support.videos import write_h264
 
 ANALYZE = f"{OLLAMA_ONLY_PREFIX}/v1/video/analyze"
 READYZ = f"{OLLAMA_ONLY_PREFIX}/readyz"

@@ -28,8 +28,8 @@ from tests.integration.conftest import (
     VIDEO_FRAMES,
     Media,
 )
-from tests.ollama_stub import OllamaStub, decode_images
-from tests.videos import decode_index, encode_index
+from tests.support.ollama_stub import OllamaStub, decode_images
+from tests.support.videos import decode_index, encode_index
 
 MODEL = "tiny-qwen2.5-vl"
 SCHEMA = {

@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     VIDEO_FRAMES,
     Media,
 )
-from tests.videos import write_h264
+from tests.support.videos import write_h264
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-results" / "screenshots"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.video.probe import probe
-from tests.videos import decode_index, write_h264
+from tests.support.videos import decode_index, write_h264
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import extract as bench

@@ -26,8 +26,8 @@ from deploy.core.messages import (
     Turn,
 )
 from deploy.ollama_deployment import OllamaServer
-from tests.ollama_stub import TEXT, VISION, OllamaStub, decode_images
-from tests.ports import free_port
+from tests.support.ollama_stub import TEXT, VISION, OllamaStub, decode_images
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ from deploy.core.messages import InferenceRequest, InferenceResult
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.asgi_server import uvicorn_server
-from tests.handles import AnsweringHandle
-from tests.recorders import MetricsRecorder
+from tests.support.asgi_server import uvicorn_server
+from tests.support.handles import AnsweringHandle
+from tests.support.recorders import MetricsRecorder
 
 MODEL = "qwen2.5vl:7b"
 KEY_A = "key-a-0123456789abcdef"

@@ -24,8 +24,8 @@ from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.handles import AnsweringHandle
-from tests.recorders import MetricsRecorder
+from tests.support.handles import AnsweringHandle
+from tests.support.recorders import MetricsRecorder
 from tests.unit.jobs.test_job_runner import ScriptedWork
 
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.serving.metrics import ROUTES, STAGES, route_label, status_class
-from tests.recorders import MetricsRecorder
+from tests.support.recorders import MetricsRecorder
 
 STREAM_PAUSE_S = 0.2
 

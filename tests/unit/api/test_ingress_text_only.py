@@ -15,8 +15,8 @@ from deploy.config.settings import AppArgs
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.recorders import MetricsRecorder
-from tests.videos import encode_index
+from tests.support.recorders import MetricsRecorder
+from tests.support.videos import encode_index
 
 
 def _client(args: AppArgs) -> TestClient:

@@ -20,7 +20,7 @@ from deploy.ingress import build_http_app
 from deploy.jobs.store import JobRecord, JobState
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.recorders import MetricsRecorder
+from tests.support.recorders import MetricsRecorder
 
 KEY = "openapi-test-key-0123456789"
 

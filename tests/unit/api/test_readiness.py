@@ -19,7 +19,7 @@ from deploy.core.errors import Overloaded, ServiceUnavailable
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.recorders import MetricsRecorder
+from tests.support.recorders import MetricsRecorder
 
 MODEL = "qwen2.5vl:7b"
 KEY = "readiness-key-0123456789"

@@ -21,8 +21,8 @@ from deploy.cli import kuberay
 from deploy.cli import main as cli
 from deploy.config.serve_config import app_args, validate
 from deploy.config.settings import AppArgs
-from tests.k8s import ROOT, check_worker_groups, kustomize
-from tests.k8s import validate as validate_manifest
+from tests.support.k8s import ROOT, check_worker_groups, kustomize
+from tests.support.k8s import validate as validate_manifest
 
 LAYERS = kuberay.layers()
 OVERLAYS = [layer for layer in LAYERS if layer.directory != kuberay.BASE]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deploy.cli.analyze import EXIT_INPUT, EXIT_UNREACHABLE
 from deploy.cli.summarize import Job, render, run
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 
 def test_a_missing_file_is_exit_2(tmp_path: Path) -> None:

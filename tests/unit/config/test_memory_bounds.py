@@ -18,7 +18,7 @@ import pytest
 from deploy.config import memory_bounds
 from deploy.config.serve_config import Profile, app_args, load_config
 from deploy.config.settings import AppArgs
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 MiB = 1024 * 1024
@@ -65,7 +65,7 @@ def test_an_ingress_under_five_times_its_budget_stays_within_its_bound() -> None
     args = AppArgs.model_validate(raw)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.memory_server", str(port), json.dumps(raw)], cwd=ROOT
+        [sys.executable, "-m", "tests.support.memory_server", str(port), json.dumps(raw)], cwd=ROOT
     )
     try:
         url = f"http://127.0.0.1:{port}"

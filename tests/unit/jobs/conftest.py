@@ -1,5 +1,5 @@
 """The jobs store on both databases: SQLite in a temporary file, and a real PostgreSQL server
-(tests/postgres.py) started once for the module, a fresh database per test."""
+(tests/support/postgres.py) started once for the module, a fresh database per test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.jobs.store import Store, open_store
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 _names = itertools.count()
 

@@ -22,9 +22,9 @@ from starlette.testclient import TestClient
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import Store, open_store
+from tests.support.videos import write_h264
 from tests.unit.jobs.test_job_runner import ScriptedWork
 from tests.unit.jobs.test_jobs_http import _app
-from tests.videos import write_h264
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.asgi_server import uvicorn_server
-from tests.handles import AnsweringHandle
-from tests.postgres import PostgresServer
-from tests.recorders import MetricsRecorder
+from tests.support.asgi_server import uvicorn_server
+from tests.support.handles import AnsweringHandle
+from tests.support.postgres import PostgresServer
+from tests.support.recorders import MetricsRecorder
+from tests.support.videos import write_h264
 from tests.unit.jobs.test_job_runner import ScriptedWork
-from tests.videos import write_h264
 
 
 async def _never() -> None:

@@ -22,7 +22,7 @@ from deploy.jobs.store import (
     open_store,
     redact,
 )
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 
 def job(job_id: str = "j1", owner: str = "alice", created_at: float | None = None) -> JobRecord:
@@ -147,7 +147,7 @@ def test_counts_by_state(store: Store) -> None:
 
 
 def test_unreachable_postgres_at_start_says_which_and_what_to_do(tmp_path: Path) -> None:
-    from tests.ports import free_port
+    from tests.support.ports import free_port
 
     url = f"postgresql://vidserve:s3cret@127.0.0.1:{free_port()}/jobs"
     with pytest.raises(StoreError) as raised:

@@ -38,8 +38,8 @@ from deploy.serving.backends import BackendRouter, OpenedStream
 from deploy.serving.pipeline import AnalyzePipeline
 from deploy.video import extract
 from deploy.video.cache import cache_key
-from tests.recorders import MetricsRecorder
-from tests.videos import write_h264
+from tests.support.recorders import MetricsRecorder
+from tests.support.videos import write_h264
 
 ARGS = AppArgs.model_validate(
     {

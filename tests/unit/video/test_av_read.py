@@ -18,7 +18,7 @@ from deploy.video import av_read, decode, extract, use_cpus
 from deploy.video.probe import probe
 from deploy.video.read_plan import PYAV_READER, plan_reads
 from deploy.video.threads import THREADS
-from tests.videos import (
+from tests.support.videos import (
     decode_index,
     encode_index,
     ffmpeg_exe,

@@ -9,7 +9,7 @@ import pytest
 from deploy.config.settings import ExtractionSettings
 from deploy.core.errors import InvalidRequest
 from deploy.video.chunks import chunk_spans, extract_chunks
-from tests.videos import decode_index, write_h264
+from tests.support.videos import decode_index, write_h264
 
 
 def test_spans_overlap_and_the_last_ends_with_the_video() -> None:

@@ -16,7 +16,7 @@ from deploy.core.messages import MediaKind, SamplingOptions
 from deploy.video import extract
 from deploy.video.resize import fit_size, per_frame_max_pixels
 from deploy.video.sampling import fps_indices, uniform_indices
-from tests.videos import decode_index, encode_index, ffmpeg_exe, write_h264, write_opencv
+from tests.support.videos import decode_index, encode_index, ffmpeg_exe, write_h264, write_opencv
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 FRAMES, FPS, SIZE = 60, 30.0, (320, 240)

@@ -1,8 +1,9 @@
-"""Fuzz: a few hundred hostile variants of valid videos and images (tests/fuzz.py: truncated,
-bytes flipped, headers corrupted, containers swapped, zero or absurd dimensions and frame rates,
-many streams), from a fixed seed. Each must extract or be refused with a typed 4xx; none may
-raise anything else or kill the process that decodes it (a worker process here, standing for
-the extractor replica). A crasher is saved under tests/data/fuzz/ and replayed by every run."""
+"""Fuzz: a few hundred hostile variants of valid videos and images (tests/support/fuzz.py:
+truncated, bytes flipped, headers corrupted, containers swapped, zero or absurd dimensions and
+frame rates, many streams), from a fixed seed. Each must extract or be refused with a typed 4xx;
+none may raise anything else or kill the process that decodes it (a worker process here,
+standing for the extractor replica). A crasher is saved under tests/data/fuzz/ and replayed by
+every run."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.fuzz import MUTATIONS, many_streams, png_declaring, run_case
-from tests.videos import encode_index, ffmpeg_exe, write_h264, write_opencv
+from tests.support.fuzz import MUTATIONS, many_streams, png_declaring, run_case
+from tests.support.videos import encode_index, ffmpeg_exe, write_h264, write_opencv
 
 SEED = 20261204
 PER_MUTATION = 10

@@ -19,7 +19,7 @@ from deploy.core.messages import MediaKind, SamplingOptions
 from deploy.video import decode as decode_module
 from deploy.video import extract, frames_from_images, limits
 from deploy.video.probe import probe
-from tests.videos import write_h264
+from tests.support.videos import write_h264
 
 
 def _png(width: int, height: int) -> bytes:

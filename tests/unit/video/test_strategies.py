@@ -26,7 +26,7 @@ from deploy.video.read_plan import (
 )
 from deploy.video.sampling import scene_indices
 from deploy.video.threads import THREADS
-from tests.videos import (
+from tests.support.videos import (
     decode_index,
     encode_index,
     with_display_rotation,

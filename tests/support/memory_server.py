@@ -1,5 +1,5 @@
 """An ingress (the real Starlette app) served by uvicorn in its own process, for measuring its
-memory: `python -m tests.memory_server PORT ARGS_JSON`. Its extractor stand-in keeps each
+memory: `python -m tests.support.memory_server PORT ARGS_JSON`. Its extractor stand-in keeps each
 request for a second (as a decode would), then refuses it; nothing else runs in the process."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from deploy.core.errors import UnprocessableInput
 from deploy.ingress import build_http_app
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
-from tests.handles import AnsweringHandle
-from tests.recorders import MetricsRecorder
+from tests.support.handles import AnsweringHandle
+from tests.support.recorders import MetricsRecorder
 
 
 async def _held() -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
 ALERTS = MONITORING / "alerts.yml"
 INSTALL_HINT = (

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import ray
 
-from tests.videos import encode_index, write_h264
+from tests.support.videos import encode_index, write_h264
 
 KINDS = ("analyze_video", "analyze_image", "chat_text", "chat_video_stream")
 

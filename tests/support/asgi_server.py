@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.ports import free_port
+from tests.support.ports import free_port
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.videos import ffmpeg_exe
+from tests.support.videos import ffmpeg_exe
 
 Mutation = Callable[[bytes, random.Random], bytes]
 
