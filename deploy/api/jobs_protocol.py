@@ -3,12 +3,12 @@ into a `JobSpec` (400 naming the field), and jobs, chunks and search hits as JSO
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
+from deploy.api import json_body
 from deploy.api.openai_protocol import ResponseFormat, response_format_schema
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
@@ -36,12 +36,14 @@ class JobRequest(BaseModel):
 def parse_job_request(raw: dict[str, Any], args: AppArgs) -> tuple[JobSpec, str | None]:
     """The spec and the URL (None: an upload), or a 400 naming the field."""
     if isinstance(raw.get("response_format"), str):  # a form field carries it as JSON text
-        try:
-            raw = {**raw, "response_format": json.loads(raw["response_format"])}
-        except ValueError:
-            raise InvalidRequest(
-                "response_format must be a JSON object", param="response_format"
-            ) from None
+        parsed = json_body.loads(
+            raw["response_format"],
+            args.http.max_json_depth,
+            what="response_format",
+            param="response_format",
+            code="invalid_value",
+        )
+        raw = {**raw, "response_format": parsed}
     try:
         request = JobRequest.model_validate(raw)
     except ValidationError as exc:

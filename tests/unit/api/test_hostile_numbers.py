@@ -144,3 +144,18 @@ def test_analyze_form_numbers_are_range_checked(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == field
     assert engine.calls == 0
+
+
+def test_a_job_form_response_format_nested_past_the_depth_limit_is_a_400(
+    client: TestClient,
+) -> None:
+    """The multipart job form carries response_format as JSON text: parsed with the same depth
+    guard as every JSON body (it was a bare json.loads: RecursionError, a 500)."""
+    response = client.post(
+        "/v1/video/jobs",
+        files={"file": ("v.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\0" * 64, "video/mp4")},
+        data={"task": "captions", "response_format": "[" * 200_000},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "json_too_deep"
+    assert response.json()["error"]["param"] == "response_format"
