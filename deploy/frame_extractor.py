@@ -46,7 +46,6 @@ from deploy.serving.fetch import UrlFetcher
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.video import extract, frames_from_images, use_cpus
 from deploy.video.cache import FrameCache, cache_key, digest
-from deploy.video.chunks import Chunk, extract_chunks
 from deploy.video.container import sniff
 from deploy.video.decode import extract_file
 from deploy.video.limits import apply_library_caps
@@ -175,20 +174,6 @@ class FrameExtractor:
     def _store(batch: FrameBatch, name: str) -> StoredFrames:
         """The pixels into Ray's object store, once; the reference is what travels on."""
         return StoredFrames(batch.meta(), ray.put(batch.frames), name)
-
-    async def extract_chunks(
-        self, data: bytes, chunk_s: float, overlap_s: float, frames_per_chunk: int
-    ) -> list[Chunk]:
-        """A long video as chunks of `chunk_s` seconds overlapping by `overlap_s`, each with
-        `frames_per_chunk` frames, decoded in one pass (video/chunks.py)."""
-        return await asyncio.to_thread(
-            extract_chunks,
-            data,
-            chunk_s=chunk_s,
-            overlap_s=overlap_s,
-            frames_per_chunk=frames_per_chunk,
-            settings=self._settings,
-        )
 
     @refusals_returned
     async def from_images(
