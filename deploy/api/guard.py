@@ -174,9 +174,11 @@ class _Body:
         if not self._declared:
             return None
         amount = self._declared * self._factor
-        if amount > self._budget.limit:
-            # Past every route's size cap (AppArgs checks the budget holds the largest body):
-            # the route answers 413 from the declared size without reading it.
+        largest = min(self._budget.limit, self._budget.per_client or self._budget.limit)
+        if amount > largest:
+            # Past every route's size cap (AppArgs checks that the budget and a client's share
+            # each hold the largest body): the route answers 413 from the declared size
+            # without reading it.
             return None
         return self._take(amount)
 

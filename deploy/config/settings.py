@@ -747,6 +747,13 @@ class AppArgs(StrictModel):
                 f"http.max_inflight_bytes_per_client ({share}) is more than the whole budget, "
                 f"http.max_inflight_bytes ({self.http.max_inflight_bytes}): lower it"
             )
+        if share is not None and share < needed:
+            raise ValueError(
+                f"http.max_inflight_bytes_per_client ({share}) cannot hold one largest request "
+                f"({needed} bytes: extraction.max_upload_bytes as base64 JSON, counted "
+                f"{JSON_BODY_MEMORY_FACTOR}x): raise it to at least {needed}, lower "
+                "extraction.max_upload_bytes, or unset it (one largest request)"
+            )
         if self.http.max_inflight_bytes < needed:
             raise ValueError(
                 f"http.max_inflight_bytes ({self.http.max_inflight_bytes}) cannot hold one "

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from deploy.config.settings import AppArgs
 from tests.integration.conftest import OLLAMA_ONLY_MODEL, OLLAMA_ONLY_PREFIX, OLLAMA_ONLY_TIMEOUT_S
 from tests.support.ollama_stub import OllamaStub, decode_images
 from tests.support.videos import write_h264
@@ -122,6 +123,8 @@ def test_readyz_says_when_ollama_lacks_the_model(client: httpx.Client, stub: Oll
     ollama = client.get(READYZ).json()["backends"]["ollama"]
     assert (ollama["ready"], ollama["model"]) == (True, OLLAMA_ONLY_MODEL)
     stub.behaviour.models = {"qwen2.5vl:7b": ("completion", "vision")}
+    # /readyz answers from one check for http.readiness_cache_s: the next check says it.
+    time.sleep(AppArgs().http.readiness_cache_s + 0.2)
     ready = client.get(READYZ)
     assert ready.status_code == 503
     body = ready.json()

@@ -12,6 +12,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from tests.unit.api.test_guard import (
     KEY_A,
@@ -120,3 +121,26 @@ def test_without_keys_a_made_up_token_does_not_buy_a_second_share() -> None:
         server.backend.release.set()
         second = _second_body(server, KEY_B)
         assert second.status_code == 429, second.text
+
+
+def test_a_body_declared_past_a_clients_share_is_the_routes_413_not_a_429() -> None:
+    """The share holds one largest request: a body declared past it is past every route's size
+    cap, so the route says 413 without reading it (found by the integration tests in CI)."""
+    args = _args(extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes": 12 * MIB})
+    with _serve(args) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(
+            b"POST /v1/video/analyze HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {3 * MIB}\r\n\r\n".encode()
+        )
+        status, _, text = _read_response(sock)
+        sock.close()
+        assert status == 413, text
+
+
+def test_a_share_below_one_largest_request_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="cannot hold one largest request"):
+        _args(
+            extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes_per_client": MIB}
+        )
