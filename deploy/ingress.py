@@ -1,25 +1,23 @@
-"""HTTP ingress: Starlette routes, each a few lines that hand off to `AnalyzePipeline`.
+"""HTTP ingress: the Serve deployment that composes the app's route tables and middleware.
 
-Routes:
+Routes (each group a class in api/ whose methods are the handlers and `routes()` its table):
     POST /v1/video/analyze      multipart video ('file'), image ('image') or 'url' + prompt
+    GET  /healthz, /readyz      alive; ready once a backend can answer  (api/service_routes.py)
+    GET  /openapi.json          the OpenAPI 3.1 document, generated from the models (api/openapi.py)
     POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (api/openai_routes.py)
     GET  /v1/models             the served models, OpenAI's shape
-    GET  /healthz               200 while the process is alive
-    GET  /readyz                200 once a backend can answer (each backend's state), 503 before
-    GET  /openapi.json          the OpenAPI 3.1 document, generated from the models (api/openapi.py)
     /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
     GET  /                      the web page (deploy/web/: static files, no key needed)
-Every route but /healthz and /readyz needs an API key when keys are configured (api/auth.py).
-Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status of the typed
-error (api/error_handlers.py); what a replica lets in (bytes in flight, slow bodies, request ids)
-is api/guard.py, API keys and their concurrency api/auth.py.
+Every route but the open paths (auth.open_paths) needs an API key when keys are configured
+(api/auth.py). Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status
+of the typed error (api/error_handlers.py); what a replica lets in (bytes in flight, slow
+bodies, request ids) is api/guard.py, API keys and their concurrency api/auth.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,23 +27,20 @@ from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys, check_exposure
 from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_error
 from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.jobs_routes import JobRoutes
-from deploy.api.openai_routes import BACKEND_HEADER, OpenAIRoutes
+from deploy.api.openai_routes import OpenAIRoutes
 from deploy.api.openapi import openapi_document
-from deploy.api.upload import read_multipart, read_source, with_field_hint
+from deploy.api.service_routes import ServiceRoutes
 from deploy.config import env
 from deploy.config.deployments import INGRESS_NAME
 from deploy.config.settings import AppArgs, Backend
-from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
+from deploy.core.errors import VidserveError
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import open_store
 from deploy.jobs.work import PipelineWork
@@ -77,70 +72,14 @@ def build_http_app(
     """The ASGI app; `jobs` (the runner and its routes) adds the jobs API, the runner started
     and stopped with the app."""
 
-    async def analyze(request: Request) -> Response:
-        received_at = time.perf_counter()
-        upload = await read_multipart(
-            request, args.extraction.max_upload_bytes, args.http.spool_threshold_bytes
-        )
-        pipeline.uploaded(time.perf_counter() - received_at)
-        try:
-            parsed = parse_analyze_form(upload.form, args)
-            source = await read_source(upload)
-        finally:
-            await upload.close()
-        try:
-            result = await pipeline.analyze(source, parsed, received_at)
-        except UnprocessableInput as exc:
-            raise with_field_hint(exc) from None
-        return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "alive"})
-
-    async def readyz(request: Request) -> Response:
-        # Backends' reasons name internal hosts and engine errors: only for a caller with a
-        # key (or when keys are off); anyone else (a kubelet) gets the states alone.
-        detail = not keys.enabled or getattr(request.state, "owner", None) is not None
-        try:
-            backends = await pipeline.ready()
-        except ServiceUnavailable as exc:
-            states = (exc.details or {}).get("backends", {})
-            body = {"status": "not_ready", "reason": exc.message, **(exc.details or {})}
-            if not detail:
-                body = {"status": "not_ready", "backends": _states_only(states)}
-            return JSONResponse(body, status_code=exc.status_code)
-        primary = next(iter(backends))
-        status = "ready" if backends[primary]["ready"] else "degraded"
-        shown = backends if detail else _states_only(backends)
-        return JSONResponse({"status": status, "backends": shown})
-
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
     document = openapi_document(args, openai.served, jobs=jobs is not None, keys=keys.enabled)
-
-    async def openapi(request: Request) -> Response:
-        root = request.scope.get("root_path") or ""
-        return JSONResponse({**document, "servers": [{"url": root or "/"}]})
-
-    routes: list[BaseRoute] = [
-        Route("/v1/video/analyze", analyze, methods=["POST"]),
-        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
-        Route("/v1/models", openai.models, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ]
+    service = ServiceRoutes(pipeline, args, keys_enabled=keys.enabled, document=document)
+    routes: list[BaseRoute] = [*service.routes(), *openai.routes()]
     routes += page_routes()  # the web page at / (deploy/web/)
     runner = jobs[0] if jobs else None
     if jobs is not None:
-        job_routes = jobs[1]
-        routes += [
-            Route("/v1/video/jobs", job_routes.create, methods=["POST"]),
-            Route("/v1/video/jobs", job_routes.list, methods=["GET"]),
-            Route("/v1/video/jobs/{job_id}", job_routes.get, methods=["GET"]),
-            Route("/v1/video/jobs/{job_id}", job_routes.cancel, methods=["DELETE"]),
-            Route("/v1/video/jobs/{job_id}/events", job_routes.events, methods=["GET"]),
-            Route("/v1/video/search", job_routes.search, methods=["GET"]),
-        ]
+        routes += jobs[1].routes()
 
     app = Starlette(
         routes=routes,
@@ -171,10 +110,6 @@ def build_http_app(
     )
     app.state.retry_after_s = args.http.retry_after_s
     return app
-
-
-def _states_only(backends: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: {"ready": bool(state.get("ready"))} for name, state in backends.items()}
 
 
 @asynccontextmanager

@@ -31,6 +31,7 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
 
 from deploy.api import json_body
 from deploy.api.body import read_capped
@@ -68,6 +69,16 @@ class JobRoutes:
         self._media = JobMedia(args.jobs)
         self._fetcher = UrlFetcher(args.url_fetch)
         self._streams: Counter[str] = Counter()  # event streams open here, per key or address
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/video/jobs", self.create, methods=["POST"]),
+            Route("/v1/video/jobs", self.list, methods=["GET"]),
+            Route("/v1/video/jobs/{job_id}", self.get, methods=["GET"]),
+            Route("/v1/video/jobs/{job_id}", self.cancel, methods=["DELETE"]),
+            Route("/v1/video/jobs/{job_id}/events", self.events, methods=["GET"]),
+            Route("/v1/video/search", self.search, methods=["GET"]),
+        ]
 
     # -- create --
 

@@ -29,6 +29,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
 
 from deploy.api.body import read_capped, require_content_type
 from deploy.api.jobs_protocol import owner_of
@@ -58,6 +59,12 @@ class OpenAIRoutes:
     @property
     def served(self) -> list[str]:
         return list(self._served)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ]
 
     async def models(self, request: Request) -> Response:
         data = [
