@@ -179,8 +179,7 @@ async def _mid_job(
         at = f"at chunk {running['progress']['chunks_done']}/{running['progress']['chunks_total']}"
         started = time.monotonic()
         row.note = f"{await fault(http)} {at}"
-        job = await _poll(http, path, row, lambda job: job["state"] != "running" and (
-            job["state"] != "queued"))  # fmt: skip
+        job = await _poll(http, path, row, lambda job: job["state"] not in ("queued", "running"))
         row.note += f", finished {time.monotonic() - started:.0f} s later"
         _done(job, row)
         await http.delete(path)  # and its rows go (a finished job)

@@ -26,6 +26,7 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,15 +55,16 @@ class ByteBudget:
     held: int = 0
     by_client: Counter[str] = field(default_factory=Counter)
 
-    def take(self, amount: int, client: str = "") -> bool:
+    def take(self, amount: int, client: str = "") -> Literal["taken", "replica", "client"]:
+        """`amount` held for `client`, or which limit refused it: the replica's whole budget
+        (whoever asks), else the client's share."""
         if self.held + amount > self.limit:
-            return False
+            return "replica"
+        if self.per_client is not None and self.by_client[client] + amount > self.per_client:
+            return "client"
         self.held += amount
         self.by_client[client] += amount
-        return True
-
-    def client_fits(self, amount: int, client: str) -> bool:
-        return self.per_client is None or self.by_client[client] + amount <= self.per_client
+        return "taken"
 
     def give(self, amount: int, client: str = "") -> None:
         self.held -= amount
@@ -183,11 +185,11 @@ class _Body:
         return self._take(amount)
 
     def _take(self, amount: int) -> Overloaded | TooManyRequests | None:
-        if self._budget.held + amount > self._budget.limit:
-            return self.overloaded()  # the replica is full, whoever asks
-        if not self._budget.client_fits(amount, self._client):
+        outcome = self._budget.take(amount, self._client)
+        if outcome == "replica":
+            return self.overloaded()
+        if outcome == "client":
             return self.over_share()
-        self._budget.take(amount, self._client)
         self._taken += amount
         return None
 

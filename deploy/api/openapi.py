@@ -126,8 +126,9 @@ def openapi_document(args: AppArgs, served: list[str], *, jobs: bool, keys: bool
     for op in ops:
         models.update(m for m in (*op.body.values(), *op.answers.values()) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
+    requests = {m for op in ops for m in op.body.values()}
     refs, defs = models_json_schema(
-        [(m, "validation" if m in _requests(ops) else "serialization") for m in ordered],
+        [(m, "validation" if m in requests else "serialization") for m in ordered],
         ref_template=REF,
     )
     components: dict[str, Any] = {"schemas": defs.get("$defs", {})}
@@ -147,10 +148,6 @@ def openapi_document(args: AppArgs, served: list[str], *, jobs: bool, keys: bool
         "paths": paths,
         "components": components,
     }
-
-
-def _requests(ops: list[Op]) -> set[type[BaseModel]]:
-    return {m for op in ops for m in op.body.values()}
 
 
 def _operation(
