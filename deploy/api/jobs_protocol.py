@@ -12,8 +12,8 @@ from deploy.api import json_body
 from deploy.api.openai_protocol import ResponseFormat, response_format_schema
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
+from deploy.jobs.records import ChunkRecord, JobRecord, SearchHit
 from deploy.jobs.spec import JobSpec, JobTask
-from deploy.jobs.store import ChunkRecord, JobRecord, SearchHit
 
 
 class JobRequest(BaseModel):

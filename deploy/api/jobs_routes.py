@@ -50,8 +50,9 @@ from deploy.core.messages import MediaKind
 from deploy.core.numbers import decimal
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.media import JobMedia, QuotaSink
+from deploy.jobs.records import JobRecord, StoreUnavailable
 from deploy.jobs.spec import JobSpec
-from deploy.jobs.store import JobRecord, Store, StoreUnavailable
+from deploy.jobs.store import Store
 from deploy.serving.fetch import UrlFetcher
 from deploy.video.container import sniff
 

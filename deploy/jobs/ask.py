@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from deploy.core.errors import Gone, NotFound, UnprocessableInput
 from deploy.core.messages import Role, SamplingOptions, Turn
 from deploy.jobs.plan import Piece, chunk_sampling, lines
-from deploy.jobs.store import JobRecord, Store
+from deploy.jobs.records import JobRecord
+from deploy.jobs.store import Store
 from deploy.serving.pipeline import MediaSource
 
 PARAM = "video_options.job_id"

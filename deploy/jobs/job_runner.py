@@ -39,14 +39,9 @@ from deploy.core.jobs import JobState
 from deploy.jobs.aggregate import Aggregator, Chapter
 from deploy.jobs.media import JobMedia
 from deploy.jobs.plan import Piece, plan_chunks
+from deploy.jobs.records import ChunkRecord, JobRecord, Span, StoreUnavailable
 from deploy.jobs.spec import JobSpec, JobTask
-from deploy.jobs.store import (
-    ChunkRecord,
-    JobRecord,
-    Span,
-    Store,
-    StoreUnavailable,
-)
+from deploy.jobs.store import Store
 from deploy.jobs.work import JobWork
 
 logger = logging.getLogger("ray.serve.vidserve.jobs")

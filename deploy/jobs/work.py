@@ -14,8 +14,8 @@ from ray.serve.handle import DeploymentHandle
 from deploy.config.settings import JobsSettings
 from deploy.core.messages import GenerationParams, InferenceRequest
 from deploy.jobs.plan import chunk_sampling
+from deploy.jobs.records import Span
 from deploy.jobs.spec import DEFAULT_CAPTION_PROMPT, JobSpec
-from deploy.jobs.store import Span
 from deploy.serving.backends import BackendRouter
 from deploy.serving.handles import call_stage
 

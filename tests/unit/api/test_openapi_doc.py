@@ -16,8 +16,9 @@ from deploy.api.jobs_protocol import JobRequest, job_view
 from deploy.api.openapi import AnalyzeForm, JobUpload, openapi_document
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
+from deploy.core.jobs import JobState
 from deploy.ingress import build_http_app
-from deploy.jobs.store import JobRecord, JobState
+from deploy.jobs.records import JobRecord
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.support.recorders import MetricsRecorder

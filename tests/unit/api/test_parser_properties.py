@@ -21,8 +21,10 @@ from deploy.api.openai_protocol import parse_chat
 from deploy.api.sampling_options import OPTIONS, sampling_options
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.core.errors import VidserveError
+from deploy.core.jobs import JobState
 from deploy.core.numbers import MAX_DIGITS, decimal
-from deploy.jobs.store import JobRecord, JobState, open_store
+from deploy.jobs.records import JobRecord
+from deploy.jobs.store import open_store
 from deploy.video.chunks import chunk_count, chunk_spans
 
 ARGS = AppArgs()

@@ -10,9 +10,11 @@ import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.core.errors import NotFound, UnprocessableInput
+from deploy.core.jobs import JobState
 from deploy.core.messages import Role
 from deploy.jobs.ask import job_context
-from deploy.jobs.store import ChunkRecord, JobRecord, JobState, Store, open_store
+from deploy.jobs.records import ChunkRecord, JobRecord
+from deploy.jobs.store import Store, open_store
 
 CAPTIONS = ["a kitchen with a kettle", "a dog runs on a beach", "people sing in a choir"]
 

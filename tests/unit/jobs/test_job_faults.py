@@ -18,10 +18,12 @@ import pytest
 
 from deploy.config.settings import AppArgs, JobsSettings
 from deploy.core.errors import InvalidRequest
+from deploy.core.jobs import JobState
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.plan import plan_chunks
+from deploy.jobs.records import JobRecord
 from deploy.jobs.spec import JobSpec, JobTask
-from deploy.jobs.store import JobRecord, JobState, Store
+from deploy.jobs.store import Store
 from deploy.video.chunks import chunk_spans
 from tests.unit.jobs.test_job_runner import ScriptedWork
 from tests.unit.jobs.test_jobs_http import _app

@@ -14,9 +14,11 @@ import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
+from deploy.core.jobs import JobState
 from deploy.jobs.job_runner import JobRunner
+from deploy.jobs.records import ChunkRecord, JobRecord, Span
 from deploy.jobs.spec import JobSpec, JobTask
-from deploy.jobs.store import ChunkRecord, JobRecord, JobState, Span, Store, open_store
+from deploy.jobs.store import Store, open_store
 from deploy.jobs.work import Generated
 
 

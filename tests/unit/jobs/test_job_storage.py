@@ -204,8 +204,9 @@ def test_expired_media_is_swept_by_the_runner(tmp_path: Path) -> None:
     store: Store = open_store(StoreSettings(url=f"sqlite:///{tmp_path / 'j.db'}"), settings)
     outside = tmp_path / "mine.mp4"
     outside.write_bytes(b"user's own file")
+    from deploy.core.jobs import JobState
+    from deploy.jobs.records import JobRecord
     from deploy.jobs.spec import JobSpec, JobTask
-    from deploy.jobs.store import JobRecord, JobState
 
     spec = JobSpec(task=JobTask.CAPTIONS, chunk_s=30.0, overlap_s=0.0, frames_per_chunk=2)
     now = time.time()

@@ -10,18 +10,11 @@ from pathlib import Path
 import pytest
 
 from deploy.config.settings import JobsSettings, StoreSettings
-from deploy.jobs.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    ChunkRecord,
-    JobRecord,
-    JobState,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    open_store,
-    redact,
-)
+from deploy.core.jobs import JobState
+from deploy.jobs.database import redact
+from deploy.jobs.records import ChunkRecord, JobRecord, StoreError, StoreUnavailable
+from deploy.jobs.schema import MIGRATIONS, SCHEMA_VERSION
+from deploy.jobs.store import Store, open_store
 from tests.support.postgres import PostgresServer
 
 
