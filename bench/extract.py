@@ -30,7 +30,7 @@ everywhere; ours < (d) where the frames are sparse enough for seeking to pay.
 --ablation times the densest cell (128 frames of the 1080p clip), wall and CPU seconds (all
 threads), with the extractor as built and with one choice undone at a time: its parallel parts
 cut at equal frame counts instead of equal estimated cost (plan.read_costs); OpenCV's own thread
-pool left on while the parts run (decode.parts_convert_alone); OpenCV reading the video instead
+pool left on while the parts run (threads.parts_convert_alone); OpenCV reading the video instead
 of PyAV (av_read.py); PyAV's plans made with the seek cost plan.py used before --seeks measured
 it (7 frame decodes instead of 2).
 
@@ -71,7 +71,15 @@ sys.path.insert(0, str(ROOT))
 from deploy.config import env  # noqa: E402
 from deploy.config.settings import ExtractionSettings  # noqa: E402
 from deploy.core.messages import SamplingOptions  # noqa: E402
-from deploy.video import av_read, decode, extract, resize, use_cpus  # noqa: E402
+from deploy.video import (  # noqa: E402
+    av_read,
+    capture,
+    decode,
+    extract,
+    frame_reader,
+    resize,
+    use_cpus,
+)
 from deploy.video.probe import VideoIndex, probe  # noqa: E402
 from deploy.video.read_plan import (  # noqa: E402
     OPENCV_READER,
@@ -236,9 +244,11 @@ METHODS: dict[str, Method] = {
 # What each --ablation variant undoes of the extractor as built.
 ABLATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = {
     "as built": contextlib.nullcontext,
-    "split by frame count": lambda: mock.patch.object(decode, "read_costs", return_value=None),
+    "split by frame count": lambda: mock.patch.object(
+        frame_reader, "read_costs", return_value=None
+    ),
     "OpenCV pool in parts": lambda: mock.patch.object(
-        decode, "parts_convert_alone", contextlib.nullcontext
+        frame_reader, "parts_convert_alone", contextlib.nullcontext
     ),
     "OpenCV reads it": lambda: mock.patch.object(av_read, "av", None),
     "seek cost 7 (before)": lambda: mock.patch.object(
@@ -352,7 +362,7 @@ SEEK_PASS_FRAMES = 3600  # the sequential pass --seeks pairs its seeks with
 
 
 class _OpenCVDecoder:
-    """The extractor's capture (decode._open); a seek to k + 16 lands on keyframe k."""
+    """The extractor's capture (capture.open_capture); a seek to k + 16 lands on keyframe k."""
 
     def __init__(self, capture: cv2.VideoCapture) -> None:
         self._capture = capture
@@ -403,8 +413,8 @@ def open_decoder(
 ) -> Iterator[_OpenCVDecoder | _AVDecoder]:
     """A decoder on `path` opened as the extractor opens it for `reader` (opencv, pyav)."""
     if reader == "opencv":
-        with decode._open(str(path), threads) as capture:
-            yield _OpenCVDecoder(capture)
+        with capture.open_capture(str(path), threads) as opened:
+            yield _OpenCVDecoder(opened)
     else:
         with av_read.open_frames(str(path), index, threads) as frames:
             yield _AVDecoder(frames)

@@ -1,9 +1,10 @@
 """Pure video code (no Ray, no HTTP): identify, sample, decode and resize frames.
 
-container.py sniff ─► probe.py index ─► sampling.py strategy ─► plan.py seek/grab plan
-    ─► decode.py (OpenCV reads, scene detection) / av_read.py (PyAV) ─► resize.py
-images.py: images and frame lists; threads.py: the CPUs decoding uses; cache.py: the frame
-cache; chunks.py: a long video as chunks.
+decode.py: container.py sniff ─► probe.py index ─► choose.py (sampling.py strategies, scene
+    cuts) ─► read_plan.py seek/grab plan ─► frame_reader.py (OpenCV on capture.py) / av_read.py
+    (PyAV) ─► resize.py
+images.py: images and frame lists; limits.py: what decoding may cost; threads.py: the CPUs
+decoding uses; cache.py: the frame cache; chunks.py: a long video as chunks.
 """
 
 from deploy.video.decode import extract

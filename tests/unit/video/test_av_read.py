@@ -14,7 +14,7 @@ import pytest
 
 from deploy.config.settings import ExtractionSettings
 from deploy.core.messages import FrameBatch, SamplingOptions
-from deploy.video import av_read, decode, extract, use_cpus
+from deploy.video import av_read, decode, extract, frame_reader, use_cpus
 from deploy.video.probe import probe
 from deploy.video.read_plan import PYAV_READER, plan_reads
 from deploy.video.threads import THREADS
@@ -39,15 +39,15 @@ def _indices(batch: FrameBatch) -> list[int]:
 def readers(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Frames kept by each reader, counted as they return."""
     kept = {"pyav": 0, "opencv": 0}
-    for name, reader in (("_read_part_av", "pyav"), ("_read_part", "opencv")):
-        read_part = getattr(decode, name)
+    for name, reader in (("read_part_av", "pyav"), ("read_part", "opencv")):
+        read_part = getattr(frame_reader, name)
 
         def counting(*args: Any, _read: Any = read_part, _as: str = reader, **kwargs: Any) -> Any:
             part = _read(*args, **kwargs)
             kept[_as] += len(part.kept)
             return part
 
-        monkeypatch.setattr(decode, name, counting)
+        monkeypatch.setattr(frame_reader, name, counting)
     return kept
 
 

@@ -16,8 +16,7 @@ import pytest
 from deploy.config.settings import AppArgs, ExtractionSettings
 from deploy.core.errors import InvalidRequest, PayloadTooLarge
 from deploy.core.messages import MediaKind, SamplingOptions
-from deploy.video import decode as decode_module
-from deploy.video import extract, frames_from_images, limits
+from deploy.video import extract, frame_reader, frames_from_images, limits
 from deploy.video.probe import probe
 from tests.support.videos import write_h264
 
@@ -153,7 +152,7 @@ def test_the_probe_stops_reading_packets_at_the_frame_limit(
 
 def test_a_frame_bigger_than_its_header_is_refused_when_decoded() -> None:
     """The header check is not the only one: the decoder's own frame size is checked too."""
-    output = decode_module._Output(1, 1, ExtractionSettings(max_source_pixels=100 * 100))
+    output = frame_reader.Output(1, 1, ExtractionSettings(max_source_pixels=100 * 100))
     with pytest.raises(PayloadTooLarge) as raised:
         output.slot(0, (101, 100))
     _refused(raised.value, "max_source_pixels")

@@ -14,7 +14,7 @@ import pytest
 from deploy.config.settings import ExtractionSettings
 from deploy.core.errors import UnprocessableInput
 from deploy.core.messages import SamplingOptions, Strategy
-from deploy.video import decode, extract, use_cpus
+from deploy.video import capture, extract, frame_reader, use_cpus
 from deploy.video.probe import probe
 from deploy.video.read_plan import (
     OPENCV_READER,
@@ -136,8 +136,8 @@ def test_use_cpus_sets_the_decoder_threads(tmp_path: Path) -> None:
     try:
         for cpus in (1, 3):
             use_cpus(cpus)
-            with decode._open(str(path)) as capture:
-                assert capture.get(cv2.CAP_PROP_N_THREADS) == cpus
+            with capture.open_capture(str(path)) as opened:
+                assert opened.get(cv2.CAP_PROP_N_THREADS) == cpus
             assert cv2.getNumThreads() == cpus
     finally:
         use_cpus(before)
@@ -150,14 +150,14 @@ def test_parts_convert_on_their_own_threads_and_the_pool_comes_back(
     compete with the other decoders); a single decoder keeps the replica's CPUs in the pool."""
     data = write_h264(tmp_path / "q.mp4", 600, 30.0, (160, 120), gop=30).read_bytes()
     seen: list[int] = []
-    for name in ("_read_part", "_read_part_av"):  # OpenCV's reader and PyAV's
-        read_part = getattr(decode, name)
+    for name in ("read_part", "read_part_av"):  # OpenCV's reader and PyAV's
+        read_part = getattr(frame_reader, name)
 
         def recording(*args: object, _read: Any = read_part, **kwargs: object) -> object:
             seen.append(cv2.getNumThreads())
             return _read(*args, **kwargs)
 
-        monkeypatch.setattr(decode, name, recording)
+        monkeypatch.setattr(frame_reader, name, recording)
     before = THREADS.cpus
     use_cpus(3)
     try:
