@@ -64,3 +64,15 @@ def test_no_two_modules_of_deploy_share_a_name() -> None:
             names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     shared = {name: paths for name, paths in names.items() if len(paths) > 1}
     assert not shared, shared
+
+
+MAX_MODULE_LINES = 450  # docs/architecture.md: a file past this holds more than one thing
+
+
+def test_no_module_of_deploy_is_over_the_line_limit() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in (ROOT / "deploy").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"split these by responsibility: {long}"
