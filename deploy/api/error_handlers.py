@@ -16,7 +16,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from deploy.core.errors import Failure, MethodNotAllowed, NotFound, VidserveError
+from deploy.api.error_body import error_body
+from deploy.core.errors import Failure, InvalidRequest, MethodNotAllowed, NotFound, VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
 
@@ -31,12 +32,18 @@ def request_id(scope: Scope) -> str:
     return str(state["request_id"])
 
 
-def error_response(error: VidserveError, scope: Scope | None = None) -> JSONResponse:
-    body = error.to_dict()
+def error_response(
+    error: VidserveError, scope: Scope | None = None, status: int | None = None
+) -> JSONResponse:
+    """`error` in the one JSON shape (api/error_body.py), with its status (or `status`) and
+    headers; given the request's scope, its id in the body and in X-Request-Id."""
     headers = error.headers()
+    rid = None
     if scope is not None:
-        body["error"]["request_id"] = headers[REQUEST_ID_HEADER] = request_id(scope)
-    return JSONResponse(body, status_code=error.status_code, headers=headers)
+        rid = headers[REQUEST_ID_HEADER] = request_id(scope)
+    return JSONResponse(
+        error_body(error, rid), status_code=status or error.status_code, headers=headers
+    )
 
 
 async def on_vidserve_error(request: Request, exc: Exception) -> Response:
@@ -57,11 +64,9 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         error: VidserveError = NotFound(f"no route {request.url.path}; see the README for the API")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-    else:
-        return JSONResponse(
-            {"error": {"message": exc.detail, "type": "invalid_request_error", "code": None}},
-            status_code=exc.status_code,
-        )
+    else:  # another HTTP error Starlette raised: its status, the one shape
+        error = InvalidRequest(str(exc.detail), code="http_error")
+        return error_response(error, request.scope, status=exc.status_code)
     return error_response(error, request.scope)
 
 

@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from deploy.api import json_body
 from deploy.api.body import read_capped
+from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, owner_of, parse_job_request
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
@@ -262,7 +263,7 @@ class JobRoutes:
                 job = await asyncio.to_thread(self.store.get_job, job_id)
                 chunks = await asyncio.to_thread(self.store.chunks, job_id)
             except StoreUnavailable as exc:
-                yield _event("error", {"error": {"code": exc.code, "message": exc.message}})
+                yield _event("error", error_body(exc))
                 return
             if job is None:
                 return

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from deploy.api.body import read_capped, require_content_type
+from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import owner_of
 from deploy.api.openai_protocol import ChatPlan, parse_chat
 from deploy.config.settings import AppArgs
@@ -181,7 +182,7 @@ class OpenAIRoutes:
                     if delta.text:
                         yield event([_choice(ChoiceDelta(content=delta.text))])
             except VidserveError as exc:
-                yield f"data: {json.dumps(exc.to_dict())}\n\n"
+                yield f"data: {json.dumps(error_body(exc))}\n\n"
                 yield "data: [DONE]\n\n"
                 return
             finish = _finish_reason(last.finish_reason)

@@ -10,12 +10,15 @@ shape, with Retry-After where retrying is the answer. Responses of the app pass 
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deploy.api.error_body import error_json
+from deploy.core.errors import Overloaded, RequestTimeout, VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.proxy")
 
@@ -23,11 +26,12 @@ CALLBACK = "deploy.api.proxy_errors:middlewares"
 # Seconds a client should wait before retrying what the proxy refused (a replica restarting
 # takes seconds; a full queue drains in about as long).
 RETRY_AFTER_S = 2
-_CODES = {
-    408: ("request_timeout", "invalid_request_error"),
-    429: ("overloaded", "service_unavailable"),
-    500: ("ingress_failed", "server_error"),
-    503: ("overloaded", "service_unavailable"),
+# The proxy's own answers vidserve says again, as the error each one is (its status is kept).
+_ERRORS: dict[int, Callable[[str], VidserveError]] = {
+    408: RequestTimeout,
+    429: lambda message: Overloaded(message, details={"retry_after_s": RETRY_AFTER_S}),
+    500: lambda message: VidserveError(message, code="ingress_failed"),
+    503: lambda message: Overloaded(message, details={"retry_after_s": RETRY_AFTER_S}),
 }
 
 
@@ -39,17 +43,10 @@ def middlewares() -> list[Middleware]:
     return [Middleware(JsonProxyErrors)]
 
 
-def error_body(status: int, message: str, request_id: str) -> bytes:
-    code, kind = _CODES.get(status, ("proxy_error", "server_error"))
-    error: dict[str, object] = {
-        "message": message,
-        "type": kind,
-        "code": code,
-        "request_id": request_id,
-    }
-    if status in (429, 503):
-        error["retry_after_s"] = RETRY_AFTER_S
-    return json.dumps({"error": error}).encode()
+def proxy_error(status: int, message: str) -> VidserveError:
+    """The error the proxy's `status` answer is (`proxy_error` for any other)."""
+    make = _ERRORS.get(status)
+    return make(message) if make else VidserveError(message, code="proxy_error")
 
 
 class JsonProxyErrors:
@@ -106,7 +103,7 @@ class _Response:
             message["headers"] = _one_request_id(message.get("headers", []))
             content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
             self.streaming = content_type.startswith("text/event-stream")
-            if message["status"] in _CODES and "json" not in content_type:
+            if message["status"] in _ERRORS and "json" not in content_type:
                 self._held = message
                 return
         elif message["type"] == "http.response.body":
@@ -122,21 +119,22 @@ class _Response:
 
     async def end_stream_with_error(self, message: str) -> None:
         request_id = Headers(scope=self._scope).get("x-request-id", "")
-        event = b"data: " + error_body(503, message, request_id) + b"\n\ndata: [DONE]\n\n"
+        body = error_json(proxy_error(503, message), request_id)
+        event = b"data: " + body + b"\n\ndata: [DONE]\n\n"
         logger.warning("ended the stream of request %s: %s", request_id, message)
         await self._send({"type": "http.response.body", "body": event})
         self.finished = True
 
     async def replace(self, status: int, message: str) -> None:
         request_id = Headers(scope=self._scope).get("x-request-id", "")
-        body = error_body(status, message, request_id)
+        error = proxy_error(status, message)
+        body = error_json(error, request_id)
         headers = MutableHeaders(raw=[])
         headers["content-type"] = "application/json"
         headers["content-length"] = str(len(body))
         if request_id:
             headers["x-request-id"] = request_id
-        if status in (429, 503):
-            headers["retry-after"] = str(RETRY_AFTER_S)
+        headers.update(error.headers())
         if status >= 500:
             logger.warning("answered %d for request %s: %s", status, request_id, message)
         await self._send({"type": "http.response.start", "status": status, "headers": headers.raw})

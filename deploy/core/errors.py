@@ -1,8 +1,9 @@
-"""Typed errors carrying their HTTP status, and the one JSON error shape.
+"""Typed errors carrying their HTTP status, error type and code.
 
 Every error a client can see is a `VidserveError`. They cross replica boundaries (Ray pickles
-them), so each keeps its state in plain attributes and round-trips through `__reduce__`.
-Response body: `{"error": {"message": ..., "type": ..., "code": ...}}`.
+them), so each keeps its state in plain attributes and round-trips through `__reduce__`. The
+JSON body they are said in, `{"error": {"message": ..., "type": ..., "code": ...}}`, is built in
+one place: api/error_body.py.
 """
 
 from __future__ import annotations
@@ -80,14 +81,6 @@ class VidserveError(Exception):
         """HTTP headers of the response: Retry-After where the error says when to retry."""
         retry = (self.details or {}).get("retry_after_s")
         return {"Retry-After": str(retry)} if retry is not None else {}
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message, "type": self.error_type, "code": self.code}
-        if self.param is not None:
-            body["param"] = self.param
-        if self.details:
-            body.update(self.details)
-        return {"error": body}
 
 
 def _rebuild(cls: type[VidserveError], message: str, fields: dict[str, Any]) -> VidserveError:

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from deploy.api import schemas
 from deploy.api.analyze_form import FIELDS
 from deploy.api.auth import ApiKeys
+from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import JobRequest, job_view
 from deploy.api.openapi import AnalyzeForm, JobUpload, openapi_document
 from deploy.config.settings import AppArgs
@@ -39,8 +40,8 @@ def test_the_views_routes_build_match_the_documented_models() -> None:
     job = JobRecord("j", "o", "captions", JobState.QUEUED, "v.mp4", "/v", {"task": "captions",
                     "chunk_s": 30.0}, now, now)  # fmt: skip
     schemas.JobView.model_validate(job_view(job, []))
-    error = InvalidRequest("bad", param="x", code="invalid_value").to_dict()
-    schemas.ErrorResponse.model_validate(error | {"error": error["error"] | {"request_id": "r"}})
+    error = error_body(InvalidRequest("bad", param="x", code="invalid_value"), request_id="r")
+    schemas.ErrorResponse.model_validate(error)
 
 
 def test_the_document_is_valid_and_served_without_a_key() -> None:

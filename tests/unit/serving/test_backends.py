@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from deploy.api.error_body import error_body
 from deploy.config.settings import CircuitBreakerSettings
 from deploy.core.errors import (
     BackendTimeout,
@@ -185,7 +186,7 @@ def test_both_down_is_a_503_naming_the_state_of_each() -> None:
             "ollama": "unavailable: not reachable",
         }
     }
-    body = error.to_dict()["error"]
+    body = error_body(error)["error"]
     assert body["backends"]["ollama"] == "unavailable: not reachable"
 
 
