@@ -19,14 +19,12 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from openai.types import CompletionUsage, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
-from openai.types.chat.chat_completion import Choice
+from openai.types.chat import ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -35,9 +33,17 @@ from deploy.api.body import read_capped, require_content_type
 from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import owner_of
 from deploy.api.openai_protocol import ChatPlan, parse_chat
+from deploy.api.replies import (
+    as_json,
+    chat_completion,
+    chunk_choice,
+    extension,
+    finish_reason_of,
+    usage_of,
+)
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, PayloadTooLarge, VidserveError
-from deploy.core.messages import Delta, FallbackInfo, InferenceRequest
+from deploy.core.messages import Delta, InferenceRequest
 from deploy.jobs.ask import job_context
 from deploy.jobs.store import Store
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
@@ -69,7 +75,7 @@ class OpenAIRoutes:
 
     async def models(self, request: Request) -> Response:
         data = [
-            _json(Model(id=model, object="model", created=self._created, owned_by="vidserve"))
+            as_json(Model(id=model, object="model", created=self._created, owned_by="vidserve"))
             | {"backend": self._backend_of[model]}  # vidserve's extra field
             for model in self._served
         ]
@@ -93,33 +99,9 @@ class OpenAIRoutes:
         )
         if plan.stream:
             return await self._stream(plan, inference, loaded)
-        started = time.perf_counter()
-        routed = await self._pipeline.answer(inference)
-        result = routed.result
-        finished = time.perf_counter()
-        completion = ChatCompletion(
-            id=inference.request_id,
-            object="chat.completion",
-            created=int(time.time()),
-            model=result.model,
-            choices=[
-                Choice(
-                    index=0,
-                    message=ChatCompletionMessage(role="assistant", content=result.text),
-                    finish_reason=_finish_reason(result.finish_reason),
-                    logprobs=None,
-                )
-            ],
-            usage=_usage(result.prompt_tokens, result.completion_tokens),
-        )
-        timings = {
-            "inference_s": round(finished - started, 4),
-            "engine_s": round(result.inference_s, 4),
-            "total_s": round(finished - received_at, 4),
-        }
-        extension = _extension(result.backend, routed.fallback, loaded) | {"timings": timings}
-        body_out = _json(completion) | {"vidserve": extension}
-        return JSONResponse(body_out, headers={BACKEND_HEADER: result.backend})
+        answered = await self._pipeline.ask(inference, loaded)
+        body_out = chat_completion(answered, inference.request_id, int(time.time()), received_at)
+        return JSONResponse(body_out, headers={BACKEND_HEADER: answered.result.backend})
 
     async def _about_job(self, plan: ChatPlan, owner: str) -> ChatPlan:
         """The question is about a job's video: its captions as context, the frames of the
@@ -154,7 +136,7 @@ class OpenAIRoutes:
         opened = routed.result
         first = opened.first
         created = int(time.time())
-        extension = _extension(first.backend, routed.fallback, loaded)
+        extra = extension(first.backend, routed.fallback, loaded)
 
         def event(
             choices: list[ChunkChoice],
@@ -170,25 +152,25 @@ class OpenAIRoutes:
             )
             if plan.include_usage:  # OpenAI's shape: null on every chunk but the last
                 chunk.usage = usage
-            body = _json(chunk) | ({"vidserve": vidserve} if vidserve is not None else {})
+            body = as_json(chunk) | ({"vidserve": vidserve} if vidserve is not None else {})
             return f"data: {json.dumps(body)}\n\n"
 
         async def events() -> AsyncIterator[str]:
             last: Delta = first
-            yield event([_choice(ChoiceDelta(role="assistant", content=first.text))])
+            yield event([chunk_choice(ChoiceDelta(role="assistant", content=first.text))])
             try:
                 async for delta in opened.rest:
                     last = delta
                     if delta.text:
-                        yield event([_choice(ChoiceDelta(content=delta.text))])
+                        yield event([chunk_choice(ChoiceDelta(content=delta.text))])
             except VidserveError as exc:
                 yield f"data: {json.dumps(error_body(exc))}\n\n"
                 yield "data: [DONE]\n\n"
                 return
-            finish = _finish_reason(last.finish_reason)
-            yield event([_choice(ChoiceDelta(), finish)], vidserve=extension)
+            finish = finish_reason_of(last.finish_reason)
+            yield event([chunk_choice(ChoiceDelta(), finish)], vidserve=extra)
             if plan.include_usage:
-                yield event([], usage=_usage(last.prompt_tokens, last.completion_tokens))
+                yield event([], usage=usage_of(last.prompt_tokens, last.completion_tokens))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(
@@ -210,49 +192,3 @@ class OpenAIRoutes:
             f"the request body exceeds {self._max_body} bytes (extraction.max_upload_bytes "
             "as base64, plus the JSON); send the video by URL instead"
         )
-
-
-def _json(model: BaseModel) -> dict[str, Any]:
-    """What was set, as JSON (the types' many optional fields stay out unless set)."""
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
-def _choice(delta: ChoiceDelta, finish_reason: FinishReason | None = None) -> ChunkChoice:
-    return ChunkChoice(index=0, delta=delta, finish_reason=finish_reason, logprobs=None)
-
-
-def _usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
-    return CompletionUsage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
-    )
-
-
-FinishReason = Literal["stop", "length"]
-
-
-def _finish_reason(reason: str | None) -> FinishReason:
-    """OpenAI's values: `length` when max_tokens cut the answer, else `stop`."""
-    return "length" if reason == "length" else "stop"
-
-
-def _extension(
-    backend: str, fallback: FallbackInfo | None, loaded: Loaded | None
-) -> dict[str, Any]:
-    """vidserve's extra response field: who answered, and what was seen."""
-    extra: dict[str, Any] = {
-        "backend": backend,
-        "fallback": fallback.model_dump() if fallback else None,
-    }
-    if loaded is not None:
-        meta = loaded.media.meta
-        extra["frames"] = {
-            "count": meta.count,
-            "timestamps": meta.timestamps_s,
-            "cached": meta.cached,
-            "decode_s": round(meta.extract_s, 4),
-            "download_s": round(loaded.media.download_s, 4),
-            "extract_s": round(loaded.extract_s, 4),
-        }
-    return extra

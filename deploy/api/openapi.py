@@ -15,8 +15,9 @@ from pydantic.json_schema import models_json_schema
 from deploy.api import schemas
 from deploy.api.jobs_protocol import JobRequest
 from deploy.api.openai_protocol import ChatCompletionRequest
+from deploy.api.replies import AnalyzeResponse
 from deploy.config.settings import AppArgs
-from deploy.core.messages import AnalyzeResponse, Strategy
+from deploy.core.messages import Strategy
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from deploy.api.analyze_form import parse_analyze_form
 from deploy.api.openai_routes import BACKEND_HEADER
+from deploy.api.replies import analyze_reply
 from deploy.api.upload import read_multipart, read_source, with_field_hint
 from deploy.config.settings import AppArgs
 from deploy.core.errors import ServiceUnavailable, UnprocessableInput
@@ -54,10 +55,11 @@ class ServiceRoutes:
         finally:
             await upload.close()
         try:
-            result = await pipeline.analyze(source, parsed, received_at)
+            answered = await pipeline.analyze(source, parsed)
         except UnprocessableInput as exc:
             raise with_field_hint(exc) from None
-        return JSONResponse(result.model_dump(), headers={BACKEND_HEADER: result.backend})
+        reply = analyze_reply(answered, received_at)
+        return JSONResponse(reply.model_dump(), headers={BACKEND_HEADER: reply.backend})
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -267,36 +267,8 @@ async def join_deltas(deltas: AsyncIterator[Delta], started: float) -> Inference
     )
 
 
-class FramesInfo(BaseModel):
-    count: int
-    timestamps: list[float]
-    cached: bool = False
-
-
-class Timings(BaseModel):
-    download_s: float = 0.0
-    extract_s: float
-    inference_s: float
-    total_s: float
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-
-
 class FallbackInfo(BaseModel):
     """Set when a backend other than the primary answered: which one failed, and why."""
 
     from_backend: str
     reason: str
-
-
-class AnalyzeResponse(BaseModel):
-    answer: str
-    model: str
-    backend: str
-    fallback: FallbackInfo | None = None
-    frames: FramesInfo
-    timings: Timings
-    usage: Usage

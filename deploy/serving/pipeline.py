@@ -1,9 +1,10 @@
 """Where a request goes after the HTTP layer: extractor, then backend policy.
 
-No HTTP here: the ingress (analyze) and `api/openai.py` (chat) parse requests and render
-answers; this module checks that the model can see what was sent, asks the extractor for frames
-(routed to the replica that holds the video: serving/affinity_router.py), hands the engine a
-reference to them through the `BackendRouter` (vLLM, Ollama, fallback) and times each stage.
+No HTTP here: the routes (api/service_routes.py: analyze; api/openai_routes.py: chat) parse
+requests, and api/replies.py renders the `Answered` both get back. This module checks that
+the model can see what was sent, asks the extractor for frames (routed to the replica that
+holds the video: serving/affinity_router.py), hands the engine a reference to them through the
+`BackendRouter` (vLLM, Ollama, fallback) and times each stage.
 
     upload (hashed as it streamed in) ─► extractor.lookup(digest)  hit: no video bytes sent
                                          └ miss ─► extractor.extract(bytes, digest)
@@ -32,16 +33,13 @@ from deploy.config.settings import AppArgs, Backend
 from deploy.core.errors import ServiceUnavailable
 from deploy.core.messages import (
     AnalyzeRequest,
-    AnalyzeResponse,
     Delta,
-    FramesInfo,
+    FallbackInfo,
     InferenceRequest,
     InferenceResult,
     MediaKind,
     SamplingOptions,
     StoredFrames,
-    Timings,
-    Usage,
 )
 from deploy.serving.affinity_router import affinity, url_key
 from deploy.serving.backends import BackendRouter, OpenedStream, Routed
@@ -76,6 +74,23 @@ class MediaSource:
 class Loaded:
     media: StoredFrames  # its download_s: the time a URL took to download
     extract_s: float
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer and what went into it: who answered (and why not the primary), the frames it
+    saw, and when the answer was asked for and came (perf_counter)."""
+
+    result: InferenceResult
+    fallback: FallbackInfo | None
+    loaded: Loaded | None
+    started_at: float
+    finished_at: float
+
+    @property
+    def inference_s(self) -> float:
+        """Wall seconds of the answer: routing, queueing and the engine."""
+        return self.finished_at - self.started_at
 
 
 class AnalyzePipeline:
@@ -173,33 +188,17 @@ class AnalyzePipeline:
 
         return dataclasses.replace(routed, result=OpenedStream(opened.first, rest()))
 
-    async def analyze(
-        self, source: MediaSource, request: AnalyzeRequest, received_at: float
-    ) -> AnalyzeResponse:
-        """`received_at` (perf_counter) is when the request arrived: total_s counts the upload."""
+    async def ask(self, request: InferenceRequest, loaded: Loaded | None = None) -> Answered:
+        """`request` answered by the backend policy; `loaded`: the frames it carries."""
+        started = time.perf_counter()
+        routed = await self.answer(request)
+        return Answered(routed.result, routed.fallback, loaded, started, time.perf_counter())
+
+    async def analyze(self, source: MediaSource, request: AnalyzeRequest) -> Answered:
+        """The media of `source` extracted, then `request`'s prompt asked about it."""
         loaded = await self.load(source, request.sampling)
-        meta = loaded.media.meta
-        extracted = time.perf_counter()
-        routed = await self.answer(
-            InferenceRequest.ask(request.prompt, loaded.media, request.params)
-        )
-        result = routed.result
-        finished = time.perf_counter()
-        return AnalyzeResponse(
-            answer=result.text,
-            model=result.model,
-            backend=result.backend,
-            fallback=routed.fallback,
-            frames=FramesInfo(count=meta.count, timestamps=meta.timestamps_s, cached=meta.cached),
-            timings=Timings(
-                download_s=round(loaded.media.download_s, 4),
-                extract_s=round(loaded.extract_s, 4),
-                inference_s=round(finished - extracted, 4),
-                total_s=round(finished - received_at, 4),
-            ),
-            usage=Usage(
-                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
-            ),
+        return await self.ask(
+            InferenceRequest.ask(request.prompt, loaded.media, request.params), loaded
         )
 
     async def ready(self) -> dict[str, Any]:
