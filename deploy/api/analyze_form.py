@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from starlette.datastructures import FormData, UploadFile
 
-from deploy.api import json_body
+from deploy.api.response_format import schema_from_text
 from deploy.api.sampling_options import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
@@ -77,7 +75,7 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,
             seed=seed,
-            json_schema=parse_json_schema(_text(form, "response_format"), args.http.max_json_depth),
+            json_schema=schema_from_text(_text(form, "response_format"), args.http.max_json_depth),
         ),
     )
 
@@ -117,34 +115,4 @@ def _number(
             param=name,
             code="out_of_range",
         )
-    return value
-
-
-def parse_json_schema(raw: str | None, max_depth: int) -> dict[str, Any] | None:
-    """A JSON schema, bare or wrapped OpenAI-style in {"type": "json_schema", ...}."""
-    if raw is None or raw.strip() == "":
-        return None
-    value = json_body.loads(
-        raw,
-        max_depth,
-        what="'response_format'",
-        param="response_format",
-        code="invalid_json_schema",
-    )
-    if isinstance(value, dict) and value.get("type") == "json_schema":
-        value = (value.get("json_schema") or {}).get("schema")
-    if not isinstance(value, dict):
-        raise InvalidRequest(
-            "'response_format' must be a JSON schema object",
-            param="response_format",
-            code="invalid_json_schema",
-        )
-    try:
-        Draft202012Validator.check_schema(value)
-    except SchemaError as exc:
-        raise InvalidRequest(
-            f"'response_format' is not a valid JSON schema: {exc.message}",
-            param="response_format",
-            code="invalid_json_schema",
-        ) from None
     return value

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from deploy.api import json_body
-from deploy.api.openai_protocol import ResponseFormat, response_format_schema
+from deploy.api.response_format import ResponseFormat, schema_of
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
 from deploy.jobs.records import ChunkRecord, JobRecord, SearchHit
@@ -95,7 +95,7 @@ def parse_job_request(raw: dict[str, Any], args: AppArgs) -> tuple[JobSpec, str 
         frames_per_chunk=frames,
         prompt=request.prompt,
         aggregate_prompt=request.aggregate_prompt,
-        json_schema=response_format_schema(request.response_format, args.http.max_json_depth),
+        json_schema=schema_of(request.response_format),
     )
     return spec, request.url
 

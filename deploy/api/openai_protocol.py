@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -25,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.api import json_body
+from deploy.api.response_format import ResponseFormat, schema_of
 from deploy.api.sampling_options import sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, NotFound
@@ -83,17 +83,6 @@ class Message(_Strict):
 
 class StreamOptions(_Strict):
     include_usage: bool = False
-
-
-class JsonSchemaSpec(_Open):
-    name: str = "response"
-    json_schema: dict[str, Any] = Field(alias="schema")
-    strict: bool | None = None
-
-
-class ResponseFormat(_Strict):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JsonSchemaSpec | None = None
 
 
 class ChatCompletionRequest(_Strict):
@@ -326,23 +315,5 @@ def _generation(request: ChatCompletionRequest, args: AppArgs) -> GenerationPara
         top_p=request.top_p,
         seed=request.seed,
         stop=stop,
-        json_schema=response_format_schema(request.response_format, args.http.max_json_depth),
+        json_schema=schema_of(request.response_format),
     )
-
-
-def response_format_schema(
-    response_format: ResponseFormat | None, max_depth: int
-) -> dict[str, Any] | None:
-    from deploy.api.analyze_form import parse_json_schema
-
-    if response_format is None or response_format.type == "text":
-        return None
-    if response_format.type == "json_object":
-        return {"type": "object"}
-    if response_format.json_schema is None:
-        raise InvalidRequest(
-            "response_format of type json_schema needs a 'json_schema' object with a 'schema'",
-            param="response_format.json_schema",
-            code="invalid_json_schema",
-        )
-    return parse_json_schema(json.dumps(response_format.json_schema.json_schema), max_depth)
