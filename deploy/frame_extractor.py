@@ -157,13 +157,13 @@ class FrameExtractor:
         """Decode and cache; the caller has looked the frames up already (counted once)."""
         key = cache_key(content_digest, options, kind)
         batch = extract(data, options, self._settings, kind, param)
-        self._metrics.extracted(kind.value, batch.count, batch.duration_s, len(data))
+        self._metrics.extracted(kind.value, batch.count, batch.meta.duration_s, len(data))
         logger.info(
             "extracted %d frames (%s%s) in %.3fs",
             batch.count,
-            batch.kind.value,
-            f", read by {batch.reader}" if batch.reader else "",
-            batch.extract_s,
+            batch.meta.kind.value,
+            f", read by {batch.meta.reader}" if batch.meta.reader else "",
+            batch.meta.extract_s,
         )
         stored = self._store(batch, frames_id(key, self._settings))
         self._cache.put(key, stored)
@@ -173,7 +173,7 @@ class FrameExtractor:
     @staticmethod
     def _store(batch: FrameBatch, name: str) -> StoredFrames:
         """The pixels into Ray's object store, once; the reference is what travels on."""
-        return StoredFrames(batch.meta(), ray.put(batch.frames), name)
+        return StoredFrames(batch.meta, ray.put(batch.frames), name)
 
     @refusals_returned
     async def from_images(
@@ -183,7 +183,10 @@ class FrameExtractor:
         batch = await asyncio.to_thread(frames_from_images, images, options, self._settings, param)
         self._metrics.extracted("frames", batch.count, 0.0, sum(len(image) for image in images))
         logger.info(
-            "took %d of %d listed frames in %.3fs", batch.count, batch.total_frames, batch.extract_s
+            "took %d of %d listed frames in %.3fs",
+            batch.count,
+            batch.meta.total_frames,
+            batch.meta.extract_s,
         )
         return self._store(batch, "")
 
@@ -208,7 +211,9 @@ class FrameExtractor:
             return extract_file(path, options, self._settings, index, param)
 
         batch = await asyncio.to_thread(work)
-        covered = min(options.end_s or batch.duration_s, batch.duration_s) - (options.start_s or 0)
+        covered = min(options.end_s or batch.meta.duration_s, batch.meta.duration_s) - (
+            options.start_s or 0
+        )
         self._metrics.extracted("video", batch.count, covered, 0)
         return self._store(batch, "")
 

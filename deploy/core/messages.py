@@ -8,6 +8,7 @@ straight from the object store: they never cross the ingress. Everything else is
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -81,11 +82,13 @@ class FrameMeta:
     kind: MediaKind
     count: int
     shape: tuple[int, ...]  # of the frames array, [T, H, W, 3]
-    indices: list[int]
+    indices: list[int]  # each frame's index in the source
     timestamps_s: list[float]
     source_fps: float
     duration_s: float
     total_frames: int
+    source_width: int = 0
+    source_height: int = 0
     extract_s: float = 0.0
     cached: bool = False  # served from the extractor's frame cache
     reader: str = ""  # what decoded a video: "pyav" or "opencv" (video/av_read.py)
@@ -108,39 +111,52 @@ class FrameMeta:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """Frames sampled from one video (or one image), RGB uint8 `[T, H, W, 3]`, with metadata."""
+    """Frames sampled from one video (or one image), RGB uint8 `[T, H, W, 3]`, with what is known
+    of them (`meta`: the part that travels without the pixels)."""
 
-    kind: MediaKind
     frames: np.ndarray
-    indices: list[int]
-    timestamps_s: list[float]
-    source_fps: float
-    duration_s: float
-    source_width: int
-    source_height: int
-    total_frames: int
-    extract_s: float = 0.0
-    cached: bool = False  # served from the extractor's frame cache
-    reader: str = ""  # what decoded a video: "pyav" or "opencv" (video/av_read.py)
+    meta: FrameMeta
+
+    @classmethod
+    def of(
+        cls,
+        frames: np.ndarray,
+        *,
+        kind: MediaKind,
+        indices: list[int],
+        timestamps_s: list[float],
+        source_fps: float,
+        duration_s: float,
+        total_frames: int,
+        source_width: int = 0,
+        source_height: int = 0,
+        extract_s: float = 0.0,
+        reader: str = "",
+    ) -> FrameBatch:
+        """`frames` described: their count and shape are the array's."""
+        meta = FrameMeta(
+            kind=kind,
+            count=int(frames.shape[0]),
+            shape=tuple(int(n) for n in frames.shape),
+            indices=indices,
+            timestamps_s=timestamps_s,
+            source_fps=source_fps,
+            duration_s=duration_s,
+            total_frames=total_frames,
+            source_width=source_width,
+            source_height=source_height,
+            extract_s=extract_s,
+            reader=reader,
+        )
+        return cls(frames, meta)
 
     @property
     def count(self) -> int:
-        return int(self.frames.shape[0])
+        return self.meta.count
 
-    def meta(self) -> FrameMeta:
-        return FrameMeta(
-            kind=self.kind,
-            count=self.count,
-            shape=tuple(int(n) for n in self.frames.shape),
-            indices=list(self.indices),
-            timestamps_s=list(self.timestamps_s),
-            source_fps=self.source_fps,
-            duration_s=self.duration_s,
-            total_frames=self.total_frames,
-            extract_s=self.extract_s,
-            cached=self.cached,
-            reader=self.reader,
-        )
+    def with_meta(self, **changes: Any) -> FrameBatch:
+        """The same pixels, `changes` made to the metadata (e.g. extract_s, cached)."""
+        return FrameBatch(self.frames, dataclasses.replace(self.meta, **changes))
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ class StoredFrames:
 
     @classmethod
     def inline(cls, batch: FrameBatch, frames_id: str = "") -> StoredFrames:
-        return cls(batch.meta(), batch.frames, frames_id)
+        return cls(batch.meta, batch.frames, frames_id)
 
     async def frames(self) -> np.ndarray:
         """The pixels, `[T, H, W, 3]` uint8 (read-only when they came from the object store)."""

@@ -111,7 +111,7 @@ def read(
     if output.frames is None:
         raise UnprocessableInput("no frame of the video could be decoded", code="corrupt_media")
     duration = index.duration_s if index is not None else (total / fps if fps > 0 else 0.0)
-    return FrameBatch(
+    return FrameBatch.of(
         kind=MediaKind.VIDEO,
         frames=output.frames[: len(kept)],
         indices=kept,

@@ -43,7 +43,7 @@ def frames_from_images(
             source = (bgr.shape[0], bgr.shape[1])
             size = frame_size(source, len(indices), settings)
         frames.append(to_rgb(bgr, size))
-    return FrameBatch(
+    return FrameBatch.of(
         kind=MediaKind.VIDEO,
         frames=np.stack(frames),
         indices=indices,
@@ -92,7 +92,7 @@ def decode_image(data: bytes, fmt: str, settings: ExtractionSettings) -> FrameBa
         max_pixels=settings.max_pixels,
     )
     frame = to_rgb(bgr, size)
-    return FrameBatch(
+    return FrameBatch.of(
         kind=MediaKind.IMAGE,
         frames=frame[np.newaxis],
         indices=[0],

@@ -20,8 +20,17 @@ from deploy.llm_deployment import chat_messages, engine_inputs, sampling_params
 
 def _stored(kind: MediaKind = MediaKind.VIDEO, count: int = 4) -> StoredFrames:
     frames = np.zeros((count, 28, 56, 3), np.uint8)
-    batch = FrameBatch(kind, frames, list(range(0, 5 * count, 5)), [i * 0.5 for i in range(count)],
-                       10.0, 2.0, 56, 28, 5 * count)  # fmt: skip
+    batch = FrameBatch.of(
+        frames,
+        kind=kind,
+        indices=list(range(0, 5 * count, 5)),
+        timestamps_s=[i * 0.5 for i in range(count)],
+        source_fps=10.0,
+        duration_s=2.0,
+        source_width=56,
+        source_height=28,
+        total_frames=5 * count,
+    )
     return StoredFrames.inline(batch, "frames-1")
 
 

@@ -57,7 +57,7 @@ def _video(count: int = 3, height: int = 56, width: int = 84) -> StoredFrames:
     frames = np.zeros((count, height, width, 3), np.uint8)
     for i in range(count):
         frames[i, :, : width // 2] = (40 * i, 200, 10)  # left half differs per frame
-    batch = FrameBatch(
+    batch = FrameBatch.of(
         kind=MediaKind.VIDEO,
         frames=frames,
         indices=list(range(0, 10 * count, 10)),

@@ -109,7 +109,17 @@ class Metrics:
 
 def _request() -> InferenceRequest:
     frames = np.zeros((2, 28, 28, 3), np.uint8)
-    media = FrameBatch(MediaKind.VIDEO, frames, [0, 1], [0.0, 1.0], 1.0, 2.0, 28, 28, 2)
+    media = FrameBatch.of(
+        frames,
+        kind=MediaKind.VIDEO,
+        indices=[0, 1],
+        timestamps_s=[0.0, 1.0],
+        source_fps=1.0,
+        duration_s=2.0,
+        source_width=28,
+        source_height=28,
+        total_frames=2,
+    )
     return InferenceRequest.ask("what?", StoredFrames.inline(media), GenerationParams(max_tokens=8))
 
 

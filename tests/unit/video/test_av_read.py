@@ -88,12 +88,12 @@ def test_pyav_reads_plain_4_2_0_and_opencv_the_rest(
     tmp_path: Path, readers: dict[str, int], kind: str, expected: str
 ) -> None:
     batch = extract(_make(kind, tmp_path).read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
-    assert batch.indices == [0, 10, 19, 29]
+    assert batch.meta.indices == [0, 10, 19, 29]
     frames = [np.rot90(f, k=-1) for f in batch.frames] if kind == "rotated" else batch.frames
-    assert [decode_index(f) for f in frames] == batch.indices
+    assert [decode_index(f) for f in frames] == batch.meta.indices
     assert readers[expected] == 4
     assert readers["opencv" if expected == "pyav" else "pyav"] == 0
-    assert batch.reader == expected  # and the extractor's log line says so
+    assert batch.meta.reader == expected  # and the extractor's log line says so
 
 
 def test_both_readers_give_the_same_colours(
@@ -107,8 +107,8 @@ def test_both_readers_give_the_same_colours(
     pyav = extract(data, options, SETTINGS)
     monkeypatch.setattr(av_read, "av", None)
     opencv = extract(data, options, SETTINGS)
-    assert pyav.indices == opencv.indices
-    assert pyav.timestamps_s == opencv.timestamps_s
+    assert pyav.meta.indices == opencv.meta.indices
+    assert pyav.meta.timestamps_s == opencv.meta.timestamps_s
     assert pyav.frames.shape == opencv.frames.shape
     difference = np.abs(pyav.frames.astype(int) - opencv.frames.astype(int))
     # Both convert with BT.601; they differ only in where chroma is resampled.
@@ -135,9 +135,9 @@ def test_b_frames_are_numbered_by_presentation_time(
         dense = extract(data, SamplingOptions(num_frames=150), SETTINGS)  # two parts
     finally:
         use_cpus(before)
-    assert _indices(sparse) == sparse.indices == [0, 120, 240, 359, 479, 599]
-    assert _indices(dense) == dense.indices
-    assert dense.timestamps_s == pytest.approx([i / 30 for i in dense.indices], abs=1e-6)
+    assert _indices(sparse) == sparse.meta.indices == [0, 120, 240, 359, 479, 599]
+    assert _indices(dense) == dense.meta.indices
+    assert dense.meta.timestamps_s == pytest.approx([i / 30 for i in dense.meta.indices], abs=1e-6)
     assert readers == {"pyav": 156, "opencv": 0}
 
 
@@ -153,8 +153,8 @@ def test_a_seek_that_lands_elsewhere_falls_back_to_opencv(
     monkeypatch.setattr(av_read, "landing", lambda target, keyframes, reader: target + 30)
     with caplog.at_level(logging.WARNING, logger="ray.serve.vidserve.extract"):
         batch = extract(data, SamplingOptions(num_frames=3), SETTINGS)
-    assert _indices(batch) == batch.indices == [0, 150, 299]
-    assert batch.reader == "opencv"
+    assert _indices(batch) == batch.meta.indices == [0, 150, 299]
+    assert batch.meta.reader == "opencv"
     assert "PyAV's frames do not match the index" in caplog.text
     assert readers["opencv"] == 3
 
@@ -167,7 +167,7 @@ def test_odd_frame_sides_are_converted_whole(tmp_path: Path, readers: dict[str, 
     )
     assert batch.frames.shape[1:3] == (119, 161)
     assert readers["pyav"] == 3
-    assert _indices(batch) == batch.indices == [0, 10, 19]
+    assert _indices(batch) == batch.meta.indices == [0, 10, 19]
 
 
 def test_the_probe_reports_the_decoder_pixel_format(tmp_path: Path) -> None:
@@ -206,8 +206,8 @@ def test_both_readers_read_the_same_stream_of_several(
     pyav = extract(data, SamplingOptions(num_frames=3), SETTINGS)
     monkeypatch.setattr(av_read, "av", None)
     opencv = extract(data, SamplingOptions(num_frames=3), SETTINGS)
-    assert (opencv.source_width, opencv.source_height) == (96, 64)
-    assert opencv.indices == pyav.indices == [0, 14, 29]
+    assert (opencv.meta.source_width, opencv.meta.source_height) == (96, 64)
+    assert opencv.meta.indices == pyav.meta.indices == [0, 14, 29]
     assert _indices(opencv) == _indices(pyav) == [50, 64, 79]
     assert pyav.frames.shape == opencv.frames.shape
 
@@ -223,8 +223,8 @@ def test_pyav_seeks_on_variable_frame_rate_video(
     extra = ["-vf", retime, "-fps_mode", "vfr", "-g", "30", "-keyint_min", "30"]
     path = write_frames(tmp_path / "vfr.mp4", images, 30.0, (160, 120), extra)
     batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
-    assert _indices(batch) == batch.indices == [0, 100, 199, 299]
-    assert batch.timestamps_s == pytest.approx([0, 10, 16.6333, 19.9667], abs=1e-3)
+    assert _indices(batch) == batch.meta.indices == [0, 100, 199, 299]
+    assert batch.meta.timestamps_s == pytest.approx([0, 10, 16.6333, 19.9667], abs=1e-3)
     assert seeks == [90, 180, 270]
     assert readers == {"pyav": 4, "opencv": 0}
 
@@ -254,6 +254,6 @@ def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
         batch = decode.read_frames(str(path), wanted, index, 30.0, SETTINGS)
     finally:
         use_cpus(before)
-    assert _indices(batch) == batch.indices == wanted
+    assert _indices(batch) == batch.meta.indices == wanted
     assert seeks == [60, 90]
     assert readers == {"pyav": len(wanted), "opencv": 0}

@@ -39,33 +39,33 @@ def video(request: pytest.FixtureRequest, tmp_path: Path) -> bytes:
 def test_uniform_sampling_gives_exact_frames_and_timestamps(video: bytes) -> None:
     batch = extract(video, SamplingOptions(num_frames=7), SETTINGS)
     expected = [0, 10, 20, 30, 39, 49, 59]
-    assert batch.indices == expected
+    assert batch.meta.indices == expected
     assert [decode_index(frame) for frame in batch.frames] == expected
-    assert batch.timestamps_s == pytest.approx([i / FPS for i in expected], abs=1e-3)
-    assert batch.total_frames == FRAMES
-    assert batch.source_fps == pytest.approx(FPS)
-    assert batch.duration_s == pytest.approx(FRAMES / FPS)
-    assert (batch.source_width, batch.source_height) == SIZE
-    assert batch.kind is MediaKind.VIDEO
+    assert batch.meta.timestamps_s == pytest.approx([i / FPS for i in expected], abs=1e-3)
+    assert batch.meta.total_frames == FRAMES
+    assert batch.meta.source_fps == pytest.approx(FPS)
+    assert batch.meta.duration_s == pytest.approx(FRAMES / FPS)
+    assert (batch.meta.source_width, batch.meta.source_height) == SIZE
+    assert batch.meta.kind is MediaKind.VIDEO
 
 
 def test_fps_sampling_picks_every_nth_frame(video: bytes) -> None:
     batch = extract(video, SamplingOptions(fps=3.0), SETTINGS)
-    assert batch.indices == list(range(0, FRAMES, 10))
-    assert [decode_index(frame) for frame in batch.frames] == batch.indices
-    assert batch.timestamps_s == pytest.approx([i / FPS for i in batch.indices], abs=1e-3)
+    assert batch.meta.indices == list(range(0, FRAMES, 10))
+    assert [decode_index(frame) for frame in batch.frames] == batch.meta.indices
+    assert batch.meta.timestamps_s == pytest.approx([i / FPS for i in batch.meta.indices], abs=1e-3)
 
 
 def test_fps_sampling_is_capped_by_num_frames(video: bytes) -> None:
     batch = extract(video, SamplingOptions(fps=30.0, num_frames=5), SETTINGS)
     assert batch.count == 5
-    assert batch.indices == [0, 15, 30, 44, 59]
-    assert [decode_index(frame) for frame in batch.frames] == batch.indices
+    assert batch.meta.indices == [0, 15, 30, 44, 59]
+    assert [decode_index(frame) for frame in batch.frames] == batch.meta.indices
 
 
 def test_default_frame_count_comes_from_settings(video: bytes) -> None:
     batch = extract(video, SamplingOptions(), ExtractionSettings(default_num_frames=4))
-    assert batch.indices == [0, 20, 39, 59]
+    assert batch.meta.indices == [0, 20, 39, 59]
 
 
 def test_frames_fit_the_pixel_budget(video: bytes) -> None:
@@ -82,14 +82,14 @@ def test_frames_fit_the_pixel_budget(video: bytes) -> None:
 def test_more_frames_than_the_video_has_gives_every_frame(tmp_path: Path) -> None:
     data = write_opencv(tmp_path / "short.avi", "MJPG", 5, 10.0, (64, 48)).read_bytes()
     batch = extract(data, SamplingOptions(num_frames=32), SETTINGS)
-    assert batch.indices == [0, 1, 2, 3, 4]
+    assert batch.meta.indices == [0, 1, 2, 3, 4]
 
 
 def test_image_is_one_frame(tmp_path: Path) -> None:
     ok, png = cv2.imencode(".png", encode_index(1234, 300, 200))
     assert ok
     batch = extract(png.tobytes(), SamplingOptions(), SETTINGS, MediaKind.IMAGE)
-    assert batch.kind is MediaKind.IMAGE
+    assert batch.meta.kind is MediaKind.IMAGE
     assert batch.count == 1
     assert decode_index(batch.frames[0]) == 1234
 

@@ -12,8 +12,17 @@ from deploy.video.cache import FrameCache, cache_key, digest
 
 def _batch(count: int, side: int = 10) -> StoredFrames:
     frames = np.zeros((count, side, side, 3), np.uint8)  # 300 bytes per frame
-    batch = FrameBatch(MediaKind.VIDEO, frames, list(range(count)), [0.0] * count, 1.0, 1.0,
-                       side, side, count)  # fmt: skip
+    batch = FrameBatch.of(
+        frames,
+        kind=MediaKind.VIDEO,
+        indices=list(range(count)),
+        timestamps_s=[0.0] * count,
+        source_fps=1.0,
+        duration_s=1.0,
+        source_width=side,
+        source_height=side,
+        total_frames=count,
+    )
     return StoredFrames.inline(batch)
 
 

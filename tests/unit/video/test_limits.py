@@ -70,7 +70,7 @@ def test_a_20000_pixel_square_png_is_refused_from_its_header(
 def test_an_image_at_the_limit_passes_and_one_pixel_row_more_does_not() -> None:
     settings = ExtractionSettings(max_source_pixels=200 * 100)
     batch = extract(_png(200, 100), SamplingOptions(), settings, MediaKind.IMAGE)
-    assert batch.source_width == 200
+    assert batch.meta.source_width == 200
     with pytest.raises(PayloadTooLarge) as raised:
         extract(_png(200, 101), SamplingOptions(), settings, MediaKind.IMAGE)
     _refused(raised.value, "max_source_pixels")

@@ -45,12 +45,12 @@ def _indices(batch_frames: np.ndarray) -> list[int]:
 def test_keyframes_only(tmp_path: Path) -> None:
     data = write_h264(tmp_path / "k.mp4", 60, 30.0, (160, 120), gop=10).read_bytes()
     batch = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES), SETTINGS)
-    assert batch.indices == [0, 10, 20, 30, 40, 50]
-    assert _indices(batch.frames) == batch.indices
+    assert batch.meta.indices == [0, 10, 20, 30, 40, 50]
+    assert _indices(batch.frames) == batch.meta.indices
     thinned = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES, num_frames=3), SETTINGS)
-    assert thinned.indices == [0, 20, 50]
+    assert thinned.meta.indices == [0, 20, 50]
     window = SamplingOptions(strategy=Strategy.KEYFRAMES, start_s=0.5, end_s=1.5)
-    assert extract(data, window, SETTINGS).indices == [20, 30, 40]
+    assert extract(data, window, SETTINGS).meta.indices == [20, 30, 40]
 
 
 def test_sparse_frames_are_reached_by_seeking_and_are_exact(tmp_path: Path) -> None:
@@ -64,9 +64,9 @@ def test_sparse_frames_are_reached_by_seeking_and_are_exact(tmp_path: Path) -> N
     assert plan.seeks == 3
     assert plan.decodes < plan.sequential_decodes / 5
     batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
-    assert batch.indices == wanted
+    assert batch.meta.indices == wanted
     assert _indices(batch.frames) == wanted
-    assert batch.timestamps_s == pytest.approx([i / 30.0 for i in wanted], abs=1e-6)
+    assert batch.meta.timestamps_s == pytest.approx([i / 30.0 for i in wanted], abs=1e-6)
 
 
 def test_dense_frames_are_one_sequential_pass() -> None:
@@ -183,9 +183,11 @@ def test_parallel_parts_read_exactly_the_frames_a_single_decoder_reads(
         sparse = extract(data, SamplingOptions(strategy=Strategy.KEYFRAMES), SETTINGS)
     finally:
         use_cpus(before)
-    assert _indices(dense.frames) == dense.indices == [round(i * 599 / 49) for i in range(50)]
-    assert dense.timestamps_s == pytest.approx([i / 30.0 for i in dense.indices], abs=1e-6)
-    assert _indices(sparse.frames) == sparse.indices == list(range(0, 600, 30))
+    assert _indices(dense.frames) == dense.meta.indices == [round(i * 599 / 49) for i in range(50)]
+    assert dense.meta.timestamps_s == pytest.approx(
+        [i / 30.0 for i in dense.meta.indices], abs=1e-6
+    )
+    assert _indices(sparse.frames) == sparse.meta.indices == list(range(0, 600, 30))
 
 
 def test_pyav_plans_land_on_the_targets_own_keyframe() -> None:
@@ -219,12 +221,14 @@ def test_variable_frame_rate_gets_true_timestamps(tmp_path: Path) -> None:
     )
     batch = extract(path.read_bytes(), SamplingOptions(fps=2.0), SETTINGS)
     expected = [0, 5, 10, 15, 20, 25, 30, 45, 60, 75]
-    assert batch.indices == expected
+    assert batch.meta.indices == expected
     assert _indices(batch.frames) == expected
-    assert batch.timestamps_s == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5], abs=1e-3)
+    assert batch.meta.timestamps_s == pytest.approx(
+        [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5], abs=1e-3
+    )
     uniform = extract(path.read_bytes(), SamplingOptions(num_frames=3), SETTINGS)
-    assert _indices(uniform.frames) == uniform.indices == [0, 44, 89]
-    assert uniform.timestamps_s == pytest.approx([0.0, 3.0 + 14 / 30, 3.0 + 59 / 30], abs=1e-3)
+    assert _indices(uniform.frames) == uniform.meta.indices == [0, 44, 89]
+    assert uniform.meta.timestamps_s == pytest.approx([0.0, 3.0 + 14 / 30, 3.0 + 59 / 30], abs=1e-3)
 
 
 def test_rotated_video_comes_out_upright(tmp_path: Path) -> None:
@@ -235,7 +239,9 @@ def test_rotated_video_comes_out_upright(tmp_path: Path) -> None:
     frame = batch.frames[0]
     assert frame.shape[0] > frame.shape[1]  # portrait: the display matrix was applied
     # Displayed rotated by 90 degrees counter-clockwise: undo it to read the number.
-    assert [decode_index(np.rot90(f, k=-1)) for f in batch.frames] == batch.indices == [0, 10, 19]
+    assert (
+        [decode_index(np.rot90(f, k=-1)) for f in batch.frames] == batch.meta.indices == [0, 10, 19]
+    )
 
 
 @pytest.mark.parametrize(
@@ -247,11 +253,11 @@ def test_hard_sources_decode_exactly(tmp_path: Path, pix_fmt: str, size: tuple[i
     images = (encode_index(i, *size) for i in range(30))
     path = write_frames(tmp_path / "v.mp4", images, 10.0, size, pix_fmt=pix_fmt)
     batch = extract(path.read_bytes(), SamplingOptions(num_frames=4), SETTINGS)
-    assert batch.indices == [0, 10, 19, 29]
-    assert _indices(batch.frames) == batch.indices
+    assert batch.meta.indices == [0, 10, 19, 29]
+    assert _indices(batch.frames) == batch.meta.indices
     assert batch.frames.dtype == np.uint8
     assert batch.frames.shape[-1] == 3
-    assert (batch.source_width, batch.source_height) == size
+    assert (batch.meta.source_width, batch.meta.source_height) == size
 
 
 CUTS = [0, 23, 51, 80]
@@ -275,7 +281,7 @@ def scenes(tmp_path: Path) -> bytes:
 def test_scene_sampling_finds_the_cuts(scenes: bytes) -> None:
     settings = ExtractionSettings(scene_analysis_fps=10.0)
     batch = extract(scenes, SamplingOptions(strategy=Strategy.SCENE, num_frames=4), settings)
-    assert batch.indices == CUTS
+    assert batch.meta.indices == CUTS
     levels = [int(np.median(frame)) for frame in batch.frames]
     assert levels == pytest.approx(LEVELS, abs=4)
 
@@ -284,7 +290,7 @@ def test_scene_sampling_tops_up_uniformly_and_keeps_the_gap(scenes: bytes) -> No
     settings = ExtractionSettings(scene_analysis_fps=10.0)
     options = SamplingOptions(strategy=Strategy.SCENE, num_frames=6, min_gap_s=1.0)
     # Uniform candidates 0, 20, 40, 59, 79, 99: 20, 59 and 79 are within 1 s of a cut.
-    assert extract(scenes, options, settings).indices == [0, 23, 40, 51, 80, 99]
+    assert extract(scenes, options, settings).meta.indices == [0, 23, 40, 51, 80, 99]
 
 
 def test_scene_selection_prefers_the_strongest_cuts() -> None:
