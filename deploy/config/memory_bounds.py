@@ -1,7 +1,7 @@
 """The worst-case memory of an ingress and an extractor replica, from the configuration.
 
-What the README states (section "Limits") is computed here, and tests/unit/config/
-test_memory_bounds.py checks the README against it and the ingress's real peak against it.
+What docs/limits.md states is computed here, and tests/unit/config/
+test_memory_bounds.py checks docs/limits.md against it and the ingress's real peak against it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class ReplicaMemory:
     shm_bytes: int = 0  # /dev/shm it may use besides (temporary copies of videos)
 
     def describe(self) -> str:
-        """As the README states it."""
+        """As docs/limits.md states it."""
         text = f"{self.heap_bytes / 2**30:.1f} GiB"
         if self.shm_bytes:
             text += f" + {self.shm_bytes / 2**30:.1f} GiB of /dev/shm"

@@ -1,4 +1,4 @@
-"""The worst-case memory the README states is what deploy/config/memory_bounds.py computes from
+"""The worst-case memory docs/limits.md states is what deploy/config/memory_bounds.py computes from
 serve_config.yaml; and a real ingress under uploads offered at several times its byte budget
 stays within its bound (its peak resident memory, read from /proc)."""
 
@@ -24,18 +24,18 @@ ROOT = Path(__file__).resolve().parents[3]
 MiB = 1024 * 1024
 
 
-def test_the_readme_states_the_bounds_computed_from_serve_config() -> None:
+def test_the_limits_page_states_the_bounds_computed_from_serve_config() -> None:
     config = load_config(profile=Profile.GPU)
     args = AppArgs.model_validate(app_args(config))
     deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
     extractor = deployments["FrameExtractor"]
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "limits.md").read_text()
     ingress = memory_bounds.ingress(args).describe()
     decoding = memory_bounds.extractor(
         args, extractor["max_ongoing_requests"], extractor["ray_actor_options"]["num_cpus"]
     ).describe()
-    assert f"**{ingress}**" in readme
-    assert f"**{decoding}**" in readme
+    assert f"**{ingress}**" in page
+    assert f"**{decoding}**" in page
 
 
 def _peak_rss(pid: int) -> int:
