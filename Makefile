@@ -33,7 +33,7 @@ typecheck: setup-dev
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The quick loop: tests/unit only (no Ray, no engine), about a minute and a half on 2 cores.
+# The quick loop: tests/unit only (no Ray, no server), about a minute on 2 cores.
 test-unit: setup-dev
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 

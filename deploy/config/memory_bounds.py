@@ -1,7 +1,7 @@
 """The worst-case memory of an ingress and an extractor replica, from the configuration.
 
-What docs/limits.md states is computed here, and tests/unit/config/
-test_memory_bounds.py checks docs/limits.md against it and the ingress's real peak against it.
+What docs/limits.md states is computed here: tests/unit/config/test_memory_bounds.py checks the
+page against it, tests/integration/config/test_ingress_memory.py the ingress's real peak.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def _wait_for(
 
 def test_a_chat_question_about_a_finished_job(serve_url: str, long_video: Path) -> None:
     """video_options.job_id: the frames sent are those of a chunk the question matches (which
-    one ranks first among equal captions is the search's: tests/unit/jobs/test_ask.py checks
+    one ranks first among equal captions is the search's: tests/integration/jobs/test_ask.py checks
     the choice)."""
     schema = json.loads(json.dumps(RESPONSE_FORMAT))
     schema["json_schema"]["schema"]["properties"]["caption"]["enum"] = ["a lighthouse"]

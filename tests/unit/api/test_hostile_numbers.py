@@ -25,8 +25,8 @@ from deploy.jobs.store import open_store
 from deploy.serving.backends import BackendRouter
 from deploy.serving.pipeline import AnalyzePipeline
 from tests.support.handles import AnsweringHandle
+from tests.support.jobs_app import ScriptedWork
 from tests.support.recorders import MetricsRecorder
-from tests.unit.jobs.test_job_runner import ScriptedWork
 
 MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 INT64_MAX = 2**63 - 1

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,55 +15,10 @@ from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.core.errors import ServiceUnavailable, UnprocessableInput, VidserveError
 from deploy.core.jobs import JobState
 from deploy.jobs.job_runner import JobRunner
-from deploy.jobs.records import ChunkRecord, JobRecord, Span
+from deploy.jobs.records import ChunkRecord, JobRecord
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import Store, open_store
-from deploy.jobs.work import Generated
-
-
-class ScriptedWork:
-    """JobWork answering from a script: `fail(index, attempt)` may return an error to raise."""
-
-    def __init__(
-        self,
-        duration_s: float,
-        fail: Callable[[int, int], VidserveError | None] = lambda i, a: None,
-        delay_s: float = 0.01,
-    ) -> None:
-        self.duration_s = duration_s
-        self._fail = fail
-        self._delay_s = delay_s
-        self.captions: Counter[int] = Counter()  # chunk index -> calls
-        self.in_flight = 0
-        self.peak = 0
-        self.prompts: list[str] = []
-        self.started = asyncio.Event()
-
-    async def duration(self, source: str) -> float:
-        return self.duration_s
-
-    async def caption(self, source: str, span: Span, spec: JobSpec) -> Generated:
-        index = round(span[0] / (spec.chunk_s - spec.overlap_s))
-        self.captions[index] += 1
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        self.started.set()
-        try:
-            await asyncio.sleep(self._delay_s)
-            if (error := self._fail(index, self.captions[index])) is not None:
-                raise error
-            return Generated(f"scene {index} shows a red ball", 7)
-        finally:
-            self.in_flight -= 1
-
-    async def generate(
-        self, prompt: str, max_tokens: int, json_schema: dict[str, Any] | None = None
-    ) -> Generated:
-        self.prompts.append(prompt)
-        if json_schema is not None:
-            return Generated('{"title": "A ball", "summary": "A red ball rolls."}', 12)
-        return Generated(f"summary of {prompt.count(chr(10) + '[')} lines", 20)
-
+from tests.support.jobs_app import ScriptedWork
 
 SETTINGS = JobsSettings(max_chunks_in_flight=2, retry_backoff_s=0.0, lease_s=30)
 

@@ -14,15 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.unit.api.test_guard import (
-    KEY_A,
-    KEY_B,
-    Server,
-    _args,
-    _chat,
-    _read_response,
-    _serve,
-)
+from tests.support.guarded_app import KEY_A, KEY_B, Server, app_args, chat, read_response, serve
 
 GIB = 1024 * 1024 * 1024
 
@@ -40,14 +32,14 @@ def _trickle(
 
 
 def test_a_get_with_a_body_is_refused_and_holds_no_budget() -> None:
-    args = _args(
+    args = app_args(
         extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes": 5 * 1024 * 1024}
     )
-    with _serve(args) as server:
+    with serve(args) as server:
         server.backend.release.set()
         started = time.monotonic()
         sock = _trickle(server.port, "GET", "/v1/models", GIB)
-        status, _, text = _read_response(sock)
+        status, _, text = read_response(sock)
         sock.close()
         assert status == 400, text
         assert "body_not_allowed" in text
@@ -90,7 +82,7 @@ def _second_body(server: Server, key: str) -> httpx.Response:
 
 
 def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
-    with _serve(_args(**SHARED), keys=[KEY_A, KEY_B]) as server:
+    with serve(app_args(**SHARED), keys=[KEY_A, KEY_B]) as server:
         server.backend.release.set()
         held = _trickle(server.port, "POST", "/v1/chat/completions", 1229 * 1024, key=KEY_A)
         try:
@@ -108,7 +100,7 @@ def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
             # Key B still has its share.
             other = httpx.post(
                 f"{server.url}/v1/chat/completions",
-                json=_chat() | {"user": "x" * (400 * 1024)},
+                json=chat() | {"user": "x" * (400 * 1024)},
                 headers={"Authorization": f"Bearer {KEY_B}"},
             )
             assert other.status_code == 200, other.text
@@ -117,7 +109,7 @@ def test_one_client_cannot_hold_more_than_its_share_of_the_budget() -> None:
 
 
 def test_without_keys_a_made_up_token_does_not_buy_a_second_share() -> None:
-    with _serve(_args(**SHARED)) as server:  # no keys: the client is its address
+    with serve(app_args(**SHARED)) as server:  # no keys: the client is its address
         server.backend.release.set()
         second = _second_body(server, KEY_B)
         assert second.status_code == 429, second.text
@@ -126,21 +118,23 @@ def test_without_keys_a_made_up_token_does_not_buy_a_second_share() -> None:
 def test_a_body_declared_past_a_clients_share_is_the_routes_413_not_a_429() -> None:
     """The share holds one largest request: a body declared past it is past every route's size
     cap, so the route says 413 without reading it (found by the integration tests in CI)."""
-    args = _args(extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes": 12 * MIB})
-    with _serve(args) as server:
+    args = app_args(
+        extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes": 12 * MIB}
+    )
+    with serve(args) as server:
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.sendall(
             b"POST /v1/video/analyze HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             + f"Content-Length: {3 * MIB}\r\n\r\n".encode()
         )
-        status, _, text = _read_response(sock)
+        status, _, text = read_response(sock)
         sock.close()
         assert status == 413, text
 
 
 def test_a_share_below_one_largest_request_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="cannot hold one largest request"):
-        _args(
+        app_args(
             extraction={"max_upload_bytes": 256 * 1024}, http={"max_inflight_bytes_per_client": MIB}
         )

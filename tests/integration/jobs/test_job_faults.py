@@ -25,8 +25,7 @@ from deploy.jobs.records import JobRecord
 from deploy.jobs.spec import JobSpec, JobTask
 from deploy.jobs.store import Store
 from deploy.video.chunks import chunk_spans
-from tests.unit.jobs.test_job_runner import ScriptedWork
-from tests.unit.jobs.test_jobs_http import _app
+from tests.support.jobs_app import ScriptedWork, jobs_client
 
 NEAR_TWO = 1.9999999999999998  # chunk_s - this = 2.2e-16 s
 
@@ -74,7 +73,9 @@ def test_spans_computed_arithmetically_cover_the_video(
 
 def test_a_job_step_under_the_minimum_is_refused_at_post(tmp_path: Path) -> None:
     args = AppArgs(jobs=JobsSettings(data_dir=tmp_path))
-    with _app(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(duration_s=60.0)) as client:
+    with jobs_client(
+        args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(duration_s=60.0)
+    ) as client:
         response = client.post(
             "/v1/video/jobs",
             json={"task": "captions", "url": "http://example.com/v.mp4", "chunk_s": 2,

@@ -22,9 +22,8 @@ from starlette.testclient import TestClient
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import Store, open_store
+from tests.support.jobs_app import ScriptedWork, jobs_client
 from tests.support.videos import write_h264
-from tests.unit.jobs.test_job_runner import ScriptedWork
-from tests.unit.jobs.test_jobs_http import _app
 
 
 @pytest.fixture
@@ -38,7 +37,9 @@ def _args(tmp_path: Path, **jobs: Any) -> AppArgs:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with _app(_args(tmp_path), f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as running:
+    with jobs_client(
+        _args(tmp_path), f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)
+    ) as running:
         yield running
 
 
@@ -84,7 +85,7 @@ def test_deleting_a_finished_job_removes_its_video_and_rows(
 
 def test_cancelling_a_job_removes_its_video(tmp_path: Path, video: bytes) -> None:
     slow = ScriptedWork(60.0, delay_s=0.5)
-    with _app(_args(tmp_path), f"sqlite:///{tmp_path / 'j.db'}", slow) as client:
+    with jobs_client(_args(tmp_path), f"sqlite:///{tmp_path / 'j.db'}", slow) as client:
         created = _upload(client, video)
         path = created.headers["location"]
         cancelled = client.delete(path)
@@ -98,7 +99,7 @@ def test_finished_jobs_media_is_removed_after_the_retention_time(
     tmp_path: Path, video: bytes
 ) -> None:
     args = _args(tmp_path, media_retention_s=0.5)
-    with _app(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
+    with jobs_client(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
         path = _upload(client, video).headers["location"]
         assert _finished(client, path)["state"] == "succeeded"
         deadline = time.monotonic() + 10
@@ -113,14 +114,14 @@ def test_finished_jobs_media_is_removed_after_the_retention_time(
 def test_quotas_per_key_are_429_with_a_message(tmp_path: Path, video: bytes) -> None:
     args = _args(tmp_path, max_active_jobs_per_key=1)
     slow = ScriptedWork(60.0, delay_s=0.5)
-    with _app(args, f"sqlite:///{tmp_path / 'j.db'}", slow) as client:
+    with jobs_client(args, f"sqlite:///{tmp_path / 'j.db'}", slow) as client:
         assert _upload(client, video).status_code == 202
         refused = _upload(client, video)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "too_many_jobs"
         assert "jobs.max_active_jobs_per_key" in refused.json()["error"]["message"]
     args = _args(tmp_path / "b", max_media_bytes_per_key=len(video) + len(video) // 2)
-    with _app(args, f"sqlite:///{tmp_path / 'b.db'}", ScriptedWork(1.0)) as client:
+    with jobs_client(args, f"sqlite:///{tmp_path / 'b.db'}", ScriptedWork(1.0)) as client:
         first = _upload(client, video)
         assert first.status_code == 202
         _finished(client, first.headers["location"])
@@ -136,7 +137,7 @@ def test_quotas_per_key_are_429_with_a_message(tmp_path: Path, video: bytes) -> 
 def test_below_the_free_space_floor_new_jobs_get_507(tmp_path: Path, video: bytes) -> None:
     free = shutil.disk_usage(tmp_path).free
     args = _args(tmp_path, min_free_bytes=free + 2**30)
-    with _app(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
+    with jobs_client(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
         refused = _upload(client, video)
         assert refused.status_code == 507, refused.text
         assert refused.json()["error"]["code"] == "insufficient_storage"
@@ -155,7 +156,7 @@ def test_a_job_url_download_streams_to_disk_under_the_quota(
         jobs=JobsSettings(data_dir=tmp_path / "data", max_media_bytes_per_key=len(video) + 1000),
         url_fetch={"allow_hosts": ["127.0.0.1", "localhost"]},
     )
-    with _app(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
+    with jobs_client(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
         created = client.post(
             "/v1/video/jobs", json={"task": "captions", "url": httpserver.url_for("/v.mp4")}
         )
@@ -177,7 +178,7 @@ def test_event_streams_per_key_are_capped(tmp_path: Path, video: bytes) -> None:
     """Real HTTP (uvicorn): a stream stays open while the next one is asked."""
     import httpx
 
-    from tests.unit.jobs.test_jobs_http import served
+    from tests.support.jobs_app import served
 
     args = _args(tmp_path, max_event_streams_per_key=1)
     with served(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(60.0, delay_s=2.0)) as url:
