@@ -61,7 +61,9 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):
         raise exc
     if exc.status_code == 404:
-        error: VidserveError = NotFound(f"no route {request.url.path}; GET /openapi.json lists the API")
+        error: VidserveError = NotFound(
+            f"no route {request.url.path}; GET /openapi.json lists the API"
+        )
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
     else:  # another HTTP error Starlette raised: its status, the one shape

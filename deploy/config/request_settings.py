@@ -90,7 +90,8 @@ class ExtractionSettings(StrictModel):
 
 class HttpSettings(StrictModel):
     """What one ingress replica lets in: body limits, memory in flight, slow clients
-    (api/guard.py). Per replica: the worst case of a replica is stated from these (docs/limits.md)."""
+    (api/guard.py). Per replica: the worst case of a replica is stated from these
+    (docs/limits.md)."""
 
     max_inflight_bytes: int = Field(
         default=3 * 1024 * 1024 * 1024,

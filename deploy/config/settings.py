@@ -66,9 +66,9 @@ __all__ = [
 # Room in a JSON body for what surrounds its media (messages, options).
 JSON_OVERHEAD_BYTES = 1024 * 1024
 # What a request body costs an ingress in memory per byte received, as api/guard.py counts it
-# (measured: tests/integration/config/test_ingress_memory.py). JSON: the bytes, the parsed text and the
-# media decoded from its base64. Multipart: the file read from its spool and the copy handed
-# to the extractor.
+# (measured: tests/integration/config/test_ingress_memory.py). JSON: the bytes, the parsed
+# text and the media decoded from its base64. Multipart: the file read from its spool and the
+# copy handed to the extractor.
 JSON_BODY_MEMORY_FACTOR = 3
 MULTIPART_BODY_MEMORY_FACTOR = 2
 
