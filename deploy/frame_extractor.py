@@ -19,6 +19,8 @@ holds the video's frames:
 A long-video job's chunks (deploy/jobs/job_runner.py), spread over every replica:
     probe_file(path)             the duration of a job's video, read in place
     extract_file(path, ...)      one chunk's frames (a time window), its index kept per file
+The speech track (deploy/transcriber.py):
+    extract_audio(data, ...)     the audio track as 16 kHz mono, into the object store
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import ray
 
 from deploy.config.deployments import EXTRACTOR_NAME
@@ -42,10 +45,13 @@ from deploy.core.errors import (
     refusals_returned,
 )
 from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
+from deploy.core.speech import AudioClip
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.video import extract, frames_from_images, use_cpus
+from deploy.video.audio import read_audio
 from deploy.video.cache import FrameCache, cache_key, digest
+from deploy.video.capture import as_file
 from deploy.video.container import sniff
 from deploy.video.decode import extract_file
 from deploy.video.limits import apply_library_caps
@@ -216,6 +222,27 @@ class FrameExtractor:
         )
         self._metrics.extracted("video", batch.count, covered, 0)
         return self._store(batch, "")
+
+    @refusals_returned
+    async def extract_audio(
+        self,
+        data: bytes,
+        max_audio_s: float,
+        param: str,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> AudioClip | None:
+        """The audio track of uploaded bytes (a video or an audio file) as 16 kHz mono, its
+        samples put in the object store for the Transcriber; None when there is no audio."""
+
+        def work() -> AudioClip | None:
+            with as_file(data) as path:
+                return read_audio(path, max_audio_s, start_s, end_s, param)
+
+        clip = await asyncio.to_thread(work)
+        if clip is None or not isinstance(clip.samples, np.ndarray):
+            return clip
+        return dataclasses.replace(clip, samples=ray.put(clip.samples))
 
     def _index(self, path: str, param: str) -> VideoIndex | None:
         """The probe of a job's file, kept for the few files being chunked (one probe per file,

@@ -7,6 +7,7 @@ Routes (each group a class in api/ whose methods are the handlers and `routes()`
     POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (api/openai_routes.py)
     GET  /v1/models             the served models, OpenAI's shape
     /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
+    POST /v1/audio/transcriptions      OpenAI transcriptions, the speech track (api/audio_routes.py)
     GET  /                      the web page (deploy/web/: static files, no key needed)
 Every route but the open paths (auth.open_paths) needs an API key when keys are configured
 (api/auth.py). Errors are `{"error": {"message", "type", "code", "request_id"}}` with the status
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from deploy.api.audio_routes import AudioRoutes
 from deploy.api.auth import ApiKeyMiddleware, ApiKeys, check_exposure
 from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_error
 from deploy.api.guard import ByteBudget, GuardMiddleware
@@ -53,6 +55,8 @@ from deploy.serving.metrics import (
     ServeStageMetrics,
 )
 from deploy.serving.pipeline import AnalyzePipeline
+from deploy.serving.speech_stage import SpeechStage
+from deploy.speech.asr import model_name
 from deploy.web import page_routes
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
@@ -68,18 +72,24 @@ def build_http_app(
     keys: ApiKeys,
     metrics: HttpMetrics,
     jobs: tuple[JobRunner, JobRoutes] | None = None,
+    *,
+    audio: AudioRoutes | None = None,
 ) -> Starlette:
     """The ASGI app; `jobs` (the runner and its routes) adds the jobs API, the runner started
-    and stopped with the app."""
+    and stopped with the app; `audio` the speech routes."""
 
     openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
-    document = openapi_document(args, openai.served, jobs=jobs is not None, keys=keys.enabled)
+    document = openapi_document(
+        args, openai.served, jobs=jobs is not None, keys=keys.enabled, speech=audio is not None
+    )
     service = ServiceRoutes(pipeline, args, keys_enabled=keys.enabled, document=document)
     routes: list[BaseRoute] = [*service.routes(), *openai.routes()]
     routes += page_routes()  # the web page at / (deploy/web/)
     runner = jobs[0] if jobs else None
     if jobs is not None:
         routes += jobs[1].routes()
+    if audio is not None:
+        routes += audio.routes()
 
     app = Starlette(
         routes=routes,
@@ -136,6 +146,7 @@ class Ingress:
         extractor: DeploymentHandle[Any],
         backends: dict[str, DeploymentHandle[Any]],
         args: AppArgs,
+        transcriber: DeploymentHandle[Any] | None = None,
     ) -> None:
         self._args = args
         timeouts = {
@@ -170,8 +181,17 @@ class Ingress:
             metrics=ServeJobMetrics(),
         )
         self._jobs = (runner, JobRoutes(store, runner, args))
+        self._audio = None
+        if transcriber is not None:
+            speech = SpeechStage(extractor, transcriber, args.speech, ServeStageMetrics())
+            self._audio = AudioRoutes(speech, args, model_name(args.speech))
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(
-            self._pipeline, self._args, self._keys, self._http_metrics, self._jobs
+            self._pipeline,
+            self._args,
+            self._keys,
+            self._http_metrics,
+            self._jobs,
+            audio=self._audio,
         )

@@ -1,6 +1,7 @@
 """The vidserve Serve application: `import_path: deploy.serve_app:build_app`.
 
-    HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV)
+    HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV; the audio track demuxed)
+                               \\-> Transcriber (faster-whisper)         speech.enabled
                                \\-> backend policy -> VLLM (Ray Serve LLM)   primary or absent
                                                   -> Ollama (ollama client) fallback or primary
 
@@ -21,6 +22,7 @@ from deploy.config.deployments import (
     EXTRACTOR_NAME,
     INGRESS_NAME,
     OLLAMA_DEPLOYMENT_NAME,
+    TRANSCRIBER_NAME,
     VLLM_DEPLOYMENT_NAME,
 )
 from deploy.config.settings import Accelerator, AppArgs, Backend
@@ -68,8 +70,13 @@ def build_app_from(args: AppArgs) -> Application:
     extractor = serve.deployment(name=EXTRACTOR_NAME)(FrameExtractor).bind(
         args.extraction, args.url_fetch, args.jobs.resolved_data_dir()
     )
+    transcriber = None
+    if args.speech.enabled:
+        from deploy.transcriber import Transcriber
+
+        transcriber = serve.deployment(name=TRANSCRIBER_NAME)(Transcriber).bind(args.speech)
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
-        extractor, backends, args
+        extractor, backends, args, transcriber
     )
     return ingress
 

