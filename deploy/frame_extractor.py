@@ -21,6 +21,7 @@ A long-video job's chunks (deploy/jobs/job_runner.py), spread over every replica
     extract_file(path, ...)      one chunk's frames (a time window), its index kept per file
 The speech track (deploy/transcriber.py):
     extract_audio(data, ...)     the audio track as 16 kHz mono, into the object store
+    extract_audio_file(path, ...)  the same of a job's video, read in place
 """
 
 from __future__ import annotations
@@ -239,14 +240,27 @@ class FrameExtractor:
             with as_file(data) as path:
                 return read_audio(path, max_audio_s, start_s, end_s, param)
 
-        clip = await asyncio.to_thread(work)
+        return _stored_audio(await asyncio.to_thread(work))
+
+    @refusals_returned
+    async def extract_audio_file(
+        self,
+        path: str,
+        max_audio_s: float,
+        param: str,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> AudioClip | None:
+        """`extract_audio` of a job's video, read in place."""
+        resolved = self._allowed(path, param)
+        clip = await asyncio.to_thread(
+            read_audio, str(resolved), max_audio_s, start_s, end_s, param
+        )
         if clip is None or not isinstance(clip.samples, np.ndarray):
             return clip
         return dataclasses.replace(clip, samples=ray.put(clip.samples))
 
-    def _index(self, path: str, param: str) -> VideoIndex | None:
-        """The probe of a job's file, kept for the few files being chunked (one probe per file,
-        not per chunk)."""
+    def _allowed(self, path: str, param: str) -> Path:
         resolved = Path(path).resolve()
         if not any(resolved.is_relative_to(root) for root in self._file_roots):
             raise InvalidRequest(
@@ -255,6 +269,12 @@ class FrameExtractor:
                 param=param,
                 code="file_not_allowed",
             )
+        return resolved
+
+    def _index(self, path: str, param: str) -> VideoIndex | None:
+        """The probe of a job's file, kept for the few files being chunked (one probe per file,
+        not per chunk)."""
+        resolved = self._allowed(path, param)
         try:
             stat = resolved.stat()
         except OSError:
@@ -268,6 +288,13 @@ class FrameExtractor:
                 self._indexes.popitem(last=False)
         self._indexes.move_to_end(key)
         return self._indexes[key]
+
+
+def _stored_audio(clip: AudioClip | None) -> AudioClip | None:
+    """The clip with its samples put in Ray's object store (once; the Transcriber reads them)."""
+    if clip is None or not isinstance(clip.samples, np.ndarray):
+        return clip
+    return dataclasses.replace(clip, samples=ray.put(clip.samples))
 
 
 # Jobs whose video indexes a replica keeps (a 3-hour video's index is a few MB).

@@ -164,7 +164,11 @@ class Ingress:
             args.backends.circuit_breaker,
             ServeBackendMetrics(),
         )
-        self._pipeline = AnalyzePipeline(extractor, router, args, ServeStageMetrics())
+        stages = ServeStageMetrics()
+        speech = None
+        if transcriber is not None:
+            speech = SpeechStage(extractor, transcriber, args.speech, stages)
+        self._pipeline = AnalyzePipeline(extractor, router, args, stages, speech)
         self._http_metrics = ServeHttpMetrics()
         self._keys = ApiKeys.load(args.auth)
         check_exposure(args.auth, self._keys, in_cluster=env.in_kubernetes())
@@ -181,10 +185,7 @@ class Ingress:
             metrics=ServeJobMetrics(),
         )
         self._jobs = (runner, JobRoutes(store, runner, args))
-        self._audio = None
-        if transcriber is not None:
-            speech = SpeechStage(extractor, transcriber, args.speech, ServeStageMetrics())
-            self._audio = AudioRoutes(speech, args, model_name(args.speech))
+        self._audio = AudioRoutes(speech, args, model_name(args.speech)) if speech else None
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(

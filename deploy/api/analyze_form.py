@@ -7,7 +7,7 @@ from typing import Any
 from starlette.datastructures import FormData, UploadFile
 
 from deploy.api.response_format import schema_from_text
-from deploy.api.sampling_options import sampling_options
+from deploy.api.sampling_options import audio_mode, sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest
 from deploy.core.messages import AnalyzeRequest, GenerationParams
@@ -29,6 +29,7 @@ FIELDS = (
     "temperature",
     "seed",
     "response_format",
+    "audio",
 )
 
 
@@ -68,9 +69,11 @@ def parse_analyze_form(form: FormData, args: AppArgs) -> AnalyzeRequest:
     max_tokens = form_number(form, "max_tokens", int, low=1, high=generation.max_tokens_limit)
     temperature = form_number(form, "temperature", float, low=0.0, high=2.0)
     seed = form_number(form, "seed", int, low=INT64_MIN, high=INT64_MAX)
+    audio = audio_mode(form_text(form, "audio"), "audio")
     return AnalyzeRequest(
         prompt=prompt,
         sampling=sampling_options(sampling, args.extraction, param_prefix=""),
+        audio=audio,
         params=GenerationParams(
             max_tokens=int(max_tokens or generation.default_max_tokens),
             temperature=temperature,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.api import json_body
 from deploy.api.response_format import ResponseFormat, schema_of
-from deploy.api.sampling_options import sampling_options
+from deploy.api.sampling_options import audio_mode, sampling_options
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, NotFound
 from deploy.core.messages import (
@@ -36,6 +36,7 @@ from deploy.core.messages import (
     Turn,
 )
 from deploy.core.numbers import INT64_MAX, INT64_MIN
+from deploy.core.speech import AudioMode
 from deploy.serving.pipeline import MediaSource
 from deploy.video.cache import digest
 
@@ -115,6 +116,7 @@ class ChatPlan:
     stream: bool
     include_usage: bool
     job_id: str | None = None  # video_options.job_id: answer from a finished job (jobs/ask.py)
+    audio: AudioMode = AudioMode.AUTO  # video_options.audio: hear the video's speech
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -139,6 +141,7 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
     turns, media = _conversation(request.messages, args)
     options = dict(request.video_options or {})
     job_id = options.pop("job_id", None)
+    audio = audio_mode(options.pop("audio", None), "video_options.audio")
     if job_id is not None and (not isinstance(job_id, str) or media is not None):
         raise InvalidRequest(
             "video_options.job_id names a job (a string) whose video the question is about; "
@@ -151,6 +154,7 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
         turns=turns,
         media=media,
         job_id=job_id,
+        audio=audio,
         sampling=_sampling(options, args),
         params=_generation(request, args),
         stream=request.stream,
@@ -167,7 +171,7 @@ def _validation_error(exc: ValidationError) -> InvalidRequest:
         return InvalidRequest(
             f"unrecognized request argument {where!r}; vidserve's own options go in "
             "'video_options' (num_frames, fps, start_s, end_s, strategy, scene_threshold, "
-            "min_gap_s)",
+            "min_gap_s, audio, job_id)",
             param=where,
             code="unknown_parameter",
         )

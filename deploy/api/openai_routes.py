@@ -43,7 +43,8 @@ from deploy.api.replies import (
 )
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, PayloadTooLarge, VidserveError
-from deploy.core.messages import Delta, InferenceRequest
+from deploy.core.messages import Delta, InferenceRequest, Turn
+from deploy.core.speech import Heard
 from deploy.jobs.ask import job_context
 from deploy.jobs.store import Store
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
@@ -88,18 +89,22 @@ class OpenAIRoutes:
         plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
         if plan.job_id is not None:
             plan = await self._about_job(plan, owner_of(request))
-        loaded = None
+        loaded = heard = None
+        turns = plan.turns
         if plan.media is not None:
-            loaded = await self._pipeline.load(plan.media, plan.sampling)
+            loaded, heard = await self._pipeline.load_and_hear(
+                plan.media, plan.sampling, plan.audio
+            )
+            turns = _with_speech(turns, heard, self._args.generation.max_prompt_chars)
         inference = InferenceRequest(
-            turns=plan.turns,
+            turns=turns,
             media=loaded.media if loaded else None,
             params=plan.params,
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
         )
         if plan.stream:
-            return await self._stream(plan, inference, loaded)
-        answered = await self._pipeline.ask(inference, loaded)
+            return await self._stream(plan, inference, loaded, heard)
+        answered = await self._pipeline.ask(inference, loaded, heard)
         body_out = chat_completion(answered, inference.request_id, int(time.time()), received_at)
         return JSONResponse(body_out, headers={BACKEND_HEADER: answered.result.backend})
 
@@ -128,7 +133,11 @@ class OpenAIRoutes:
         )
 
     async def _stream(
-        self, plan: ChatPlan, inference: InferenceRequest, loaded: Loaded | None
+        self,
+        plan: ChatPlan,
+        inference: InferenceRequest,
+        loaded: Loaded | None,
+        heard: Heard | None,
     ) -> Response:
         # The policy (fallback) applies until the first piece arrives, so errors before it are
         # still plain HTTP errors; after it, an error ends the stream as an `error` event.
@@ -136,7 +145,7 @@ class OpenAIRoutes:
         opened = routed.result
         first = opened.first
         created = int(time.time())
-        extra = extension(first.backend, routed.fallback, loaded)
+        extra = extension(first.backend, routed.fallback, loaded, heard)
 
         def event(
             choices: list[ChunkChoice],
@@ -192,3 +201,11 @@ class OpenAIRoutes:
             f"the request body exceeds {self._max_body} bytes (extraction.max_upload_bytes "
             "as base64, plus the JSON); send the video by URL instead"
         )
+
+
+def _with_speech(turns: tuple[Turn, ...], heard: Heard, max_chars: int) -> tuple[Turn, ...]:
+    """The turn that carries the media, with the speech of its window before its text."""
+    return tuple(
+        dataclasses.replace(turn, text=heard.prompt(turn.text, max_chars)) if turn.media else turn
+        for turn in turns
+    )

@@ -18,6 +18,7 @@ from deploy.api.openai_protocol import ChatCompletionRequest
 from deploy.api.replies import AnalyzeResponse
 from deploy.config.settings import AppArgs
 from deploy.core.messages import Strategy
+from deploy.core.speech import AudioMode
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -46,6 +47,9 @@ class AnalyzeForm(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     seed: int | None = Field(default=None)
     response_format: str | None = Field(default=None, description="A JSON schema, as JSON text.")
+    audio: AudioMode | None = Field(
+        default=None, description="Hear the video's speech: auto (default), on, off."
+    )
 
 
 class TranscriptionForm(BaseModel):

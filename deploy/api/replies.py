@@ -16,6 +16,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
 from deploy.core.messages import FallbackInfo
+from deploy.core.speech import Heard
 from deploy.serving.pipeline import Answered, Loaded
 
 
@@ -37,14 +38,49 @@ class Usage(BaseModel):
     completion_tokens: int
 
 
+class SpeechLine(BaseModel):
+    start: float
+    end: float
+    text: str
+
+
+class SpeechInfo(BaseModel):
+    """What the answer heard: the transcript of its window (the lines it was given), or why
+    there is none (`note`)."""
+
+    segments: list[SpeechLine] = []
+    language: str | None = None
+    model: str | None = None
+    note: str | None = None
+    transcribe_s: float = 0.0
+
+
 class AnalyzeResponse(BaseModel):
     answer: str
     model: str
     backend: str
     fallback: FallbackInfo | None = None
     frames: FramesInfo
+    speech: SpeechInfo | None = None
     timings: Timings
     usage: Usage
+
+
+def speech_info(heard: Heard | None) -> SpeechInfo | None:
+    if heard is None or (heard.transcript is None and heard.note is None):
+        return None
+    transcript = heard.transcript
+    if transcript is None:
+        return SpeechInfo(note=heard.note)
+    return SpeechInfo(
+        segments=[
+            SpeechLine(start=s.start_s, end=s.end_s, text=s.text) for s in transcript.segments
+        ],
+        language=transcript.language,
+        model=transcript.model,
+        note=heard.note,
+        transcribe_s=round(transcript.transcribe_s, 4),
+    )
 
 
 def analyze_reply(answered: Answered, received_at: float) -> AnalyzeResponse:
@@ -59,6 +95,7 @@ def analyze_reply(answered: Answered, received_at: float) -> AnalyzeResponse:
         backend=result.backend,
         fallback=answered.fallback,
         frames=FramesInfo(count=meta.count, timestamps=meta.timestamps_s, cached=meta.cached),
+        speech=speech_info(answered.heard),
         timings=Timings(
             download_s=round(loaded.media.download_s, 4),
             extract_s=round(loaded.extract_s, 4),
@@ -94,7 +131,8 @@ def chat_completion(
         "engine_s": round(result.inference_s, 4),
         "total_s": round(answered.finished_at - received_at, 4),
     }
-    extra = extension(result.backend, answered.fallback, answered.loaded) | {"timings": timings}
+    extra = extension(result.backend, answered.fallback, answered.loaded, answered.heard)
+    extra |= {"timings": timings}
     return as_json(completion) | {"vidserve": extra}
 
 
@@ -123,8 +161,13 @@ def finish_reason_of(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
-def extension(backend: str, fallback: FallbackInfo | None, loaded: Loaded | None) -> dict[str, Any]:
-    """vidserve's extra response field: who answered, and what was seen."""
+def extension(
+    backend: str,
+    fallback: FallbackInfo | None,
+    loaded: Loaded | None,
+    heard: Heard | None = None,
+) -> dict[str, Any]:
+    """vidserve's extra response field: who answered, and what was seen and heard."""
     extra: dict[str, Any] = {
         "backend": backend,
         "fallback": fallback.model_dump() if fallback else None,
@@ -139,4 +182,6 @@ def extension(backend: str, fallback: FallbackInfo | None, loaded: Loaded | None
             "download_s": round(loaded.media.download_s, 4),
             "extract_s": round(loaded.extract_s, 4),
         }
+    if (speech := speech_info(heard)) is not None:
+        extra["speech"] = speech.model_dump()
     return extra

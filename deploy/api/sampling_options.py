@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from deploy.config.settings import ExtractionSettings
 from deploy.core.errors import InvalidRequest
 from deploy.core.messages import SamplingOptions, Strategy
+from deploy.core.speech import AudioMode
 
 OPTIONS = tuple(SamplingOptions.model_fields)
 _OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
@@ -73,3 +74,17 @@ def _invalid(exc: ValidationError, prefix: str) -> InvalidRequest:
     code = "out_of_range" if error["type"] in _OUT_OF_RANGE else "invalid_value"
     message = error["msg"].removeprefix("Input ").removeprefix("Value error, ")
     return InvalidRequest(f"'{param}' {message}, got {error['input']!r}", param=param, code=code)
+
+
+def audio_mode(value: Any, param: str) -> AudioMode:
+    """The `audio` option (auto when not given), or a 400 naming it."""
+    if value is None or value == "":
+        return AudioMode.AUTO
+    try:
+        return AudioMode(str(value).strip().lower())
+    except ValueError:
+        raise InvalidRequest(
+            f"'{param}' must be one of {', '.join(AudioMode)}, got {str(value)[:32]!r}",
+            param=param,
+            code="invalid_value",
+        ) from None

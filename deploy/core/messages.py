@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from deploy.core.speech import AudioMode
+
 if TYPE_CHECKING:
     from ray import ObjectRef
 
@@ -202,6 +204,7 @@ class AnalyzeRequest:
     prompt: str
     sampling: SamplingOptions
     params: GenerationParams
+    audio: AudioMode = AudioMode.AUTO  # whether the answer hears the video's speech
 
 
 class Role(StrEnum):

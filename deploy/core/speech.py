@@ -4,6 +4,7 @@ Ray's object store like frames), and what was said in it (`Transcript`: timed se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,15 @@ if TYPE_CHECKING:
     from ray import ObjectRef
 
 SAMPLE_RATE = 16_000  # what Whisper models take
+
+
+class AudioMode(StrEnum):
+    """Whether a question hears the video's speech: `auto` when the service can (a Transcriber,
+    an audio track), `on` (an error when it cannot), `off`."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -65,3 +75,25 @@ def clock(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What a question heard: the transcript of its window, or why there is none (`note`)."""
+
+    transcript: Transcript | None = None
+    note: str | None = None
+    decode_s: float = 0.0
+
+    def prompt(self, question: str, max_chars: int) -> str:
+        """`question` with the transcript before it (cut to `max_chars`), when there is one."""
+        lines = self.transcript.lines() if self.transcript else []
+        if not lines:
+            return question
+        text, kept = "", 0
+        for line in lines:
+            if len(text) + len(line) + 1 > max_chars:
+                break
+            text, kept = text + line + "\n", kept + 1
+        cut = "" if kept == len(lines) else f"(the first {kept} of {len(lines)} lines)\n"
+        return f"Speech in the video, with its times:\n{text}{cut}\n{question}"

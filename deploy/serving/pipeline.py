@@ -30,7 +30,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deploy.config.catalog import cannot_see
 from deploy.config.settings import AppArgs, Backend
-from deploy.core.errors import ServiceUnavailable
+from deploy.core.errors import InvalidRequest, ServiceUnavailable
 from deploy.core.messages import (
     AnalyzeRequest,
     Delta,
@@ -41,10 +41,12 @@ from deploy.core.messages import (
     SamplingOptions,
     StoredFrames,
 )
+from deploy.core.speech import AudioMode, Heard
 from deploy.serving.affinity_router import affinity, url_key
 from deploy.serving.backends import BackendRouter, OpenedStream, Routed
 from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
+from deploy.serving.speech_stage import SpeechStage
 from deploy.video.cache import digest
 from deploy.video.container import sniff
 
@@ -86,6 +88,7 @@ class Answered:
     loaded: Loaded | None
     started_at: float
     finished_at: float
+    heard: Heard | None = None  # the speech track of the frames' window (serving/speech_stage.py)
 
     @property
     def inference_s(self) -> float:
@@ -100,8 +103,10 @@ class AnalyzePipeline:
         router: BackendRouter,
         args: AppArgs,
         metrics: StageMetrics | None = None,
+        speech: SpeechStage | None = None,
     ):
         self._extractor = extractor
+        self.speech = speech
         self._router = router
         self._args = args
         self._metrics = metrics
@@ -188,18 +193,40 @@ class AnalyzePipeline:
 
         return dataclasses.replace(routed, result=OpenedStream(opened.first, rest()))
 
-    async def ask(self, request: InferenceRequest, loaded: Loaded | None = None) -> Answered:
-        """`request` answered by the backend policy; `loaded`: the frames it carries."""
+    async def ask(
+        self, request: InferenceRequest, loaded: Loaded | None = None, heard: Heard | None = None
+    ) -> Answered:
+        """`request` answered by the backend policy; `loaded`: the frames it carries, `heard`
+        the speech in its prompt."""
         started = time.perf_counter()
         routed = await self.answer(request)
-        return Answered(routed.result, routed.fallback, loaded, started, time.perf_counter())
+        finished = time.perf_counter()
+        return Answered(routed.result, routed.fallback, loaded, started, finished, heard)
+
+    async def load_and_hear(
+        self, source: MediaSource, sampling: SamplingOptions, audio: AudioMode
+    ) -> tuple[Loaded, Heard]:
+        """The frames and, at the same time, the speech of the same window."""
+        if self.speech is None:
+            if audio is AudioMode.ON:
+                raise InvalidRequest(
+                    "audio is 'on' but the speech track is off here (speech.enabled)",
+                    param="audio",
+                    code="speech_disabled",
+                )
+            return await self.load(source, sampling), Heard()
+        loaded, heard = await asyncio.gather(
+            self.load(source, sampling), self.speech.hear(source, sampling, audio)
+        )
+        return loaded, heard
 
     async def analyze(self, source: MediaSource, request: AnalyzeRequest) -> Answered:
-        """The media of `source` extracted, then `request`'s prompt asked about it."""
-        loaded = await self.load(source, request.sampling)
-        return await self.ask(
-            InferenceRequest.ask(request.prompt, loaded.media, request.params), loaded
-        )
+        """The media of `source` extracted (and its speech heard), then `request`'s prompt
+        asked about it."""
+        loaded, heard = await self.load_and_hear(source, request.sampling, request.audio)
+        prompt = heard.prompt(request.prompt, self._args.generation.max_prompt_chars)
+        asked = InferenceRequest.ask(prompt, loaded.media, request.params)
+        return await self.ask(asked, loaded, heard)
 
     async def ready(self) -> dict[str, Any]:
         """Each backend's state; raises ServiceUnavailable (naming them) when none can answer.

