@@ -179,7 +179,7 @@ class Ingress:
         logger.info("jobs database: %s", store.describe)
         runner = JobRunner(
             store,
-            PipelineWork(extractor, router, args.jobs),
+            PipelineWork(extractor, router, args.jobs, speech, args.generation.max_prompt_chars),
             args.jobs,
             max_model_len=args.llm.max_model_len,
             metrics=ServeJobMetrics(),

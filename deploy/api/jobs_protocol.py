@@ -153,6 +153,7 @@ def chunk_view(chunk: ChunkRecord) -> dict[str, Any]:
         "start_s": chunk.start_s,
         "end_s": chunk.end_s,
         "text": chunk.text,
+        "transcript": chunk.transcript,
         "error": chunk.error,
         "attempts": chunk.attempts,
     }

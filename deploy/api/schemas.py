@@ -67,6 +67,7 @@ class ChunkView(BaseModel):
     start_s: float
     end_s: float
     text: str | None
+    transcript: str | None = None  # what was said in it (timed lines), with the speech track
     error: dict[str, Any] | None
     attempts: int
 
@@ -104,7 +105,7 @@ class JobList(BaseModel):
 class SearchHitView(BaseModel):
     job_id: str
     video: str
-    kind: str
+    kind: Literal["caption", "speech", "chapter"]
     start_s: float
     end_s: float
     text: str

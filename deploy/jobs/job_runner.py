@@ -236,7 +236,14 @@ class JobRunner:
                 continue
             self._observe("done", started)
             return ChunkRecord(
-                job.id, index, *span, generated.text, None, attempts, tokens=generated.tokens
+                job.id,
+                index,
+                *span,
+                generated.text,
+                None,
+                attempts,
+                tokens=generated.tokens,
+                transcript=generated.transcript,
             )
 
     def _observe(self, outcome: str, started: float) -> None:

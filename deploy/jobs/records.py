@@ -47,6 +47,7 @@ class ChunkRecord:
     attempts: int = 1
     tokens: int = 0  # the caption's length in the engine's tokens (aggregation plans with it)
     finished_at: float = field(default_factory=time.time)
+    transcript: str | None = None  # what was said in the chunk: timed lines (the speech track)
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,7 @@ class ChunkRecord:
 class SearchHit:
     job_id: str
     video: str
-    kind: str  # "caption" or "chapter"
+    kind: str  # "caption", "speech" (what was said) or "chapter"
     start_s: float
     end_s: float
     text: str

@@ -102,6 +102,14 @@ MIGRATIONS: list[tuple[int, dict[str, list[str]]]] = [
             for dialect in ("sqlite", "postgresql")
         },
     ),
+    # 3: what was said in each chunk (the speech track), beside its caption.
+    (
+        3,
+        {
+            dialect: ["ALTER TABLE chunks ADD COLUMN transcript TEXT"]
+            for dialect in ("sqlite", "postgresql")
+        },
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -149,6 +157,7 @@ def chunk_of(row: Sequence[Any]) -> ChunkRecord:
         attempts=row[6],
         tokens=row[7],
         finished_at=row[8],
+        transcript=row[9],
     )
 
 

@@ -344,7 +344,7 @@ class Store:
             self._run(
                 cur,
                 "INSERT INTO chunks (job_id, idx, start_s, end_s, text, error, attempts, tokens, "
-                "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "finished_at, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     chunk.job_id,
                     chunk.index,
@@ -355,22 +355,19 @@ class Store:
                     chunk.attempts,
                     chunk.tokens,
                     chunk.finished_at,
+                    chunk.transcript,
                 ],
             )
             self._run(
                 cur, "UPDATE jobs SET updated_at = ? WHERE id = ?", [time.time(), chunk.job_id]
             )
-            if chunk.text:
-                span = (chunk.start_s, chunk.end_s)
-                text_index.add(
-                    self.db,
-                    cur,
-                    job_id=chunk.job_id,
-                    owner=owner,
-                    kind="caption",
-                    span=span,
-                    text=chunk.text,
-                )
+            span = (chunk.start_s, chunk.end_s)
+            for kind, text in (("caption", chunk.text), ("speech", chunk.transcript)):
+                if text:
+                    text_index.add(
+                        self.db, cur, job_id=chunk.job_id, owner=owner, kind=kind, span=span,
+                        text=text,
+                    )  # fmt: skip
         return True
 
     def chunks(self, job_id: str, after: int = -1) -> list[ChunkRecord]:
@@ -378,8 +375,8 @@ class Store:
         with self._tx() as cur:
             rows = self._run(
                 cur,
-                "SELECT job_id, idx, start_s, end_s, text, error, attempts, tokens, finished_at "
-                "FROM chunks WHERE job_id = ? AND idx > ? ORDER BY idx",
+                "SELECT job_id, idx, start_s, end_s, text, error, attempts, tokens, finished_at, "
+                "transcript FROM chunks WHERE job_id = ? AND idx > ? ORDER BY idx",
                 [job_id, after],
             ).fetchall()
         return [chunk_of(row) for row in rows]

@@ -2,10 +2,12 @@
 caption, one text generation (a merge or a chapter's title). `PipelineWork` does it on the
 cluster: the chunk's frames from any FrameExtractor replica (Serve spreads the calls over all
 of them), the caption and merges from the backend policy (vLLM, falling back to Ollama), exactly
-as interactive requests are answered."""
+as interactive requests are answered; with the speech track, each chunk's speech is heard while
+its frames are extracted and goes into its caption's prompt (and is kept beside the caption)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,11 +15,14 @@ from ray.serve.handle import DeploymentHandle
 
 from deploy.config.settings import JobsSettings
 from deploy.core.messages import GenerationParams, InferenceRequest
+from deploy.core.speech import AudioMode, Heard
 from deploy.jobs.plan import chunk_sampling
 from deploy.jobs.records import Span
 from deploy.jobs.spec import DEFAULT_CAPTION_PROMPT, JobSpec
 from deploy.serving.backends import BackendRouter
 from deploy.serving.handles import call_stage
+from deploy.serving.pipeline import MediaSource
+from deploy.serving.speech_stage import SpeechStage
 
 # A chunk's frames take seconds to decode; past this something is wrong.
 EXTRACT_TIMEOUT_S = 300.0
@@ -28,6 +33,7 @@ class Generated:
     text: str
     tokens: int  # the engine's count of the text's tokens
     backend: str = ""
+    transcript: str | None = None  # what was said in the chunk (timed lines), when heard
 
 
 class JobWork(Protocol):
@@ -42,11 +48,18 @@ class JobWork(Protocol):
 
 class PipelineWork:
     def __init__(
-        self, extractor: DeploymentHandle[Any], router: BackendRouter, settings: JobsSettings
+        self,
+        extractor: DeploymentHandle[Any],
+        router: BackendRouter,
+        settings: JobsSettings,
+        speech: SpeechStage | None = None,
+        max_prompt_chars: int = 32_000,
     ) -> None:
         self._extractor = extractor
         self._router = router
         self._settings = settings
+        self._speech = speech
+        self._max_prompt_chars = max_prompt_chars
 
     async def duration(self, source: str) -> float:
         call = self._extractor.probe_file.remote(source, "url")
@@ -56,16 +69,24 @@ class PipelineWork:
     async def caption(self, source: str, span: Span, spec: JobSpec) -> Generated:
         options = chunk_sampling(span, spec.frames_per_chunk)
         call = self._extractor.extract_file.remote(source, options, "url")
-        frames = await call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
+        extracting = call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
+        if self._speech is None:
+            frames, heard = await extracting, Heard()
+        else:  # the chunk's speech heard while its frames are extracted
+            media = MediaSource(param="url", file=source)
+            frames, heard = await asyncio.gather(
+                extracting, self._speech.hear(media, options, AudioMode.AUTO)
+            )
         params = GenerationParams(
             max_tokens=self._settings.caption_max_tokens,
             temperature=0.0,
             json_schema=spec.json_schema,
         )
-        prompt = spec.prompt or DEFAULT_CAPTION_PROMPT
+        prompt = heard.prompt(spec.prompt or DEFAULT_CAPTION_PROMPT, self._max_prompt_chars)
         routed = await self._router.answer(InferenceRequest.ask(prompt, frames, params))
         result = routed.result
-        return Generated(result.text, result.completion_tokens, result.backend)
+        lines = "\n".join(heard.transcript.lines()) if heard.transcript else None
+        return Generated(result.text, result.completion_tokens, result.backend, lines or None)
 
     async def generate(
         self, prompt: str, max_tokens: int, json_schema: dict[str, Any] | None = None

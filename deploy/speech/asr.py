@@ -94,12 +94,11 @@ class SpeechModel:
         )
         kept = tuple(
             SpeechSegment(
-                start_s=round(clip.start_s + _start(segment), 3),
-                end_s=round(clip.start_s + _end(segment), 3),
-                text=segment.text.strip(),
+                start_s=round(clip.start_s + start, 3),
+                end_s=round(clip.start_s + end, 3),
+                text=text,
             )
-            for segment in segments
-            if segment.text.strip()
+            for start, end, text in _by_pauses(segments, self.settings.min_silence_s)
         )
         speech_s = info.duration_after_vad if self.settings.vad else info.duration
         return Transcript(
@@ -112,11 +111,22 @@ class SpeechModel:
         )
 
 
-def _start(segment: Any) -> float:
-    words = segment.words or ()
-    return float(words[0].start if words else segment.start)
-
-
-def _end(segment: Any) -> float:
-    words = segment.words or ()
-    return float(words[-1].end if words else segment.end)
+def _by_pauses(segments: Any, pause_s: float) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each stretch of speech: Whisper's words, a new stretch wherever
+    two words are `pause_s` or more apart. Whisper's own segments can run over a pause (voice
+    activity detection hands it the speech concatenated); a pause is where a listener hears a
+    sentence end."""
+    stretches: list[tuple[float, float, str]] = []
+    for segment in segments:
+        words = segment.words or []
+        if not words:
+            if segment.text.strip():
+                stretches.append((float(segment.start), float(segment.end), segment.text.strip()))
+            continue
+        for word in words:
+            if stretches and word.start - stretches[-1][1] < pause_s:
+                start, _, text = stretches[-1]
+                stretches[-1] = (start, float(word.end), text + word.word)
+            else:
+                stretches.append((float(word.start), float(word.end), word.word))
+    return [(start, end, text.strip()) for start, end, text in stretches if text.strip()]

@@ -31,14 +31,17 @@ from tests.support.recorders import MetricsRecorder
 
 
 class ScriptedWork:
-    """JobWork answering from a script: `fail(index, attempt)` may return an error to raise."""
+    """JobWork answering from a script: `fail(index, attempt)` may return an error to raise;
+    `speech`: each chunk also heard something (its transcript)."""
 
     def __init__(
         self,
         duration_s: float,
         fail: Callable[[int, int], VidserveError | None] = lambda i, a: None,
         delay_s: float = 0.01,
+        speech: bool = False,
     ) -> None:
+        self.speech = speech
         self.duration_s = duration_s
         self._fail = fail
         self._delay_s = delay_s
@@ -61,7 +64,10 @@ class ScriptedWork:
             await asyncio.sleep(self._delay_s)
             if (error := self._fail(index, self.captions[index])) is not None:
                 raise error
-            return Generated(f"scene {index} shows a red ball", 7)
+            heard = f"[00:00-00:02] the driver says refuel before chunk {index + 1}"
+            return Generated(
+                f"scene {index} shows a red ball", 7, "", heard if self.speech else None
+            )
         finally:
             self.in_flight -= 1
 

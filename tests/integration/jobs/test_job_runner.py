@@ -160,3 +160,17 @@ def test_a_dead_replicas_job_is_taken_over_when_its_lease_runs_out(store: Store)
     job = store.get_job("j1")
     assert job is not None
     assert job.state is JobState.SUCCEEDED
+
+
+def test_each_chunk_keeps_what_was_said_and_search_finds_it(store: Store) -> None:
+    _job(store, JobTask.CAPTIONS)
+    job = _run(store, ScriptedWork(duration_s=65.0, speech=True))
+    assert job.state is JobState.SUCCEEDED
+    chunks = store.chunks("j1")
+    assert [c.transcript for c in chunks] == [
+        f"[00:00-00:02] the driver says refuel before chunk {i + 1}" for i in range(3)
+    ]
+    # A word only said, never in a caption: found as speech, with the chunk's time range.
+    hits = store.search("alice", "refuel", 10)
+    assert {hit.kind for hit in hits} == {"speech"}
+    assert sorted((hit.start_s, hit.end_s) for hit in hits) == [(0, 30), (30, 60), (60, 65)]
