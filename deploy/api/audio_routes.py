@@ -36,7 +36,8 @@ class AudioRoutes:
             asked = await parse_transcription_form(upload.form, self._served)
         finally:
             await upload.close()
-        clip = await self._speech.audio(asked.data, "file", asked.start_s, asked.end_s)
+        key = upload.digests.get("file", "")
+        clip = await self._speech.audio(asked.data, "file", asked.start_s, asked.end_s, key=key)
         if clip is None:
             raise UnprocessableInput(
                 f"{asked.filename} has no audio track: there is nothing to transcribe",

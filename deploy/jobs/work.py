@@ -2,12 +2,11 @@
 caption, one text generation (a merge or a chapter's title). `PipelineWork` does it on the
 cluster: the chunk's frames from any FrameExtractor replica (Serve spreads the calls over all
 of them), the caption and merges from the backend policy (vLLM, falling back to Ollama), exactly
-as interactive requests are answered; with the speech track, each chunk's speech is heard while
+as interactive requests are answered; with the speech track, each chunk's speech is heard after
 its frames are extracted and goes into its caption's prompt (and is kept beside the caption)."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,14 +68,11 @@ class PipelineWork:
     async def caption(self, source: str, span: Span, spec: JobSpec) -> Generated:
         options = chunk_sampling(span, spec.frames_per_chunk)
         call = self._extractor.extract_file.remote(source, options, "url")
-        extracting = call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
-        if self._speech is None:
-            frames, heard = await extracting, Heard()
-        else:  # the chunk's speech heard while its frames are extracted
+        frames = await call_stage(call, stage="extract", timeout_s=EXTRACT_TIMEOUT_S)
+        heard = Heard()
+        if self._speech is not None:  # then the chunk's speech (in turn: pipeline.load_and_hear)
             media = MediaSource(param="url", file=source)
-            frames, heard = await asyncio.gather(
-                extracting, self._speech.hear(media, options, AudioMode.AUTO)
-            )
+            heard = await self._speech.hear(media, options, AudioMode.AUTO)
         params = GenerationParams(
             max_tokens=self._settings.caption_max_tokens,
             temperature=0.0,

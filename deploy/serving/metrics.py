@@ -296,6 +296,11 @@ class ServeSpeechMetrics:
         )
 
     def transcribed(self, audio_s: float, speech_s: float, busy_s: float) -> None:
-        self._audio.inc(audio_s)
-        self._speech.inc(speech_s)
-        self._busy.inc(busy_s)
+        # Ray's counters refuse an increment of 0 (silence has no speech).
+        for counter, value in (
+            (self._audio, audio_s),
+            (self._speech, speech_s),
+            (self._busy, busy_s),
+        ):
+            if value > 0:
+                counter.inc(value)

@@ -171,7 +171,10 @@ async function showFrames(timestamps) {
     const canvas = document.createElement("canvas");
     canvas.width = 160;
     canvas.height = 90;
-    await new Promise((resolve) => { copy.onseeked = resolve; copy.currentTime = t; setTimeout(resolve, 2000); });
+    // A seek to where the copy already is (0 after loading) fires no `seeked`, and drawing
+    // before the frame is decoded draws nothing: always seek (0 becomes a millisecond in), and
+    // draw once `seeked` says the frame is there.
+    await new Promise((resolve) => { copy.onseeked = resolve; copy.currentTime = Math.max(t, 0.001); setTimeout(resolve, 2000); });
     try {
       canvas.height = Math.round((160 * copy.videoHeight) / Math.max(1, copy.videoWidth)) || 90;
       canvas.getContext("2d").drawImage(copy, 0, 0, canvas.width, canvas.height);
@@ -226,6 +229,8 @@ function onJobEvent(name, data) {
     item.textContent = `${clock(data.start_s)}–${clock(data.end_s)} ${data.text || (data.error && data.error.message) || ""}`;
     item.addEventListener("click", () => seek(data.start_s));
     $("#chapters").append(item);
+    const list = $("#chapters");
+    list.dataset.captionsShown = String(Number(list.dataset.captionsShown || 0) + 1);
   } else if (name === "state") {
     $("#job-state").textContent = data.state;
   } else if (name === "result") {
@@ -246,6 +251,7 @@ function onJobEvent(name, data) {
 async function summarize() {
   showError("");
   $("#chapters").replaceChildren();
+  $("#chapters").dataset.captionsShown = "0";
   let created;
   if (state.file) {
     const form = new FormData();

@@ -1,0 +1,96 @@
+"""A question's speech track (serving/speech_stage.py) with the extractor and the Transcriber
+answering from scripts: what `auto`, `on` and `off` do when there is speech, no audio track, an
+image, a URL, or a Transcriber that is down; and the prompt the transcript makes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deploy.config.speech_settings import SpeechSettings
+from deploy.core.errors import InvalidRequest, ServiceUnavailable
+from deploy.core.messages import MediaKind, SamplingOptions
+from deploy.core.speech import AudioClip, AudioMode, Heard, SpeechSegment, Transcript
+from deploy.serving.pipeline import MediaSource
+from deploy.serving.speech_stage import SpeechStage
+from tests.support.handles import AnsweringHandle
+
+CLIP = AudioClip(np.zeros(16_000, np.float32), 0.0, 1.0, 1.0)
+SAID = Transcript((SpeechSegment(0.2, 0.9, "refuel the truck"),), "en", "whisper-tiny.en", 1.0, 0.7)
+VIDEO = MediaSource(param="file", kind=MediaKind.VIDEO, data=b"video bytes", digest="d1")
+
+
+def _stage(clip: AudioClip | None = CLIP, transcript: Any = SAID) -> SpeechStage:
+    async def audio() -> AudioClip | None:
+        return clip
+
+    async def transcribe() -> Transcript:
+        if isinstance(transcript, Exception):
+            raise transcript
+        return transcript  # type: ignore[no-any-return]
+
+    handles: Any = (AnsweringHandle(audio), AnsweringHandle(transcribe))
+    return SpeechStage(*handles, SpeechSettings())
+
+
+def _hear(stage: SpeechStage, source: MediaSource, mode: AudioMode) -> Heard:
+    return asyncio.run(stage.hear(source, SamplingOptions(), mode))
+
+
+def test_auto_hears_the_speech_and_puts_it_before_the_question() -> None:
+    heard = _hear(_stage(), VIDEO, AudioMode.AUTO)
+    assert heard.transcript == SAID
+    assert heard.note is None
+    assert heard.prompt("What is said?", 1000) == (
+        "Speech in the video, with its times:\n[00:00-00:00] refuel the truck\n\nWhat is said?"
+    )
+
+
+def test_off_and_images_hear_nothing_without_a_note() -> None:
+    assert _hear(_stage(), VIDEO, AudioMode.OFF) == Heard()
+    image = MediaSource(param="image", kind=MediaKind.IMAGE, data=b"png")
+    assert _hear(_stage(), image, AudioMode.AUTO) == Heard()
+
+
+@pytest.mark.parametrize(
+    ("source", "clip", "note"),
+    [
+        (VIDEO, None, "the video has no audio track"),
+        (MediaSource(param="url", url="https://example.com/v.mp4"), CLIP, "by URL"),
+    ],
+    ids=["no-audio-track", "url"],
+)
+def test_what_cannot_be_heard_is_a_note_with_auto_and_a_400_with_on(
+    source: MediaSource, clip: AudioClip | None, note: str
+) -> None:
+    heard = _hear(_stage(clip=clip), source, AudioMode.AUTO)
+    assert heard.transcript is None
+    assert note in (heard.note or "")
+    with pytest.raises(InvalidRequest) as refused:
+        _hear(_stage(clip=clip), source, AudioMode.ON)
+    assert refused.value.code == "no_audio"
+
+
+def test_a_transcriber_that_is_down_is_a_note_with_auto_and_its_503_with_on() -> None:
+    down = ServiceUnavailable("the speech model could not be loaded", code="asr_unavailable")
+    heard = _hear(_stage(transcript=down), VIDEO, AudioMode.AUTO)
+    assert heard.note == "the speech could not be heard: the speech model could not be loaded"
+    with pytest.raises(ServiceUnavailable):
+        _hear(_stage(transcript=down), VIDEO, AudioMode.ON)
+
+
+def test_silence_is_a_note_and_a_long_transcript_is_cut_to_the_prompt_budget() -> None:
+    quiet = Transcript((), "en", "whisper-tiny.en", 1.0, 0.0)
+    assert _hear(_stage(transcript=quiet), VIDEO, AudioMode.AUTO).note == (
+        "no speech was heard in the video"
+    )
+    many = Transcript(
+        tuple(SpeechSegment(i, i + 0.5, f"line {i}") for i in range(100)), "en", "m", 100.0, 50.0
+    )
+    prompt = Heard(many).prompt("Q?", 200)
+    assert "(the first" in prompt
+    assert "of 100 lines)" in prompt
+    assert prompt.endswith("\nQ?")
