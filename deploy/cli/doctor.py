@@ -3,7 +3,8 @@
 Checks, in order: the serve config; the model (what kind of source, whether all its files are
 there, whether it sees video, whether it needs trust_remote_code, whether its quantization
 matches); the GPUs against the memory estimate; Ray (when an address is given); Ollama (when the
-backend policy uses it). Exit 1 when any problem is found, else 0.
+backend policy uses it); the speech model's weights (when speech is on). Exit 1 when any problem
+is found, else 0.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import httpx
 from deploy.config import env
 from deploy.config.catalog import DEFAULT_VISION_HF_ID, catalog, hf_model_vision, normalize_tag
 from deploy.config.serve_config import Profile, app_args, load_config
-from deploy.config.settings import Accelerator, AppArgs, Backend, ModelSourceKind
+from deploy.config.settings import Accelerator, AppArgs, Backend, ModelSourceKind, SpeechSettings
+from deploy.core.errors import ServiceUnavailable
 from deploy.models.gpus import Gpu, find_gpus
 from deploy.models.memory import GIB, Setup, advice, estimate
 from deploy.models.model_files import ModelFiles, locate
+from deploy.speech.asr import model_directory
 
 Level = Literal["ok", "note", "problem"]
 KIND_NAMES = {
@@ -83,7 +86,49 @@ def run_checks(ctx: Context) -> list[Finding]:
     findings.extend(check_ray(ctx.ray_address or os.environ.get("RAY_ADDRESS")))
     if Backend.OLLAMA in args.backends.order:
         findings.extend(check_ollama(args))
+    if args.speech.enabled:
+        findings.append(check_speech(args.speech))
     return findings
+
+
+def check_speech(settings: SpeechSettings) -> Finding:
+    """The speech model's weights: the bundled package installed, a local directory holding a
+    CTranslate2 model, or a Hugging Face id in the cache (else: downloaded at start, if online)."""
+    source = settings.model
+    fix = "set speech.model (VIDSERVE_ASR_MODEL), or speech.enabled: false"
+    try:
+        directory = model_directory(source)
+    except ServiceUnavailable as exc:
+        return Finding("problem", "speech model", exc.message, f"pip install {source}; or {fix}")
+    path = Path(directory)
+    if path.is_dir():
+        if (path / "model.bin").is_file():
+            return Finding("ok", "speech model", f"{source}: {path}")
+        return Finding(
+            "problem",
+            "speech model",
+            f"{path} has no model.bin: it is not a faster-whisper (CTranslate2) model",
+            "convert it with `ct2-transformers-converter --model <whisper> --output_dir <dir>` "
+            f"or use a Systran/faster-whisper-* id; or {fix}",
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "model.bin"), str):
+        return Finding("ok", "speech model", f"{source}, in the Hugging Face cache")
+    if env.hf_hub_offline():
+        return Finding(
+            "problem",
+            "speech model",
+            f"{source} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: the "
+            "Transcriber answers 503 asr_unavailable",
+            f"`vidserve download {source}` while online; or {fix}",
+        )
+    return Finding(
+        "note",
+        "speech model",
+        f"{source} is not in the Hugging Face cache: the Transcriber downloads it when it starts",
+        f"`vidserve download {source}` ahead of time",
+    )
 
 
 def check_model(args: AppArgs) -> list[Finding]:

@@ -16,6 +16,12 @@ from deploy.config.catalog import catalog
 SKIPPED = ["*.pt", "*.pth", "*.bin", "*.msgpack", "*.h5", "*.ckpt", "original/*"]
 
 
+def skipped(repo_id: str) -> list[str]:
+    """What not to fetch: a speech model (faster-whisper, CTranslate2) keeps its weights in
+    model.bin, which a VLM's download skips."""
+    return [] if "whisper" in repo_id.lower() else SKIPPED
+
+
 @dataclass(frozen=True)
 class Downloaded:
     repo_id: str
@@ -50,7 +56,7 @@ def download(model: str, revision: str | None = None, local_dir: Path | None = N
     repo_id = resolve_repo_id(model)
     try:
         path = snapshot_download(
-            repo_id, revision=revision, local_dir=local_dir, ignore_patterns=SKIPPED
+            repo_id, revision=revision, local_dir=local_dir, ignore_patterns=skipped(repo_id)
         )
     except GatedRepoError as exc:
         raise DownloadError(

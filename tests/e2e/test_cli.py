@@ -217,8 +217,12 @@ def test_doctor_finds_a_model_in_a_cache_snapshot_and_no_gpu_for_the_gpu_profile
     assert f"{QWEN_7B} (Hugging Face id), all files present at {snapshot}" in by_id.stdout
     assert "llm.accelerator is gpu but no NVIDIA GPU answers nvidia-smi" in by_id.stdout
     assert "make run PROFILE=cpu" in by_id.stdout
+    # The GPU profile's speech model, not cached and offline: the Transcriber would answer 503.
+    assert "Systran/faster-whisper-small is not in the Hugging Face cache and HF_HUB_OFFLINE" in (
+        by_id.stdout
+    )
     assert by_id.returncode == 1
-    assert len(_problems(by_id)) == 1
+    assert len(_problems(by_id)) == 2
     by_path = vidserve(
         "doctor", "--profile", "cpu", VLLM_MODEL_PATH=str(snapshot), VIDSERVE_FALLBACK="none"
     )
