@@ -220,3 +220,32 @@ def test_on_a_phone_the_api_key_field_does_not_cover_the_title(page: object) -> 
         page.screenshot(path=SHOTS / "9-phone.png")
     finally:
         page.set_viewport_size({"width": 1100, "height": 1000})
+
+
+def test_the_speech_heard_shows_under_the_player_and_can_be_turned_off(
+    page: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    from tests.support.speech import spoken
+
+    assert isinstance(page, Page)
+    said = [(1.0, "Please remember to refuel the truck."), (6.0, "The meeting starts at noon.")]
+    video = spoken(tmp_path_factory.mktemp("web-speech") / "talk.mp4", said, 9.0)
+    page.set_input_files("#file", str(video))
+    expect(page.locator("#player")).to_be_visible()
+    page.fill("#question", "What is said?")
+    page.click("#ask-button")
+    lines = page.locator("#transcript li")
+    expect(lines).to_have_count(2, timeout=120_000)
+    expect(lines.nth(0)).to_contain_text("refuel")
+    lines.nth(1).click()
+    assert abs(float(page.get_attribute("#player", "data-seeked-to") or "nan") - 6.0) <= 0.5
+    page.screenshot(path=SHOTS / "10-transcript.png")
+    if not page.locator("#options").evaluate("details => details.open"):
+        page.click("#options summary")
+    page.uncheck("#speech")
+    page.click("#ask-button")
+    expect(page.locator("#frames .thumb").first).to_be_visible(timeout=120_000)
+    expect(lines).to_have_count(0)
+    page.check("#speech")

@@ -72,6 +72,7 @@ function videoOptions() {
   const end = parseFloat($("#end-s").value);
   if (!Number.isNaN(start)) options.start_s = start;
   if (!Number.isNaN(end)) options.end_s = end;
+  options.audio = $("#speech").checked ? "auto" : "off";
   return options;
 }
 
@@ -104,6 +105,7 @@ async function ask() {
   $("#answer").dataset.pieces = "0";
   $("#backend").textContent = "";
   $("#frames").replaceChildren();
+  $("#transcript").replaceChildren();
   let model;
   try {
     model = await servedModel();
@@ -154,6 +156,21 @@ function showExtension(extension) {
   const cached = extension.frames && extension.frames.cached ? "; frames from the cache" : "";
   $("#backend").textContent = `answered by ${extension.backend}${fallback}${cached}`;
   if (extension.frames) showFrames(extension.frames.timestamps);
+  showTranscript(extension.speech);
+}
+
+// What was said in the window the answer heard, under the player: click a line to seek there.
+function showTranscript(speech) {
+  const list = $("#transcript");
+  list.replaceChildren();
+  list.dataset.note = (speech && speech.note) || "";
+  for (const line of (speech && speech.segments) || []) {
+    const item = document.createElement("li");
+    item.dataset.start = String(line.start);
+    item.textContent = `${clock(line.start)}  ${line.text}`;
+    item.addEventListener("click", () => seek(line.start));
+    list.append(item);
+  }
 }
 
 // The frames the model looked at, drawn from the video in the page at their timestamps.
