@@ -134,13 +134,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from deploy.cli.models import fake_gpus, footer, table
+    from deploy.cli.models import fake_gpus, footer, speech_table, table
     from deploy.models.gpus import find_gpus
 
     gpus = fake_gpus(args.gpu_memory_gb, args.gpus) if args.gpu_memory_gb else find_gpus()
     print(table(gpus))
     print()
     print(footer(gpus))
+    print()
+    print(speech_table())
     return 0
 
 

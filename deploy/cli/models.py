@@ -62,3 +62,16 @@ def fake_gpus(memory_gb: float | None, count: int) -> list[Gpu]:
     if memory_gb is None:
         return []
     return [Gpu(i, f"{memory_gb:g} GiB GPU", int(memory_gb * GIB)) for i in range(count)]
+
+
+def speech_table() -> str:
+    """The speech models the Transcriber runs (speech.model)."""
+    rows = [["speech model", "whisper", "languages", "params", "weights", ""]]
+    for entry in catalog().speech_models:
+        rows.append([entry.id, entry.whisper, entry.languages, f"{entry.params_m}M",
+                     f"{entry.weights_mb} MB", entry.note])  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)

