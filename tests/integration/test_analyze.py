@@ -48,7 +48,11 @@ def test_video_question_gets_an_answer_with_frames_timings_and_usage(
     response = _post(client, {"file": ("clip.mp4", video, "video/mp4")}, prompt="What happens?")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"answer", "model", "backend", "fallback", "frames", "timings", "usage"}
+    assert set(body) == {
+        "answer", "model", "backend", "fallback", "frames", "speech", "timings", "usage"
+    }  # fmt: skip
+    # The generated clip has no sound: answered from its frames, the reply says why.
+    assert body["speech"]["note"] == "the video has no audio track"
     assert body["model"] == "tiny-qwen2.5-vl"
     assert body["backend"] == "vllm"
     assert body["fallback"] is None

@@ -39,7 +39,16 @@ FALLBACK_PANEL = "Fallbacks by reason"  # filled when test_failover ran in the s
 CACHE_HITS = 'ray_vidserve_frame_cache_lookups_total{result="hit"}'
 RANGE_STEP_S = 2.0
 IDLE_S = 30.0  # more than two of Ray's metric export intervals (10 s)
-STAGES = {"upload", "download", "extract_queue", "extract", "inference"}
+# extract_audio and transcribe: the speech track (tests/integration/test_speech.py sends speech).
+STAGES = {
+    "upload",
+    "download",
+    "extract_queue",
+    "extract",
+    "inference",
+    "extract_audio",
+    "transcribe",
+}
 
 
 def test_promtool_accepts_the_shipped_config_and_rules() -> None:
