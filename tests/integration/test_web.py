@@ -88,7 +88,11 @@ def test_upload_ask_stream_and_frames(page: object, media: Media) -> None:
     assert times == sorted(times)
     assert times[0] == pytest.approx(0.0, abs=0.11)
     assert times[-1] == pytest.approx(duration - 1 / VIDEO_FPS, abs=0.11)
-    # Every thumbnail is drawn, the first (0:00.0, a black frame) too: no canvas left empty.
+    # Every thumbnail is drawn once its seek landed, the first (0:00.0) too: a seek to where a
+    # fresh copy already is fires no `seeked`, and the old page drew the 0:00 one after a 2 s
+    # timeout, blank in screenshots.
+    landed = [thumbs.nth(i).get_attribute("data-seeked") for i in range(4)]
+    assert landed == ["true"] * 4, landed
     drawn = page.evaluate(
         "() => [...document.querySelectorAll('#frames canvas')].map((c) => "
         "c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
@@ -249,3 +253,15 @@ def test_the_speech_heard_shows_under_the_player_and_can_be_turned_off(
     expect(page.locator("#frames .thumb").first).to_be_visible(timeout=120_000)
     expect(lines).to_have_count(0)
     page.check("#speech")
+
+
+def test_the_page_declares_an_icon_that_is_served(page: object, serve_url: str) -> None:
+    """Without one, browsers ask for /favicon.ico: a 404 on every visit."""
+    import httpx
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    icon = page.locator("link[rel=icon]")
+    assert icon.count() == 1
+    href = icon.get_attribute("href") or ""
+    assert httpx.get(f"{serve_url}/{href}").status_code == 200, href

@@ -191,7 +191,12 @@ async function showFrames(timestamps) {
     // A seek to where the copy already is (0 after loading) fires no `seeked`, and drawing
     // before the frame is decoded draws nothing: always seek (0 becomes a millisecond in), and
     // draw once `seeked` says the frame is there.
-    await new Promise((resolve) => { copy.onseeked = resolve; copy.currentTime = Math.max(t, 0.001); setTimeout(resolve, 2000); });
+    const seeked = await new Promise((resolve) => {
+      copy.onseeked = () => resolve(true);
+      copy.currentTime = Math.max(t, 0.001);
+      setTimeout(() => resolve(false), 2000);
+    });
+    thumb.dataset.seeked = String(seeked);  // false: drawn after a timeout, maybe not the frame
     try {
       canvas.height = Math.round((160 * copy.videoHeight) / Math.max(1, copy.videoWidth)) || 90;
       canvas.getContext("2d").drawImage(copy, 0, 0, canvas.width, canvas.height);
