@@ -36,6 +36,7 @@ from deploy.api.error_handlers import on_http_error, on_unexpected, on_vidserve_
 from deploy.api.guard import ByteBudget, GuardMiddleware
 from deploy.api.http_metrics import MetricsMiddleware
 from deploy.api.jobs_routes import JobRoutes
+from deploy.api.library_routes import LibraryRoutes
 from deploy.api.openai_routes import OpenAIRoutes
 from deploy.api.openapi import openapi_document
 from deploy.api.service_routes import ServiceRoutes
@@ -44,6 +45,7 @@ from deploy.config.deployments import INGRESS_NAME
 from deploy.config.settings import AppArgs, Backend
 from deploy.core.errors import VidserveError
 from deploy.jobs.job_runner import JobRunner
+from deploy.jobs.library import Library
 from deploy.jobs.store import open_store
 from deploy.jobs.work import PipelineWork
 from deploy.serving.backends import BackendRouter, HandleBackend
@@ -74,11 +76,17 @@ def build_http_app(
     jobs: tuple[JobRunner, JobRoutes] | None = None,
     *,
     audio: AudioRoutes | None = None,
+    library: LibraryRoutes | None = None,
 ) -> Starlette:
     """The ASGI app; `jobs` (the runner and its routes) adds the jobs API, the runner started
-    and stopped with the app; `audio` the speech routes."""
+    and stopped with the app; `audio` the speech routes; `library` search across all jobs."""
 
-    openai = OpenAIRoutes(pipeline, args, jobs[1].store if jobs else None)
+    if library is None and jobs is not None:  # search by words alone, no thumbnails
+        store = jobs[1].store
+        library = LibraryRoutes(store, Library(store, None, args.search), None, args)
+    openai = OpenAIRoutes(
+        pipeline, args, jobs[1].store if jobs else None, library.library if library else None
+    )
     document = openapi_document(
         args, openai.served, jobs=jobs is not None, keys=keys.enabled, speech=audio is not None
     )
@@ -90,6 +98,8 @@ def build_http_app(
         routes += jobs[1].routes()
     if audio is not None:
         routes += audio.routes()
+    if library is not None:
+        routes += library.routes()
 
     app = Starlette(
         routes=routes,
@@ -147,6 +157,7 @@ class Ingress:
         backends: dict[str, DeploymentHandle[Any]],
         args: AppArgs,
         transcriber: DeploymentHandle[Any] | None = None,
+        embedder: DeploymentHandle[Any] | None = None,
     ) -> None:
         self._args = args
         timeouts = {
@@ -175,16 +186,19 @@ class Ingress:
         if self._keys.enabled:
             logger.info("API keys required (%d configured)", len(self._keys))
         # The jobs database: unreachable or unusable, the replica does not start and says why.
-        store = open_store(args.store, args.jobs)
+        store = open_store(args.store, args.jobs, vectors=embedder is not None)
         logger.info("jobs database: %s", store.describe)
+        library = Library(store, embedder, args.search)
         runner = JobRunner(
             store,
             PipelineWork(extractor, router, args.jobs, speech, args.generation.max_prompt_chars),
             args.jobs,
             max_model_len=args.llm.max_model_len,
             metrics=ServeJobMetrics(),
+            indexer=library.index,
         )
         self._jobs = (runner, JobRoutes(store, runner, args))
+        self._library = LibraryRoutes(store, library, extractor, args)
         self._audio = AudioRoutes(speech, args, model_name(args.speech)) if speech else None
 
     def __serve_build_asgi_app__(self) -> Starlette:
@@ -195,4 +209,5 @@ class Ingress:
             self._http_metrics,
             self._jobs,
             audio=self._audio,
+            library=self._library,
         )

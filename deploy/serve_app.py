@@ -2,6 +2,7 @@
 
     HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV; the audio track demuxed)
                                \\-> Transcriber (faster-whisper)         speech.enabled
+                               \\-> Embedder (sentence-transformers)    search.semantic
                                \\-> backend policy -> VLLM (Ray Serve LLM)   primary or absent
                                                   -> Ollama (ollama client) fallback or primary
 
@@ -19,6 +20,7 @@ from ray import serve
 from ray.serve.deployment import Application
 
 from deploy.config.deployments import (
+    EMBEDDER_NAME,
     EXTRACTOR_NAME,
     INGRESS_NAME,
     OLLAMA_DEPLOYMENT_NAME,
@@ -75,8 +77,13 @@ def build_app_from(args: AppArgs) -> Application:
         from deploy.transcriber import Transcriber
 
         transcriber = serve.deployment(name=TRANSCRIBER_NAME)(Transcriber).bind(args.speech)
+    embedder = None
+    if args.search.semantic:
+        from deploy.embedder import Embedder
+
+        embedder = serve.deployment(name=EMBEDDER_NAME)(Embedder).bind(args.search)
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
-        extractor, backends, args, transcriber
+        extractor, backends, args, transcriber, embedder
     )
     return ingress
 

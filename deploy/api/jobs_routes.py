@@ -9,7 +9,7 @@ everything analyzed (deploy/jobs/ does the work; this module is HTTP only).
     DELETE /v1/video/jobs/{id}          unfinished: cancel (its in-flight engine calls are
                                         cancelled, its video deleted); finished: delete the
                                         job, its chunks, its search entries and its video
-    GET    /v1/video/search?q=          captions and chapters matching q, best first
+    (search across all of a key's jobs, a job's video and thumbnails: api/library_routes.py)
 
 A job belongs to the API key that created it (a fingerprint of it is stored, not the key);
 another key gets 404 for it, as for a job that does not exist. Each key has quotas (jobs queued
@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Route
 from deploy.api import json_body
 from deploy.api.body import read_capped
 from deploy.api.error_body import error_body
-from deploy.api.jobs_protocol import chunk_view, hit_view, job_view, owner_of, parse_job_request
+from deploy.api.jobs_protocol import chunk_view, job_view, owner_of, parse_job_request
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
 from deploy.core.errors import (
@@ -79,7 +79,6 @@ class JobRoutes:
             Route("/v1/video/jobs/{job_id}", self.get, methods=["GET"]),
             Route("/v1/video/jobs/{job_id}", self.cancel, methods=["DELETE"]),
             Route("/v1/video/jobs/{job_id}/events", self.events, methods=["GET"]),
-            Route("/v1/video/search", self.search, methods=["GET"]),
         ]
 
     # -- create --
@@ -184,7 +183,7 @@ class JobRoutes:
         return JSONResponse(job_view(job, chunks))
 
     async def list(self, request: Request) -> Response:
-        limit = _int_param(request, "limit", 20, 1, self._args.jobs.max_page_size)
+        limit = int_param(request, "limit", 20, 1, self._args.jobs.max_page_size)
         after = request.query_params.get("after")
         before = None
         if after:
@@ -216,14 +215,6 @@ class JobRoutes:
             await asyncio.to_thread(self.store.media_removed, job.id)
             cancelled = await asyncio.to_thread(self.store.get_job, job.id, job.owner)
         return JSONResponse(job_view(cancelled or job))
-
-    async def search(self, request: Request) -> Response:
-        query = request.query_params.get("q", "").strip()
-        if not query:
-            raise InvalidRequest("give the words to search for as ?q=", param="q")
-        limit = _int_param(request, "limit", 10, 1, self._args.jobs.max_page_size)
-        hits = await asyncio.to_thread(self.store.search, owner_of(request), query, limit)
-        return JSONResponse({"object": "list", "data": [hit_view(hit) for hit in hits]})
 
     async def events(self, request: Request) -> Response:
         job = await self._job(request)
@@ -303,7 +294,7 @@ def _progress(job: JobRecord, seen: set[int]) -> dict[str, Any]:
     return {"chunks_seen": len(seen), "chunks_total": job.chunks_total}
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default

@@ -116,6 +116,9 @@ class ChatPlan:
     stream: bool
     include_usage: bool
     job_id: str | None = None  # video_options.job_id: answer from a finished job (jobs/ask.py)
+    # video_options.job_ids / search: answer from several videos (jobs/library_ask.py)
+    job_ids: tuple[str, ...] = ()
+    search: str | None = None
     audio: AudioMode = AudioMode.AUTO  # video_options.audio: hear the video's speech
 
 
@@ -141,6 +144,14 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
     turns, media = _conversation(request.messages, args)
     options = dict(request.video_options or {})
     job_id = options.pop("job_id", None)
+    job_ids, search = _library_question(options, args.search.max_videos)
+    if (job_ids or search) and (job_id is not None or media is not None):
+        raise InvalidRequest(
+            "video_options.job_ids and video_options.search ask about videos already analyzed "
+            "by jobs: send them without job_id and without an image or video in the messages",
+            param="video_options.job_ids" if job_ids else "video_options.search",
+            code="invalid_value",
+        )
     audio = audio_mode(options.pop("audio", None), "video_options.audio")
     if job_id is not None and (not isinstance(job_id, str) or media is not None):
         raise InvalidRequest(
@@ -154,12 +165,54 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
         turns=turns,
         media=media,
         job_id=job_id,
+        job_ids=job_ids,
+        search=search,
         audio=audio,
         sampling=_sampling(options, args),
         params=_generation(request, args),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
     )
+
+
+def _library_question(options: dict[str, Any], most: int) -> tuple[tuple[str, ...], str | None]:
+    """(job_ids, search) of a question over several videos: job_ids a list of 1 to `most` job
+    ids; search a query, or true for the question itself ("" then)."""
+    job_ids: tuple[str, ...] = ()
+    raw = options.pop("job_ids", None)
+    if raw is not None:
+        if (
+            not isinstance(raw, list)
+            or not 1 <= len(raw) <= most
+            or not all(isinstance(v, str) and v for v in raw)
+        ):
+            raise InvalidRequest(
+                f"video_options.job_ids is a list of 1 to {most} job ids (strings; "
+                "search.max_videos)",
+                param="video_options.job_ids",
+                code="invalid_value",
+            )
+        job_ids = tuple(raw)
+    search = options.pop("search", None)
+    if search is True:
+        search = ""
+    elif search is False:
+        search = None
+    elif search is not None and (not isinstance(search, str) or not search.strip()):
+        raise InvalidRequest(
+            "video_options.search is the words to find the videos by, or true to find them "
+            "by the question",
+            param="video_options.search",
+            code="invalid_value",
+        )
+    if job_ids and search is not None:
+        raise InvalidRequest(
+            "give video_options.job_ids (these videos) or video_options.search (find them), "
+            "not both",
+            param="video_options.search",
+            code="invalid_value",
+        )
+    return job_ids, search.strip() if isinstance(search, str) else None
 
 
 def _validation_error(exc: ValidationError) -> InvalidRequest:
@@ -171,7 +224,7 @@ def _validation_error(exc: ValidationError) -> InvalidRequest:
         return InvalidRequest(
             f"unrecognized request argument {where!r}; vidserve's own options go in "
             "'video_options' (num_frames, fps, start_s, end_s, strategy, scene_threshold, "
-            "min_gap_s, audio, job_id)",
+            "min_gap_s, audio, job_id, job_ids, search)",
             param=where,
             code="unknown_parameter",
         )

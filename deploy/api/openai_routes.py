@@ -46,6 +46,8 @@ from deploy.core.errors import InvalidRequest, PayloadTooLarge, VidserveError
 from deploy.core.messages import Delta, InferenceRequest, Turn
 from deploy.core.speech import Heard
 from deploy.jobs.ask import job_context
+from deploy.jobs.library import Library
+from deploy.jobs.library_ask import Source, library_context
 from deploy.jobs.store import Store
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
 
@@ -54,11 +56,16 @@ BACKEND_HEADER = "X-Vidserve-Backend"
 
 class OpenAIRoutes:
     def __init__(
-        self, pipeline: AnalyzePipeline, args: AppArgs, jobs_store: Store | None = None
+        self,
+        pipeline: AnalyzePipeline,
+        args: AppArgs,
+        jobs_store: Store | None = None,
+        library: Library | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._args = args
         self._jobs_store = jobs_store
+        self._library = library
         self._served = [args.model_of(b) for b in args.backends.order]
         self._backend_of = {args.model_of(b): b.value for b in args.backends.order}
         self._created = int(time.time())
@@ -89,6 +96,9 @@ class OpenAIRoutes:
         plan = await asyncio.to_thread(parse_chat, body, self._args, self._served)
         if plan.job_id is not None:
             plan = await self._about_job(plan, owner_of(request))
+        sources: list[Source] = []
+        if plan.job_ids or plan.search is not None:
+            plan, sources = await self._about_library(plan, owner_of(request))
         loaded = heard = None
         turns = plan.turns
         if plan.media is not None:
@@ -103,9 +113,11 @@ class OpenAIRoutes:
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
         )
         if plan.stream:
-            return await self._stream(plan, inference, loaded, heard)
+            return await self._stream(plan, inference, loaded, heard, sources)
         answered = await self._pipeline.ask(inference, loaded, heard)
         body_out = chat_completion(answered, inference.request_id, int(time.time()), received_at)
+        if sources:
+            body_out["vidserve"]["sources"] = [source.as_dict() for source in sources]
         return JSONResponse(body_out, headers={BACKEND_HEADER: answered.result.backend})
 
     async def _about_job(self, plan: ChatPlan, owner: str) -> ChatPlan:
@@ -132,12 +144,34 @@ class OpenAIRoutes:
             sampling=context.sampling,
         )
 
+    async def _about_library(self, plan: ChatPlan, owner: str) -> tuple[ChatPlan, list[Source]]:
+        """The question is about several analyzed videos: the best-matching chunks of each as
+        context, to be cited (deploy/jobs/library_ask.py)."""
+        if self._jobs_store is None or self._library is None:
+            raise InvalidRequest(
+                "video_options.job_ids / search: jobs are not enabled here",
+                param="video_options.job_ids",
+            )
+        found = await library_context(
+            self._jobs_store,
+            self._library,
+            self._args.search,
+            owner,
+            plan.turns[-1].text,
+            job_ids=plan.job_ids,
+            search=plan.search or None,
+            max_chars=self._args.generation.max_prompt_chars // 2,
+        )
+        turns = (found.context, *plan.turns)
+        return dataclasses.replace(plan, turns=turns), found.sources
+
     async def _stream(
         self,
         plan: ChatPlan,
         inference: InferenceRequest,
         loaded: Loaded | None,
         heard: Heard | None,
+        sources: list[Source],
     ) -> Response:
         # The policy (fallback) applies until the first piece arrives, so errors before it are
         # still plain HTTP errors; after it, an error ends the stream as an `error` event.
@@ -146,6 +180,8 @@ class OpenAIRoutes:
         first = opened.first
         created = int(time.time())
         extra = extension(first.backend, routed.fallback, loaded, heard)
+        if sources:
+            extra["sources"] = [source.as_dict() for source in sources]
 
         def event(
             choices: list[ChunkChoice],

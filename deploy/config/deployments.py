@@ -10,6 +10,7 @@ EXTRACTOR_NAME = "FrameExtractor"
 VLLM_DEPLOYMENT_NAME = "VLLM"
 OLLAMA_DEPLOYMENT_NAME = "Ollama"
 TRANSCRIBER_NAME = "Transcriber"
+EMBEDDER_NAME = "Embedder"
 BACKEND_DEPLOYMENTS = {
     Backend.VLLM: VLLM_DEPLOYMENT_NAME,
     Backend.OLLAMA: OLLAMA_DEPLOYMENT_NAME,
@@ -23,4 +24,5 @@ def deployment_names(args: AppArgs) -> list[str]:
         EXTRACTOR_NAME,
         *(BACKEND_DEPLOYMENTS[backend] for backend in args.backends.order),
         *([TRANSCRIBER_NAME] if args.speech.enabled else []),
+        *([EMBEDDER_NAME] if args.search.semantic else []),
     ]

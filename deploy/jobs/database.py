@@ -6,18 +6,23 @@ PostgreSQL so two replicas starting together do not race.
 
 One SQL text serves both databases where they agree: placeholders are written `?` and turned
 into psycopg's `%s` here.
+
+SQLite is `sqlean.py`'s build (PyPI: the standard `sqlite3` module over a current SQLite that can
+load extensions, which many Pythons' own cannot), with the sqlite-vec extension loaded into every
+connection: the vectors of library search (jobs/vector_index.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlean as sqlite3
 
 from deploy.config.settings import StoreSettings
 from deploy.jobs.records import StoreError, StoreUnavailable
@@ -155,11 +160,22 @@ def _sqlite(url: str) -> Database:
 
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+        _load_sqlite_vec(conn)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
     return Database(connect, f"sqlite:///{path}")
+
+
+def _load_sqlite_vec(conn: Any) -> None:
+    import sqlite_vec
+
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
 
 
 def _postgres(url: str, settings: StoreSettings) -> PostgresDatabase:

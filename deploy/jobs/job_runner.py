@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from deploy.config.settings import JobsSettings
@@ -65,8 +66,12 @@ class JobRunner:
         max_model_len: int,
         metrics: JobMetrics | None = None,
         replica_id: str | None = None,
+        indexer: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self._store = store
+        # Vectors for library search (jobs/library.py Library.index), one job's at a time.
+        self._indexer = indexer
+        self._indexing = asyncio.Lock()
         self._work = work
         self._settings = settings
         self._metrics = metrics
@@ -216,6 +221,7 @@ class JobRunner:
                 index, span = queue.pop()
                 record = await self._chunk(job, spec, index, span)
                 await asyncio.to_thread(self._store.record_chunk, record, job.owner)
+                await self._index(job.id)
 
         workers = min(self._settings.max_chunks_in_flight, len(todo))
         await asyncio.gather(*(worker() for _ in range(workers)))
@@ -282,6 +288,14 @@ class JobRunner:
             result["summary"], result["levels"] = await self._aggregator.summary(pieces, spec)
         indexed = [(c.start_s, c.end_s, f"{c.title}. {c.summary}") for c in chapters]
         await self._finish(job.id, JobState.SUCCEEDED, result=result, chapters=indexed)
+        await self._index(job.id)
+
+    async def _index(self, job_id: str) -> None:
+        """The search vectors of what the job recorded (never fails the job: Library.index
+        leaves what it cannot embed now for later)."""
+        if self._indexer is not None:
+            async with self._indexing:
+                await self._indexer(job_id)
 
     async def _finish(self, job_id: str, state: JobState, **kwargs: Any) -> None:
         finished = await asyncio.to_thread(self._store.finish, job_id, state, **kwargs)

@@ -63,6 +63,7 @@ class SearchHit:
     end_s: float
     text: str
     score: float
+    coverage: float = 1.0  # full-text: the share of the query's words the text contains
 
 
 class StoreUnavailable(ServiceUnavailable):

@@ -162,8 +162,9 @@ def chunk_of(row: Sequence[Any]) -> ChunkRecord:
 
 
 def hit_of(row: Sequence[Any]) -> SearchHit:
-    job_id, video, kind, start_s, end_s, text, score = row
-    return SearchHit(job_id, video, kind, start_s, end_s, text, float(score))
+    job_id, video, kind, start_s, end_s, text, score, *more = row
+    coverage = float(more[0]) if more else 1.0
+    return SearchHit(job_id, video, kind, start_s, end_s, text, float(score), coverage)
 
 
 def dumps(value: dict[str, Any] | None) -> str | None:

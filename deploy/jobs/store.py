@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.core.jobs import JobState
-from deploy.jobs import text_index
+from deploy.jobs import text_index, vector_index
 from deploy.jobs.database import Database, connect
 from deploy.jobs.records import (
     UNFINISHED,
@@ -398,12 +398,15 @@ def default_url(jobs: JobsSettings) -> str:
     return f"sqlite:///{jobs.resolved_data_dir() / 'vidserve.db'}"
 
 
-def open_store(settings: StoreSettings, jobs: JobsSettings) -> Store:
-    """Connect, then create or migrate the schema. Raises StoreError saying which database and
-    what to do when it cannot be used."""
+def open_store(settings: StoreSettings, jobs: JobsSettings, *, vectors: bool = False) -> Store:
+    """Connect, then create or migrate the schema (and the vector table, given `vectors`:
+    search.semantic). Raises StoreError saying which database and what to do when it cannot be
+    used."""
     store = Store(connect(settings.url or default_url(jobs), settings))
     try:
         store.migrate()
+        if vectors:
+            vector_index.ensure(store.db)
     except StoreUnavailable as exc:
         raise StoreError(
             f"{exc.message}. Check that the database is running and that store.url (or "

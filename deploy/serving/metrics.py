@@ -304,3 +304,24 @@ class ServeSpeechMetrics:
         ):
             if value > 0:
                 counter.inc(value)
+
+
+class ServeEmbeddingMetrics:
+    """Embedder: texts embedded (captions, transcripts and chapters as they are indexed; search
+    queries), and the seconds it took."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._texts = metrics.Counter(
+            "vidserve_texts_embedded", description="Texts the embedding model turned into vectors."
+        )
+        self._busy = metrics.Counter(
+            "vidserve_embed_seconds", description="Seconds the embedding model spent on them."
+        )
+
+    def embedded(self, texts: int, busy_s: float) -> None:
+        if texts > 0:  # Ray's counters refuse an increment of 0
+            self._texts.inc(texts)
+        if busy_s > 0:
+            self._busy.inc(busy_s)

@@ -177,9 +177,10 @@ def _test_config(
             "auth": {"api_keys": [CONFIG_KEY], "api_keys_file": str(keys_file)},
             "jobs": {"data_dir": str(data_dirs[1]), **JOB_TOKENS},
             "speech": {"enabled": False},  # the main app's Transcriber is the one tested
+            "search": {"semantic": False},  # and its Embedder
         },
     )
-    dropped = {"VLLM", "Transcriber"}
+    dropped = {"VLLM", "Transcriber", "Embedder"}
     ollama_only["deployments"] = [d for d in ollama_only["deployments"] if d["name"] not in dropped]
     for deployment in ollama_only["deployments"]:
         if deployment["name"] == "FrameExtractor":  # cache affinity over two replicas

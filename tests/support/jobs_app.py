@@ -15,10 +15,12 @@ from starlette.testclient import TestClient
 
 from deploy.api.auth import ApiKeys
 from deploy.api.jobs_routes import JobRoutes
+from deploy.api.library_routes import LibraryRoutes
 from deploy.config.settings import AppArgs, StoreSettings
 from deploy.core.errors import VidserveError
 from deploy.ingress import build_http_app
 from deploy.jobs.job_runner import JobRunner
+from deploy.jobs.library import Library
 from deploy.jobs.records import Span
 from deploy.jobs.spec import JobSpec
 from deploy.jobs.store import open_store
@@ -91,18 +93,31 @@ class _NoBackend:
         return "m"
 
 
-def jobs_app(args: AppArgs, store_url: str, work: ScriptedWork) -> Starlette:
-    store = open_store(StoreSettings(url=store_url), args.jobs)
-    runner = JobRunner(store, work, args.jobs, max_model_len=args.llm.max_model_len)
+def jobs_app(args: AppArgs, store_url: str, work: ScriptedWork, embedder: Any = None) -> Starlette:
+    """`embedder`: the Embedder's handle (tests/support/library.py EncoderHandle: the real
+    model), or None: library search by words only."""
+    semantic = embedder is not None and args.search.semantic
+    store = open_store(StoreSettings(url=store_url), args.jobs, vectors=semantic)
     router = BackendRouter([_NoBackend()], args.backends.circuit_breaker)  # type: ignore[list-item]
     pipeline = AnalyzePipeline(AnsweringHandle(_never), router, args)  # type: ignore[arg-type]
+    library = Library(store, embedder, args.search)
+    runner = JobRunner(
+        store, work, args.jobs, max_model_len=args.llm.max_model_len, indexer=library.index
+    )
     return build_http_app(
-        pipeline, args, ApiKeys([]), MetricsRecorder(), (runner, JobRoutes(store, runner, args))
+        pipeline,
+        args,
+        ApiKeys([]),
+        MetricsRecorder(),
+        (runner, JobRoutes(store, runner, args)),
+        library=LibraryRoutes(store, library, AnsweringHandle(_never), args),  # type: ignore[arg-type]
     )
 
 
-def jobs_client(args: AppArgs, store_url: str, work: ScriptedWork) -> TestClient:
-    return TestClient(jobs_app(args, store_url, work))
+def jobs_client(
+    args: AppArgs, store_url: str, work: ScriptedWork, embedder: Any = None
+) -> TestClient:
+    return TestClient(jobs_app(args, store_url, work, embedder))
 
 
 @contextmanager

@@ -1,10 +1,13 @@
-"""A real PostgreSQL server for tests (Debian's `postgresql` package, installed by
-scripts/setup_env.py): a fresh cluster in a temporary directory on a free port, trust auth on
-127.0.0.1 only. PostgreSQL refuses to run as root: as root it runs as the `postgres` user."""
+"""A real PostgreSQL server for tests: PostgreSQL 16 with the pgvector extension that the PyPI
+wheel `pgserver` carries (a dev dependency; Debian 12 packages no pgvector), else Debian's
+`postgresql` package (scripts/setup_env.py; no vectors there): a fresh cluster in a temporary
+directory on a free port, trust auth on 127.0.0.1 only. PostgreSQL refuses to run as root: as
+root it runs as the `postgres` user."""
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -17,6 +20,11 @@ from tests.support.ports import free_port
 
 
 def bin_dir() -> Path | None:
+    spec = importlib.util.find_spec("pgserver")  # not imported: only its binaries are used
+    if spec is not None and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        if (bundled / "postgres").is_file():
+            return bundled
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     return Path(found[-1]).parent if found else None
 

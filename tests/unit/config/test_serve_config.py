@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.config.deployments import EMBEDDER_NAME as EMBEDDER
 from deploy.config.deployments import EXTRACTOR_NAME as EXTRACTOR
 from deploy.config.deployments import INGRESS_NAME as INGRESS
 from deploy.config.deployments import OLLAMA_DEPLOYMENT_NAME as OLLAMA
@@ -36,9 +37,9 @@ def test_each_profile_is_valid_for_ray_and_for_the_app(profile: Profile) -> None
 @pytest.mark.parametrize(
     ("profile", "deployments"),
     [
-        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR}),
-        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR}),
-        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA, ASR}),
+        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER}),
+        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER}),
+        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA, ASR}),  # no torch: words only
     ],
 )
 def test_every_deployment_of_the_app_is_configured_in_the_yaml(

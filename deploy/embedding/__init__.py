@@ -1,0 +1,1 @@
+"""The sentence-embedding model library search runs (sentence-transformers)."""
