@@ -145,7 +145,7 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
     options = dict(request.video_options or {})
     job_id = options.pop("job_id", None)
     job_ids, search = _library_question(options, args.search.max_videos)
-    if (job_ids or search) and (job_id is not None or media is not None):
+    if (job_ids or search is not None) and (job_id is not None or media is not None):
         raise InvalidRequest(
             "video_options.job_ids and video_options.search ask about videos already analyzed "
             "by jobs: send them without job_id and without an image or video in the messages",

@@ -7,6 +7,8 @@ vidserve doctor [--profile ...] [--ray-address A]    check the setup; say what t
 vidserve download MODEL [--revision R] [--local-dir D]  fetch a model ahead of time
 vidserve analyze FILE_OR_URL --prompt P [--json]     ask a running vidserve
 vidserve summarize FILE_OR_URL [--task chapters]     a long video as a job, chapters as they come
+vidserve reindex [--drop-other-models]               vectors of library search, after a
+                                                     change of search.model
 vidserve kuberay [--check]                           k8s/'s generated files
 vidserve tiny-model PATH                             build the tiny random test model
 
@@ -206,6 +208,16 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return run(job)
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from deploy.cli.reindex import Reindex, run
+    from deploy.config.settings import AppArgs
+
+    profile = _resolve_profile(args.profile)
+    config = load_config(args.config, profile, tuple(_set_overlays(_sets(args))))
+    app = AppArgs.from_args(app_args(config))
+    return run(Reindex(app, batch=args.batch, drop_other_models=args.drop_other_models))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from deploy.cli import runner
 
@@ -325,6 +337,18 @@ def _add_summarize(sub: Any) -> None:
     summarize.set_defaults(func=cmd_summarize)
 
 
+def _add_reindex(sub: Any, app_options: Any) -> None:
+    reindex = sub.add_parser(
+        "reindex", help="embed every search text with search.model (after changing it)"
+    )
+    app_options(reindex)
+    reindex.add_argument("--batch", type=int, default=256, help="texts embedded at once")
+    reindex.add_argument(
+        "--drop-other-models", action="store_true", help="then delete other models' vectors"
+    )
+    reindex.set_defaults(func=cmd_reindex)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidserve", description="Answer questions about videos.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -387,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_analyze)
 
     _add_summarize(sub)
+    _add_reindex(sub, app_options)
 
     tiny = sub.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL test model")
     tiny.add_argument("path", type=Path)

@@ -141,7 +141,7 @@ class Library:
                 )
                 if not batch:
                     return done
-                embedded = await self.embed([_plain(text) for _, text in batch])
+                embedded = await self.embed([plain(text) for _, text in batch])
                 if embedded.model != self.model:
                     logger.warning(
                         "the Embedder runs %s but search.model names %s: not indexed",
@@ -160,6 +160,6 @@ class Library:
 _TIMES = re.compile(r"^\[\d{1,2}:\d\d(?::\d\d)?-\d{1,2}:\d\d(?::\d\d)?\] ", re.MULTILINE)
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """A transcript's words without its `[mm:ss-mm:ss] ` line stamps: times are not meaning."""
     return _TIMES.sub("", text)

@@ -1,4 +1,5 @@
-"""The jobs store on both databases: SQLite in a temporary file, and a real PostgreSQL server
+"""The jobs store on both databases (`vector_store`: with the vector table of library search):
+SQLite in a temporary file, and a real PostgreSQL server
 (tests/support/postgres.py) started once for the module, a fresh database per test."""
 
 from __future__ import annotations
@@ -46,3 +47,14 @@ def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     opened = open_store(StoreSettings(url=store_url), JobsSettings(data_dir=tmp_path))
     yield opened
     opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = open_store(StoreSettings(url=url), JobsSettings(data_dir=tmp_path), vectors=True)
+    yield store
+    store.close()

@@ -6,20 +6,17 @@ tests/support/library.py."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from deploy.config.search_settings import SearchSettings
-from deploy.config.settings import JobsSettings, StoreSettings
 from deploy.config.speech_settings import BUNDLED_ASR_MODEL, SpeechSettings
 from deploy.core.errors import ServiceUnavailable
 from deploy.core.jobs import JobState
 from deploy.jobs import vector_index
 from deploy.jobs.library import Library
 from deploy.jobs.records import ChunkRecord, JobRecord
-from deploy.jobs.store import Store, open_store
+from deploy.jobs.store import Store
 from deploy.speech.asr import SpeechModel
 from deploy.video.audio import read_audio
 from tests.support.library import (
@@ -32,17 +29,6 @@ from tests.support.library import (
     synchronous,
 )
 from tests.support.speech import spoken, words
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = open_store(StoreSettings(url=url), JobsSettings(data_dir=tmp_path), vectors=True)
-    yield store
-    store.close()
 
 
 def library(store: Store, **settings: object) -> Library:

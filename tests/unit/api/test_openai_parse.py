@@ -162,3 +162,45 @@ def test_an_unknown_model_is_a_404_listing_the_served_ones() -> None:
 
 def test_a_body_that_is_not_json_is_a_400() -> None:
     assert _error(b"{not json").code == "invalid_json"
+
+
+def test_a_question_over_several_videos_names_them_or_searches() -> None:
+    ask = {"messages": [{"role": "user", "content": "Where does the truck refuel?"}]}
+    named = _plan({**ask, "video_options": {"job_ids": ["job_a", "job_b"]}})
+    assert (named.job_ids, named.search, named.media) == (("job_a", "job_b"), None, None)
+    by_question = _plan({**ask, "video_options": {"search": True}})
+    assert (by_question.job_ids, by_question.search) == ((), "")
+    by_words = _plan({**ask, "video_options": {"search": " gas station "}})
+    assert by_words.search == "gas station"
+    assert _plan(ask).search is None
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"job_ids": "job_a"}, "video_options.job_ids"),
+        ({"job_ids": []}, "video_options.job_ids"),
+        ({"job_ids": [1]}, "video_options.job_ids"),
+        ({"job_ids": ["j"] * 6}, "video_options.job_ids"),  # search.max_videos is 5
+        ({"search": 3}, "video_options.search"),
+        ({"search": "  "}, "video_options.search"),
+        ({"job_ids": ["a"], "search": "x"}, "video_options.search"),
+        ({"job_ids": ["a"], "job_id": "b"}, "video_options.job_ids"),
+    ],
+)
+def test_bad_several_video_questions_are_400_naming_the_option(
+    options: dict[str, Any], param: str
+) -> None:
+    error = _error({"messages": [{"role": "user", "content": "q"}], "video_options": options})
+    assert error.status_code == 400
+    assert error.param == param
+
+
+def test_several_videos_and_media_in_the_messages_is_a_400() -> None:
+    error = _error(
+        {
+            "messages": [_user({"type": "text", "text": "q"}, _video("https://e.com/a.mp4"))],
+            "video_options": {"search": True},
+        }
+    )
+    assert error.param == "video_options.search"
