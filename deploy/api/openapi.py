@@ -97,6 +97,7 @@ class Op:
     open: bool = False  # answered without an API key
 
 
+SECONDS = r"^\d{1,7}(\.\d{1,3})?$"  # a time as api/library_routes.py reads it
 _COMMON = (400, 408, 413, 429, 503)  # what the guard (api/guard.py) may answer on any body route
 
 
@@ -137,9 +138,17 @@ def _operations(args: AppArgs, jobs: bool, speech: bool) -> list[Op]:
                {JSON: None}, (400, 404, 503), params=(job_id,)),
             Op("get", "/v1/video/jobs/{job_id}/events", "Server-sent events of a job", 200,
                {EVENTS: None}, (400, 404, 429, 503), params=(job_id,)),
-            Op("get", "/v1/video/search", "Search everything analyzed", 200,
-               {JSON: schemas.SearchResults}, (400, 503),
-               params=(Param("q", {"type": "string"}, required=True), Param("limit", page))),
+            Op("get", "/v1/video/search", "Search all of the caller's videos, by words and by "
+               "meaning", 200, {JSON: schemas.SearchResults}, (400, 503, 504),
+               params=(Param("q", {"type": "string", "minLength": 1, "maxLength": 1000},
+                             required=True),
+                       Param("mode", {"enum": ["hybrid", "text", "semantic"]}),
+                       Param("job_id", {"type": "string"}), Param("limit", page))),
+            Op("get", "/v1/video/jobs/{job_id}/media", "The job's video (Range requests)",
+               200, {"video/*": None}, (400, 404, 410, 416, 503), params=(job_id,)),
+            Op("get", "/v1/video/jobs/{job_id}/thumbnail", "One frame of the job's video, "
+               "JPEG", 200, {"image/jpeg": None}, (*_COMMON, 404, 410, 422, 504),
+               params=(job_id, Param("t", {"type": "string", "pattern": SECONDS}))),
         ]  # fmt: skip
     return ops
 

@@ -109,9 +109,16 @@ class SearchHitView(BaseModel):
     start_s: float
     end_s: float
     text: str
-    score: float
+    score: float = Field(description="hybrid: the fused score; text: BM25; semantic: cosine")
+    match: Literal["text", "semantic", "both"] = Field(description="Which search found it.")
+    text_rank: int | None = Field(description="Its rank in the full-text results.")
+    semantic_rank: int | None = Field(description="Its rank in the vector results.")
+    similarity: float | None = Field(description="Cosine similarity to the query.")
 
 
 class SearchResults(BaseModel):
     object: Literal["list"]
+    mode: Literal["hybrid", "text", "semantic"] = Field(description="What was searched.")
+    embedding_model: str | None = Field(description="The model of the vectors searched.")
+    note: str | None = Field(description="Why the search was narrower than asked, if it was.")
     data: list[SearchHitView]

@@ -145,7 +145,7 @@ def test_a_summary_job_shows_progress_and_chapters(page: object, three_minutes: 
     page.screenshot(path=SHOTS / "6-chapters.png", full_page=True)
 
 
-def test_a_follow_up_question_reuses_the_frames_and_search_finds_a_caption(
+def test_a_follow_up_question_reuses_the_frames_and_the_library_search_opens_a_result(
     page: object, media: Media, serve_url: str
 ) -> None:
     import httpx
@@ -176,6 +176,30 @@ def test_a_follow_up_question_reuses_the_frames_and_search_finds_a_caption(
     page.click("#search-button")
     expect(page.locator("#search-results li").first).to_be_visible(timeout=30_000)
     page.screenshot(path=SHOTS / "7-search.png")
+
+    # By meaning: no word in common with "a heron fishing"; a thumbnail of each result; a
+    # click opens that job's video at the result's time, and a question goes to that job.
+    job_id = created.json()["id"]
+    page.fill("#search-q", "a bird hunting in a pond")
+    page.click("#search-button")
+    results = page.locator("#search-results")
+    expect(results).to_have_attribute("data-query", "a bird hunting in a pond", timeout=30_000)
+    mine = page.locator(f'#search-results li[data-job="{job_id}"]').first
+    expect(mine).to_be_visible(timeout=30_000)
+    assert mine.get_attribute("data-match") == "semantic"
+    expect(mine.locator("img")).to_have_attribute("data-loaded", "true", timeout=60_000)
+    width = mine.locator("img").evaluate("image => image.naturalWidth")
+    assert width > 0
+    mine.click()
+    expect(page.locator("#player")).to_have_attribute("data-job", job_id)
+    expect(page.locator("#player")).to_have_attribute(
+        "data-seeked-to", mine.get_attribute("data-start") or "", timeout=30_000
+    )
+    page.screenshot(path=SHOTS / "8-library-search.png", full_page=True)
+    page.fill("#question", "What is the bird doing?")
+    page.click("#ask-button")
+    expect(page.locator("#answer")).not_to_be_empty(timeout=120_000)
+    expect(page.locator("#error")).to_be_hidden()
 
 
 def test_the_api_key_is_kept_for_the_session_and_sent(

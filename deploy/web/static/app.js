@@ -5,7 +5,7 @@
 
 const $ = (selector) => document.querySelector(selector);
 const KEY_STORAGE = "vidserve-api-key";
-const state = { file: null, url: null, model: null };
+const state = { file: null, url: null, job: null, model: null };
 
 function authHeaders() {
   const key = sessionStorage.getItem(KEY_STORAGE);
@@ -37,6 +37,7 @@ function errorText(status, body) {
 function setSource(file, url) {
   state.file = file;
   state.url = url;
+  state.job = null;
   const player = $("#player");
   player.src = file ? URL.createObjectURL(file) : url;
   player.hidden = false;
@@ -112,15 +113,18 @@ async function ask() {
   } catch (error) {
     return showError(error.message);
   }
-  const url = state.file ? await readAsDataUrl(state.file) : state.url;
+  // A video opened from the library is asked about through its job (its chunks, its frames).
+  const content = [{ type: "text", text: question }];
+  const options = state.job ? { job_id: state.job } : videoOptions();
+  if (!state.job) {
+    const url = state.file ? await readAsDataUrl(state.file) : state.url;
+    content.unshift({ type: "video_url", video_url: { url } });
+  }
   const body = JSON.stringify({
     model,
     stream: true,
-    messages: [{ role: "user", content: [
-      { type: "video_url", video_url: { url } },
-      { type: "text", text: question },
-    ] }],
-    video_options: videoOptions(),
+    messages: [{ role: "user", content }],
+    video_options: options,
   });
   let seen = 0;
   let extension = null;
@@ -291,17 +295,72 @@ async function summarize() {
   await followJob(job.id);
 }
 
+// Library search: every video the key's jobs analyzed, by words and by meaning. Each result
+// shows the frame at its start (the thumbnail route), its time range and which search found
+// it; a click opens that video at that time.
 async function search() {
   const q = $("#search-q").value.trim();
   if (!q) return;
+  showError("");
   const response = await fetch(`v1/video/search?q=${encodeURIComponent(q)}`, { headers: authHeaders() });
   const body = await response.text();
   if (!response.ok) return showError(errorText(response.status, body));
-  $("#search-results").replaceChildren(...JSON.parse(body).data.map((hit) => {
+  const found = JSON.parse(body);
+  $("#search-note").textContent = found.note || "";
+  $("#search-results").dataset.query = q;  // which search the list shows
+  $("#search-results").replaceChildren(...found.data.map((hit) => {
     const item = document.createElement("li");
-    item.textContent = `${hit.video} ${clock(hit.start_s)}–${clock(hit.end_s)}: ${hit.text}`;
+    item.className = "result";
+    item.dataset.job = hit.job_id;
+    item.dataset.start = String(hit.start_s);
+    item.dataset.match = hit.match;
+    const image = document.createElement("img");
+    image.alt = `${hit.video} at ${clock(hit.start_s)}`;
+    thumbnail(image, hit.job_id, hit.start_s);
+    const text = document.createElement("span");
+    text.textContent = `${hit.video} ${clock(hit.start_s)}–${clock(hit.end_s)} [${hit.match}, ${hit.kind}] ${hit.text}`;
+    item.append(image, text);
+    item.addEventListener("click", () => openResult(hit));
     return item;
   }));
+}
+
+// Media fetched with the key (an <img> or <video> src cannot send it): the bytes as a blob URL.
+async function fetched(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (!response.ok) throw new Error(errorText(response.status, await response.text()));
+  return URL.createObjectURL(await response.blob());
+}
+
+async function thumbnail(image, job, t) {
+  try {
+    image.src = await fetched(`v1/video/jobs/${job}/thumbnail?t=${t.toFixed(3)}`);
+    image.dataset.loaded = "true";
+  } catch (error) {
+    image.dataset.loaded = "false";
+    image.title = error.message;
+  }
+}
+
+async function openResult(hit) {
+  showError("");
+  const player = $("#player");
+  try {
+    // Without a key the player streams it (Range requests); with one it is fetched whole.
+    const path = `v1/video/jobs/${hit.job_id}/media`;
+    player.src = sessionStorage.getItem(KEY_STORAGE) ? await fetched(path) : path;
+  } catch (error) {
+    return showError(error.message);
+  }
+  state.file = null;
+  state.url = null;
+  state.job = hit.job_id;
+  player.hidden = false;
+  player.dataset.job = hit.job_id;
+  $("#ask-button").disabled = false;
+  $("#summarize").disabled = true;  // already analyzed
+  player.addEventListener("loadedmetadata", () => seek(hit.start_s), { once: true });
+  if (player.readyState >= 1) seek(hit.start_s);
 }
 
 function init() {
