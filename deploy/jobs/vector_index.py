@@ -39,12 +39,17 @@ _TABLE = {
         PRIMARY KEY (doc_id, model)
     )""",
 }
-_INDEX = "CREATE INDEX IF NOT EXISTS vectors_by_owner ON vectors (owner, model, job_id)"
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS vectors_by_owner ON vectors (owner, model, job_id)",
+    "CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner)",  # counts()
+)
 
-# The similarity of a stored vector `v.embedding` to the query (a parameter), per dialect.
+# The query vector (a parameter) as `q.e`, converted once per search rather than left to the
+# planner, and the similarity of a stored vector `v.embedding` to it.
+_QUERY = {"sqlite": "(SELECT ? AS e) q", "postgresql": "(SELECT CAST(? AS vector) AS e) q"}
 _SIMILARITY = {
-    "sqlite": "1 - vec_distance_cosine(v.embedding, ?)",
-    "postgresql": "1 - (v.embedding <=> CAST(? AS vector))",
+    "sqlite": "1 - vec_distance_cosine(v.embedding, q.e)",
+    "postgresql": "1 - (v.embedding <=> q.e)",
 }
 
 
@@ -59,7 +64,8 @@ def ensure(db: Database) -> None:
             else:
                 db.run(cur, "SELECT vec_version()")
             db.run(cur, _TABLE[db.dialect])
-            db.run(cur, _INDEX)
+            for index in _INDEXES:
+                db.run(cur, index)
     except StoreError:
         raise
     except Exception as exc:
@@ -113,7 +119,8 @@ def search(
     similarity = _SIMILARITY[db.dialect]
     statement = (
         f"SELECT d.job_id, j.video, d.kind, d.start_s, d.end_s, d.text, {similarity} AS score "
-        "FROM vectors v JOIN documents d ON d.id = v.doc_id JOIN jobs j ON j.id = d.job_id "
+        f"FROM {_QUERY[db.dialect]} CROSS JOIN vectors v JOIN documents d ON d.id = v.doc_id "
+        "JOIN jobs j ON j.id = d.job_id "
         "WHERE v.owner = ? AND v.model = ? AND (CAST(? AS TEXT) IS NULL OR v.job_id = ?) "
         "ORDER BY score DESC LIMIT ?"
     )
@@ -142,15 +149,21 @@ def pending(
 
 
 def counts(db: Database, model: str, owner: str | None = None) -> tuple[int, int]:
-    """(documents, of them with a vector of `model`), of `owner`'s or of everyone's."""
+    """(documents, of them with a vector of `model`), of `owner`'s or of everyone's. Two
+    counts over indexes, not a join: a vector's document always exists (deleted with it), and
+    a join planned on stale statistics took 1.4 s over 10,000 documents in PostgreSQL."""
+    where = "" if owner is None else " WHERE owner = ?"
     with db.tx() as cur:
-        row = db.run(
+        documents = db.run(
+            cur, f"SELECT COUNT(*) FROM documents{where}", [owner] if owner is not None else []
+        ).fetchone()[0]
+        vectors = db.run(
             cur,
-            "SELECT COUNT(*), COUNT(v.doc_id) FROM documents d LEFT JOIN vectors v "
-            "ON v.doc_id = d.id AND v.model = ? WHERE (CAST(? AS TEXT) IS NULL OR d.owner = ?)",
-            [model, owner, owner],
-        ).fetchone()
-    return int(row[0]), int(row[1])
+            "SELECT COUNT(*) FROM vectors WHERE model = ?"
+            + ("" if owner is None else " AND owner = ?"),
+            [model] if owner is None else [model, owner],
+        ).fetchone()[0]
+    return int(documents), int(vectors)
 
 
 def drop_other_models(db: Database, model: str) -> int:
