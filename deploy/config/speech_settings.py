@@ -36,6 +36,14 @@ class SpeechSettings(StrictModel):
         description="CTranslate2 compute type: default picks int8 on CPU, float16 on GPU.",
     )
     beam_size: int = Field(default=5, ge=1, le=16, description="Beam search width.")
+    temperature_fallback: bool = Field(
+        default=True,
+        description="Decode a window again with sampling (temperature 0.2 ... 1.0) when the "
+        "greedy result looks wrong (repetitive, unlikely): better on average, not repeatable "
+        "(measured on 2 min of espeak-ng speech with tiny.en: WER 0.07-0.44 over four runs, "
+        "against 0.31 every time without it). false: temperature 0 only, the same words "
+        "every time.",
+    )
     vad: bool = Field(
         default=True, description="Voice activity detection (Silero): silence is skipped."
     )

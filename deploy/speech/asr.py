@@ -90,6 +90,7 @@ class SpeechModel:
             vad_filter=self.settings.vad,
             vad_parameters=vad if self.settings.vad else None,
             word_timestamps=True,  # a segment starts at its first word, not after the silence
+            **({} if self.settings.temperature_fallback else {"temperature": 0.0}),
             condition_on_previous_text=False,  # no hallucinated repeats over silence
         )
         kept = tuple(
