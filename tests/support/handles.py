@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-class _Response:
+class Response:
     def __init__(self, work: Awaitable[Any]) -> None:
         self._work = work
 
@@ -31,7 +31,7 @@ class AnsweringHandle:
         answer = self._answer
 
         class _Method:
-            def remote(self, *args: object, **kwargs: object) -> _Response:
-                return _Response(answer())
+            def remote(self, *args: object, **kwargs: object) -> Response:
+                return Response(answer())
 
         return _Method()

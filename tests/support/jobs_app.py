@@ -5,6 +5,7 @@ on a real uvicorn server (`served`)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,3 +126,14 @@ def served(args: AppArgs, store_url: str, work: ScriptedWork) -> Iterator[str]:
     """The app on a real uvicorn server on loopback (for streams held open); its URL."""
     with uvicorn_server(jobs_app(args, store_url, work)) as port:
         yield f"http://127.0.0.1:{port}"
+
+
+def finished(client: TestClient, path: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """The job at `path` once it has finished (polled)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(path).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the job did not finish")

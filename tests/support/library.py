@@ -22,6 +22,7 @@ from deploy.core.search import Embedded
 from deploy.embedding.encoder import TextEncoder
 from deploy.jobs.records import ChunkRecord, JobRecord
 from deploy.jobs.store import Store
+from tests.support.handles import Response
 
 
 def synchronous(test: Callable[P, Awaitable[None]]) -> Callable[P, None]:
@@ -40,17 +41,6 @@ def encoder() -> TextEncoder:
 
 
 P = ParamSpec("P")
-
-
-class Response:
-    def __init__(self, work: Any) -> None:
-        self._work = work
-
-    def __await__(self) -> Any:
-        return self._work.__await__()
-
-    def cancel(self) -> None:
-        pass
 
 
 class EncoderHandle:

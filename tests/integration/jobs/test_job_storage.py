@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from deploy.config.settings import AppArgs, JobsSettings, StoreSettings
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.store import Store, open_store
-from tests.support.jobs_app import ScriptedWork, jobs_client
+from tests.support.jobs_app import ScriptedWork, finished, jobs_client
 from tests.support.videos import write_h264
 
 
@@ -57,23 +57,13 @@ def _media(tmp_path: Path) -> list[Path]:
     return sorted(folder.iterdir()) if folder.exists() else []
 
 
-def _finished(client: TestClient, path: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(path).json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError("the job did not finish")
-
-
 def test_deleting_a_finished_job_removes_its_video_and_rows(
     client: TestClient, video: bytes, tmp_path: Path
 ) -> None:
     created = _upload(client, video)
     assert created.status_code == 202, created.text
     path = created.headers["location"]
-    assert _finished(client, path)["state"] == "succeeded"
+    assert finished(client, path)["state"] == "succeeded"
     assert len(_media(tmp_path)) == 1
     deleted = client.delete(path)
     assert deleted.status_code == 200, deleted.text
@@ -101,7 +91,7 @@ def test_finished_jobs_media_is_removed_after_the_retention_time(
     args = _args(tmp_path, media_retention_s=0.5)
     with jobs_client(args, f"sqlite:///{tmp_path / 'j.db'}", ScriptedWork(1.0)) as client:
         path = _upload(client, video).headers["location"]
-        assert _finished(client, path)["state"] == "succeeded"
+        assert finished(client, path)["state"] == "succeeded"
         deadline = time.monotonic() + 10
         while _media(tmp_path) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -124,7 +114,7 @@ def test_quotas_per_key_are_429_with_a_message(tmp_path: Path, video: bytes) -> 
     with jobs_client(args, f"sqlite:///{tmp_path / 'b.db'}", ScriptedWork(1.0)) as client:
         first = _upload(client, video)
         assert first.status_code == 202
-        _finished(client, first.headers["location"])
+        finished(client, first.headers["location"])
         refused = _upload(client, video)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "storage_quota_exceeded"
@@ -164,7 +154,7 @@ def test_a_job_url_download_streams_to_disk_under_the_quota(
         (kept,) = _media(tmp_path)
         assert kept.read_bytes() == video
         assert created.json()["media"]["bytes"] == len(video)
-        _finished(client, created.headers["location"])
+        finished(client, created.headers["location"])
         client.delete(created.headers["location"])
         refused = client.post(
             "/v1/video/jobs", json={"task": "captions", "url": httpserver.url_for("/big.mp4")}

@@ -5,27 +5,14 @@ job's video is served with Range requests."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from deploy.config.settings import AppArgs, JobsSettings
-from tests.support.jobs_app import ScriptedWork, jobs_client
+from tests.support.jobs_app import ScriptedWork, finished, jobs_client
 from tests.support.library import EncoderHandle
 from tests.support.videos import write_h264
-
-
-def _finished(client: TestClient, path: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(path).json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError("the job did not finish")
 
 
 @pytest.fixture
@@ -45,7 +32,7 @@ def test_what_was_said_is_found_by_meaning_as_the_job_runs(
                 "/v1/video/jobs", files={"file": ("depot.mp4", handle)}, data={"task": "captions"}
             )
         assert created.status_code == 202, created.text
-        job = _finished(client, created.headers["location"])
+        job = finished(client, created.headers["location"])
         assert job["state"] == "succeeded"
         assert embedder.calls >= 2  # indexed as chunks were recorded, then the query
         query = "topping up a vehicle with petrol"  # shares no word with caption or speech
@@ -96,7 +83,7 @@ def test_without_an_embedder_search_is_by_words_and_says_so(tmp_path: Path, vide
             created = client.post(
                 "/v1/video/jobs", files={"file": ("depot.mp4", handle)}, data={"task": "captions"}
             )
-        _finished(client, created.headers["location"])
+        finished(client, created.headers["location"])
         body = client.get("/v1/video/search", params={"q": "refuel"}).json()
         assert body["mode"] == "text"
         assert "search.semantic" in body["note"]
@@ -113,7 +100,7 @@ def test_a_jobs_video_is_served_with_range_requests(tmp_path: Path, video: Path)
             created = client.post(
                 "/v1/video/jobs", files={"file": ("depot.mp4", handle)}, data={"task": "captions"}
             )
-        job = _finished(client, created.headers["location"])
+        job = finished(client, created.headers["location"])
         part = client.get(f"/v1/video/jobs/{job['id']}/media", headers={"Range": "bytes=0-99"})
         assert part.status_code == 206
         assert part.content == video.read_bytes()[:100]
