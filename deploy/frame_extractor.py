@@ -63,6 +63,10 @@ logger = logging.getLogger("ray.serve.vidserve.extractor")
 DEPLOYMENT_NAME = EXTRACTOR_NAME
 
 
+DOWNLOAD_KEEP_S = 120.0  # a URL's bytes kept after its frames, for its audio
+DOWNLOAD_KEEP_BYTES = 512 * 1024 * 1024
+
+
 def _replica_cpus() -> int:
     cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
     return max(1, round(cpus))
@@ -97,6 +101,9 @@ class FrameExtractor:
         self._fetcher = UrlFetcher(
             url_fetch, max_bytes=min(url_fetch.max_bytes, settings.max_upload_bytes)
         )
+        # A URL's bytes for a while after its frames were read, so that its audio (asked next,
+        # by the same key, so to this replica) is not downloaded twice.
+        self._downloads: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._metrics = ServeExtractorMetrics()
         # Every replica reports its cache size, an empty one too, idle or not.
         keep_reporting(lambda: self._metrics.held(self._cache.bytes))
@@ -134,6 +141,7 @@ class FrameExtractor:
             exc.param = param
             raise
         download_s = time.perf_counter() - started
+        self._keep_download(url, data)
         content_digest = await asyncio.to_thread(digest, data)
         found = kind or sniff(data[:512]).kind or MediaKind.VIDEO
         # The one cache lookup of a download (an upload's is the ingress's `lookup` call).
@@ -235,12 +243,59 @@ class FrameExtractor:
     ) -> AudioClip | None:
         """The audio track of uploaded bytes (a video or an audio file) as 16 kHz mono, its
         samples put in the object store for the Transcriber; None when there is no audio."""
+        return await self._audio_of(data, max_audio_s, param, start_s, end_s)
 
+    async def _audio_of(
+        self,
+        data: bytes,
+        max_audio_s: float,
+        param: str,
+        start_s: float | None,
+        end_s: float | None,
+    ) -> AudioClip | None:
         def work() -> AudioClip | None:
             with as_file(data) as path:
                 return read_audio(path, max_audio_s, start_s, end_s, param)
 
         return _stored_audio(await asyncio.to_thread(work))
+
+    @refusals_returned
+    async def extract_audio_url(
+        self,
+        url: str,
+        max_audio_s: float,
+        param: str,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> AudioClip | None:
+        """`extract_audio` of a video sent by URL: its bytes as `extract_url` downloaded them
+        (kept for DOWNLOAD_KEEP_S), or downloaded again."""
+        data = self._recent_download(url)
+        if data is None:
+            try:
+                data = await self._fetcher.fetch(url)
+            except VidserveError as exc:
+                exc.param = param
+                raise
+        return await self._audio_of(data, max_audio_s, param, start_s, end_s)
+
+    def _keep_download(self, url: str, data: bytes) -> None:
+        now = time.monotonic()
+        self._downloads[url] = (now, data)
+        self._downloads.move_to_end(url)
+        held = sum(len(d) for _, d in self._downloads.values())
+        while self._downloads and (
+            held > DOWNLOAD_KEEP_BYTES
+            or now - next(iter(self._downloads.values()))[0] > DOWNLOAD_KEEP_S
+        ):
+            _, (_, dropped) = self._downloads.popitem(last=False)
+            held -= len(dropped)
+
+    def _recent_download(self, url: str) -> bytes | None:
+        kept = self._downloads.get(url)
+        if kept is None or time.monotonic() - kept[0] > DOWNLOAD_KEEP_S:
+            return None
+        return kept[1]
 
     @refusals_returned
     async def extract_audio_file(

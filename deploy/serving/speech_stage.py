@@ -18,7 +18,7 @@ from deploy.config.speech_settings import SpeechSettings
 from deploy.core.errors import InvalidRequest, VidserveError
 from deploy.core.messages import MediaKind, SamplingOptions
 from deploy.core.speech import AudioClip, AudioMode, Heard, Transcript
-from deploy.serving.affinity_router import affinity
+from deploy.serving.affinity_router import affinity, url_key
 from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
 from deploy.video.cache import digest
@@ -50,6 +50,7 @@ class SpeechStage:
         end_s: float | None = None,
         *,
         file: str | None = None,
+        url: str | None = None,
         key: str = "",
     ) -> AudioClip | None:
         """The audio track of `data` (or of a job's `file`; a window of it), or None when it
@@ -64,6 +65,8 @@ class SpeechStage:
         extractor = affinity(self._extractor, key)
         if file is not None:
             call = extractor.extract_audio_file.remote(file, limit, param, start_s, end_s)
+        elif url is not None:
+            call = extractor.extract_audio_url.remote(url, limit, param, start_s, end_s)
         else:
             call = extractor.extract_audio.remote(data, limit, param, start_s, end_s)
         clip: AudioClip | None = await call_stage(
@@ -86,12 +89,13 @@ class SpeechStage:
         """The speech of the window `sampling` asks for, or why there is none."""
         if mode is AudioMode.OFF or source.kind is MediaKind.IMAGE or source.frames is not None:
             return Heard(note=None if mode is not AudioMode.ON else "images have no sound")
-        if source.data is None and source.file is None:
-            return self._cannot(mode, "the speech of a video sent by URL is not read yet: send "
-                                "the file (or a data URL) to have it heard")  # fmt: skip
+        if source.data is None and source.file is None and source.url is None:
+            return self._cannot(mode, "the request has no video to hear")
         try:
             key = source.digest or ""
-            if source.data is not None and not key:
+            if source.url is not None:
+                key = url_key(source.url)  # where its frames went: its download is kept there
+            elif source.data is not None and not key:
                 key = await asyncio.to_thread(digest, source.data)
             clip = await self.audio(
                 source.data,
@@ -99,6 +103,7 @@ class SpeechStage:
                 sampling.start_s,
                 sampling.end_s,
                 file=source.file,
+                url=source.url,
                 key=key,
             )
             if clip is None:

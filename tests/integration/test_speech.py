@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from pytest_httpserver import HTTPServer
 
 from tests.support.speech import silent, spoken, word_error_rate
 
@@ -130,6 +131,23 @@ def test_analyze_hears_the_window_and_puts_it_in_the_prompt(
     window = _analyze(client, talk, start_s="5", end_s="10").json()["speech"]
     assert len(window["segments"]) == 1
     assert "truck" not in window["segments"][0]["text"].lower()
+
+
+def test_a_video_sent_by_url_is_heard_from_its_one_download(
+    client: httpx.Client, talk: bytes, media_server: HTTPServer
+) -> None:
+    media_server.expect_request("/media/talk.mp4").respond_with_data(talk)
+    url = media_server.url_for("/media/talk.mp4")
+    heard = client.post(
+        "/v1/video/analyze", data={"url": url, "prompt": "What is said?", "max_tokens": "4"}
+    )
+    assert heard.status_code == 200, heard.text
+    speech = heard.json()["speech"]
+    assert speech["note"] is None
+    assert [round(line["start"]) for line in speech["segments"]] == [1, 6]
+    assert "refuel" in speech["segments"][0]["text"].lower()
+    downloads = [r for r, _ in media_server.log if r.path == "/media/talk.mp4"]
+    assert len(downloads) == 1  # the frames' download, kept for the audio on that replica
 
 
 def test_no_audio_track_is_a_note_with_auto_and_a_400_with_on(
