@@ -22,7 +22,7 @@ from typing import Any
 from ray.serve.handle import DeploymentHandle
 
 from deploy.config.search_settings import SearchMode, SearchSettings
-from deploy.core.errors import ServiceUnavailable, VidserveError
+from deploy.core.errors import InvalidRequest, VidserveError
 from deploy.core.search import Embedded
 from deploy.embedding.encoder import model_name
 from deploy.jobs import vector_index
@@ -58,9 +58,10 @@ class Library:
 
     async def embed(self, texts: list[str]) -> Embedded:
         if self._embedder is None:
-            raise ServiceUnavailable(
+            raise InvalidRequest(
                 "search by meaning is off here (search.semantic: false); search with "
-                "?mode=text, or turn it on",
+                "?mode=text or hybrid (words alone here), or turn it on",
+                param="mode",
                 code="semantic_search_disabled",
             )
         call = self._embedder.embed.remote(texts)

@@ -7,6 +7,7 @@ root it runs as the `postgres` user."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,11 +23,36 @@ from tests.support.ports import free_port
 def bin_dir() -> Path | None:
     spec = importlib.util.find_spec("pgserver")  # not imported: only its binaries are used
     if spec is not None and spec.submodule_search_locations:
-        bundled = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-        if (bundled / "postgres").is_file():
-            return bundled
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+        if (bundled / "bin" / "postgres").is_file():
+            return _readable_by_postgres(bundled) / "bin"
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     return Path(found[-1]).parent if found else None
+
+
+def _readable_by_postgres(install: Path) -> Path:
+    """As root the server runs as `postgres`, which cannot enter a checkout under a private
+    directory (a `mktemp -d` clone is 0700): a copy of the build in a world-readable place,
+    made once per build, laid out as in site-packages (the binaries find their libraries at
+    $ORIGIN/../../../pgserver.libs)."""
+    if os.geteuid() != 0:
+        return install
+    stamp = f"{install}:{(install / 'bin' / 'postgres').stat().st_mtime_ns}"
+    name = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"vidserve-pgserver-{name}"
+    if not (copy / "pgserver" / "pginstall" / "bin" / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="vidserve-pgserver-"))
+        shutil.copytree(install, staging / "pgserver" / "pginstall", symlinks=True)
+        libs = install.parent.parent / "pgserver.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "pgserver.libs", symlinks=True)
+        for folder in (staging, staging / "pgserver"):
+            folder.chmod(0o755)
+        try:
+            staging.rename(copy)
+        except OSError:  # another process made it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy / "pgserver" / "pginstall"
 
 
 class PostgresServer:

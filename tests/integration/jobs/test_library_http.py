@@ -89,7 +89,7 @@ def test_without_an_embedder_search_is_by_words_and_says_so(tmp_path: Path, vide
         assert "search.semantic" in body["note"]
         assert body["data"][0]["match"] == "text"
         semantic = client.get("/v1/video/search", params={"q": "refuel", "mode": "semantic"})
-        assert semantic.status_code == 503
+        assert semantic.status_code == 400
         assert semantic.json()["error"]["code"] == "semantic_search_disabled"
 
 
