@@ -138,9 +138,8 @@ def test_a_video_sent_by_url_is_heard_from_its_one_download(
 ) -> None:
     media_server.expect_request("/media/talk.mp4").respond_with_data(talk)
     url = media_server.url_for("/media/talk.mp4")
-    heard = client.post(
-        "/v1/video/analyze", data={"url": url, "prompt": "What is said?", "max_tokens": "4"}
-    )
+    form = {"prompt": "What is said?", "max_tokens": "4", "num_frames": "2"}
+    heard = client.post("/v1/video/analyze", files={"url": (None, url)}, data=form)
     assert heard.status_code == 200, heard.text
     speech = heard.json()["speech"]
     assert speech["note"] is None
