@@ -70,6 +70,7 @@ class App:
     url: str
     stub: OllamaStub
     faults: list[str] = field(default_factory=list)
+    metrics_port: int = 0  # Ray's Prometheus endpoint: http://127.0.0.1:PORT/metrics
 
 
 def config_for(port: int, ollama_url: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -102,14 +103,14 @@ def running_app(
     """The app on its own local Ray with the Ollama stand-in; everything stopped after."""
     stub = OllamaStub({"qwen2.5vl:7b": VISION})
     stub.start()
-    port = free_port()
-    runner.start_local_ray(metrics_port=free_port())
+    port, metrics_port = free_port(), free_port()
+    runner.start_local_ray(metrics_port=metrics_port)
     try:
         runner.deploy(config_for(port, stub.url, extra))
         runner.wait_until_running(start_timeout_s, progress=print)
         url = f"http://127.0.0.1:{port}"
         asyncio.run(wait_ready(url, start_timeout_s))
-        yield App(url, stub)
+        yield App(url, stub, metrics_port=metrics_port)
     finally:
         runner.shutdown()
         stub.stop()

@@ -2,7 +2,8 @@
 
 Some answers never reach the ingress: its queue is full (the proxy answers a plain-text 503),
 the request timed out in the proxy (408), or the ingress replica died mid-request (the proxy
-sends nothing, and its server then answers a bare "Internal Server Error"). This middleware runs
+answers a plain 500 with Ray's error, or sends nothing and its server answers a bare "Internal
+Server Error"): both are said as a 503 to retry. This middleware runs
 in the proxy (Ray loads it from RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, which `vidserve run`
 and the k8s manifests set to `deploy.api.proxy_errors:middlewares`) and says each in the JSON
 shape, with Retry-After where retrying is the answer. Responses of the app pass untouched.
@@ -18,11 +19,12 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deploy.api.error_body import error_json
-from deploy.core.errors import Overloaded, RequestTimeout, VidserveError
+from deploy.core.errors import Overloaded, RequestTimeout, ServiceUnavailable, VidserveError
 
 logger = logging.getLogger("ray.serve.vidserve.proxy")
 
 CALLBACK = "deploy.api.proxy_errors:middlewares"
+_DIED = "the replica handling this request stopped before answering (it is being replaced); retry"
 # Seconds a client should wait before retrying what the proxy refused (a replica restarting
 # takes seconds; a full queue drains in about as long).
 RETRY_AFTER_S = 2
@@ -30,12 +32,16 @@ RETRY_AFTER_S = 2
 _ERRORS: dict[int, Callable[[str], VidserveError]] = {
     408: RequestTimeout,
     429: lambda message: Overloaded(message, details={"retry_after_s": RETRY_AFTER_S}),
-    500: lambda message: VidserveError(message, code="ingress_failed"),
+    # The proxy's own 500 is its account of the ingress actor dying while it waited for the
+    # answer (RayActorError; the app's 500s are JSON and pass untouched): a retry is the answer,
+    # as when the replica died before sending anything. Ray's text stays in the proxy's log.
+    500: lambda _: ServiceUnavailable(
+        _DIED, code="ingress_replica_died", details={"retry_after_s": RETRY_AFTER_S}
+    ),
     503: lambda message: Overloaded(message, details={"retry_after_s": RETRY_AFTER_S}),
 }
-
-
-_DIED = "the replica handling this request stopped before answering (it is being replaced); retry"
+# The proxy's statuses said as another (the others are kept).
+_SAID_AS = {500: ServiceUnavailable.status_code}
 
 
 def middlewares() -> list[Middleware]:
@@ -135,8 +141,10 @@ class _Response:
         if request_id:
             headers["x-request-id"] = request_id
         headers.update(error.headers())
+        said = _SAID_AS.get(status, status)
         if status >= 500:
-            logger.warning("answered %d for request %s: %s", status, request_id, message)
-        await self._send({"type": "http.response.start", "status": status, "headers": headers.raw})
+            logger.warning("answered %d (the proxy's %d) for request %s: %s",
+                           said, status, request_id, message)  # fmt: skip
+        await self._send({"type": "http.response.start", "status": said, "headers": headers.raw})
         await self._send({"type": "http.response.body", "body": body})
         self.started = self.finished = True

@@ -16,6 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _report(run: subprocess.CompletedProcess[str]) -> str:
+    """The bench's own table and verdict first: Ray's replica logs on stderr would bury them."""
+    return f"stdout (tail):\n{run.stdout[-4000:]}\nstderr (tail):\n{run.stderr[-1500:]}"
+
+
 def test_every_request_is_answered_while_replicas_die_and_the_app_recovers() -> None:
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "chaos.py"), "--seconds", "60"],
@@ -25,7 +30,7 @@ def test_every_request_is_answered_while_replicas_die_and_the_app_recovers() -> 
         check=False,
         cwd=ROOT,
     )
-    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    assert run.returncode == 0, _report(run)
     assert "verdict: ok" in run.stdout
     for fault in ("FrameExtractor", "Ingress", "VLLM"):
         assert re.search(rf"killed SERVE_REPLICA::vidserve#{fault}#", run.stdout), fault
@@ -53,7 +58,7 @@ def test_fault_scenarios_lose_no_request() -> None:
         cwd=ROOT,
     )
     out = run.stdout
-    assert run.returncode == 0, (out + run.stderr)[-4000:]
+    assert run.returncode == 0, _report(run)
     assert "verdict: ok" in out
     rows = {
         m.group(1).strip(): [int(m.group(i)) for i in (2, 3, 4, 5)]

@@ -87,3 +87,19 @@ def test_the_request_id_header_is_sent_once() -> None:
     start["headers"] += [(b"x-request-id", b"r-2"), (b"X-Request-ID", b"r-2")]
     response = _client([start, _body(b"ok")]).get("/")
     assert response.headers.get_list("x-request-id") == ["r-2"]
+
+
+def test_the_proxys_500_for_a_replica_that_died_midway_is_a_503_to_retry() -> None:
+    """Ray's proxy answers a plain 500 when the ingress actor dies while it waits for the
+    answer (RayActorError: proxy.py send_http_response_on_exception): the client should retry,
+    as when the replica died before the proxy sent it anything. The chaos bench (kill the
+    ingress under load) met it as a 500, outside its rule."""
+    died = b"The actor died unexpectedly before finishing this task. (ActorDiedError ...)"
+    sent = [_start(500, "text/plain; charset=utf-8"), _body(died)]
+    response = _client(sent).get("/v1/models", headers={"x-request-id": "r-3"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    error = response.json()["error"]
+    assert (error["code"], error["request_id"]) == ("ingress_replica_died", "r-3")
+    assert "retry" in error["message"]
+    assert "ActorDiedError" not in error["message"]  # Ray's internals stay in the proxy's log
