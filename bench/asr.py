@@ -78,21 +78,33 @@ def _counters(metrics_port: int) -> dict[str, float]:
     return found
 
 
+def _wait_for_counters(metrics_port: int, chunks: float) -> dict[str, float]:
+    deadline = time.monotonic() + 60  # Ray exports a replica's metrics every few seconds
+    counters = _counters(metrics_port)
+    while counters["chunks"] < chunks or not counters["asr_busy_s"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the counters did not arrive: {counters}")
+        time.sleep(2)
+        counters = _counters(metrics_port)
+    return counters
+
+
 def job_share(minutes: float, chunk_s: float, frames: int) -> None:
     from bench.chaos import running_app
     from bench.jobs import run_job
 
-    with tempfile.TemporaryDirectory() as tmp, running_app() as app:
+    with tempfile.TemporaryDirectory() as tmp:
         path, _ = _video(Path(tmp), minutes)
-        ran = run_job(app.url, path, chunk_s, frames)
-        deadline = time.monotonic() + 60  # Ray exports a replica's metrics every few seconds
-        counters = _counters(app.metrics_port)
-        while counters["chunks"] < ran["chunks"] or not counters["asr_busy_s"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the counters did not arrive: {counters}")
-            time.sleep(2)
-            counters = _counters(app.metrics_port)
+        extra = {
+            "url_fetch": {"local_dir": tmp},
+            "jobs": {"data_dir": str(Path(tmp) / "jobs"), "caption_max_tokens": 32,
+                     "summary_max_tokens": 64},
+        }  # fmt: skip
+        with running_app(extra=extra) as app:
+            ran = run_job(app.url, path, chunk_s, frames)
+            counters = _wait_for_counters(app.metrics_port, ran["chunks"])
     wall, work = ran["wall_s"], counters["chunk_s"]
+
     print(f"\nshare of a job's time: summarize, {minutes:g} min of speech, chunks of "
           f"{chunk_s:g} s, {frames} frames each; tiny VLM on this CPU")  # fmt: skip
     header = ("job wall s", "chunks", "chunk s", "speech s", "of chunk", "ASR busy s",
