@@ -39,6 +39,7 @@ class Architecture(BaseModel):
     vocab: int = Field(description="vocab_size")
     tied_embeddings: bool = Field(description="tie_word_embeddings")
     max_position: int = Field(description="max_position_embeddings: the longest context")
+    experts: Experts | None = None
 
 
 class VisionEncoder(BaseModel):
@@ -46,6 +47,18 @@ class VisionEncoder(BaseModel):
 
     hidden: int
     intermediate: int
+    depth: int = Field(default=32, description="Vision transformer blocks (Qwen2.x-VL: 32).")
+
+
+class Experts(BaseModel):
+    """A mixture of experts' MLPs (config.json: num_experts, num_experts_per_tok,
+    moe_intermediate_size); `Architecture.intermediate` is then what one token's experts cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=1)
+    per_token: int = Field(ge=1)
+    intermediate: int = Field(ge=1)
 
 
 class EngineSettings(BaseModel):
@@ -69,6 +82,9 @@ class CatalogEntry(BaseModel):
     quantization: Literal["awq"] | None = None
     params_b: float = Field(default=0, ge=0, description="Parameters, billions (all of them).")
     vision_params_b: float = Field(default=0, ge=0)
+    patch_factor: int = Field(
+        default=28, ge=1, description="Frame sides are multiples of this: patch x spatial merge."
+    )
     architecture: Architecture | None = None
     vision_encoder: VisionEncoder | None = None
     recommended: dict[int, EngineSettings] = Field(
@@ -183,6 +199,20 @@ def hf_model_vision(source: str, config: Mapping[str, Any] | None = None) -> boo
             return None
         config = data if isinstance(data, dict) else None
     return config_sees(config)
+
+
+def frame_patch_factor(source: str) -> int | None:
+    """What a vLLM model's frame sides must be multiples of (its vision patch x spatial
+    merge): the catalog (by HF id), else its local `config.json`; None when unknown."""
+    entry = catalog().by_hf_id(source)
+    if entry is not None:
+        return entry.patch_factor if entry.vision else None
+    try:
+        data = json.loads((Path(source).expanduser() / "config.json").read_text())
+        vision = data["vision_config"]
+        return int(vision["patch_size"]) * int(vision.get("spatial_merge_size", 2))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def ollama_model_vision(tag: str) -> bool | None:

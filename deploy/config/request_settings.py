@@ -38,7 +38,10 @@ class ExtractionSettings(StrictModel):
         default=4.0, gt=0, description="Scene sampling: frames per second compared for cuts."
     )
     patch_factor: int = Field(
-        default=28, ge=1, description="Frame sides are multiples of this (patch 14 x merge 2)."
+        default=28,
+        ge=1,
+        description="Frame sides are multiples of this: the vision patch x spatial merge. "
+        "Unset, the served model's (llm.model: 28 for Qwen2.x-VL, 32 for Qwen3-VL).",
     )
     min_pixels: int = Field(default=128 * 28 * 28, ge=1, description="Fewest pixels per frame.")
     max_pixels: int = Field(default=768 * 28 * 28, ge=1, description="Most pixels per frame.")

@@ -144,6 +144,20 @@ class AppArgs(StrictModel):
         return ollama_model_vision(self.ollama_model)
 
     @model_validator(mode="after")
+    def _frames_fit_the_models_patches(self) -> AppArgs:
+        """Frames sized for the served model's patches (Qwen2.x-VL 28, Qwen3-VL 32) unless
+        `extraction.patch_factor` is set: otherwise its processor resizes every frame again."""
+        from deploy.config.catalog import frame_patch_factor
+
+        if "patch_factor" in self.extraction.model_fields_set:
+            return self
+        factor = frame_patch_factor(self.llm.model)
+        if factor is not None and factor != self.extraction.patch_factor:
+            fitted = self.extraction.model_copy(update={"patch_factor": factor})
+            object.__setattr__(self, "extraction", fitted)  # frozen: set once, while validating
+        return self
+
+    @model_validator(mode="after")
     def _fallback_sees_what_primary_sees(self) -> AppArgs:
         order = self.backends.order
         if len(order) < 2:

@@ -100,12 +100,30 @@ class FrameMeta:
         return int(np.prod(self.shape))  # uint8
 
     def vllm_video_metadata(self) -> dict[str, Any]:
-        """The metadata vLLM's Qwen video processor needs with pre-sampled frames."""
+        """The metadata vLLM's Qwen video processors need with pre-sampled frames, so that the
+        model sees each frame at its true time:
+
+        - Qwen3-VL writes each temporal patch's time into the prompt (`<4.0 seconds>`) as
+          `frames_indices / fps`: the indices are the frames' times at the source's rate (a
+          constant-rate video's decode indices; a variable-rate one's drift from its times).
+        - Qwen2.5-VL spaces its temporal positions by the sampled rate, which transformers
+          computes as `len(frames_indices) / total_num_frames * fps` (VideoMetadata.sampled_fps):
+          `total_num_frames` is the frames the sample spans, so that a window of a long video
+          (a job's chunk, start_s/end_s) is not taken as frames spread over all of it."""
+        fps, times = self.source_fps, self.timestamps_s
+        if fps <= 0 or len(times) != self.count:
+            indices, spanned = list(self.indices), self.total_frames
+        else:
+            indices = [round(t * fps) for t in times]
+            spanned = self.total_frames
+            if self.count >= 2:
+                interval = (times[-1] - times[0]) / (self.count - 1)
+                spanned = max(self.count, round(self.count * interval * fps))
         return {
-            "total_num_frames": self.total_frames,
-            "fps": self.source_fps,
+            "total_num_frames": spanned,
+            "fps": fps,
             "duration": self.duration_s,
-            "frames_indices": list(self.indices),
+            "frames_indices": indices,
             "video_backend": "opencv",
             "do_sample_frames": False,
         }

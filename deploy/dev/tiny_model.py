@@ -1,10 +1,14 @@
-"""Build a tiny Qwen2.5-VL with random weights, its tokenizer and processor, with no hub access.
+"""Build a tiny Qwen2.5-VL (or Qwen3-VL) with random weights, its tokenizer and processor, with no
+hub access.
 
 Its answers are meaningless: it exists so that the real vLLM engine can run the whole pipeline on a
 machine with no GPU and no network (tests, CI, `make run` with no model configured). Building it
-twice with the same seed gives the same bytes.
+twice with the same seed gives the same bytes. The Qwen3-VL one has that family's shape where it
+matters to vidserve: patches of 16 (frame sides multiples of 32), and vLLM's Qwen3-VL processor,
+which writes each temporal patch's time (`<1.5 seconds>`) into the prompt from the video's
+metadata.
 
-    python -m deploy.dev.tiny_model /path/to/dir
+    python -m deploy.dev.tiny_model /path/to/dir [--family qwen3-vl]
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ logger = logging.getLogger("ray.serve.vidserve.tiny_model")
 
 FORMAT_VERSION = 1
 MARKER = "vidserve_tiny_model.json"
+QWEN2_5_VL, QWEN3_VL = "qwen2.5-vl", "qwen3-vl"
+FAMILIES = (QWEN2_5_VL, QWEN3_VL)
 # Processor budget: 224x224 frames at most, so 8 frames are 256 visual tokens.
 MAX_PIXELS = 224 * 224
 MIN_PIXELS = 56 * 56
@@ -68,36 +74,42 @@ _CORPUS = (
 )
 
 
-def ensure_tiny_model(path: Path, seed: int = 0) -> Path:
+def ensure_tiny_model(path: Path, seed: int = 0, family: str = QWEN2_5_VL) -> Path:
     """Build the tiny model at `path` unless a current one is already there."""
     marker = path / MARKER
     if marker.is_file():
         meta = json.loads(marker.read_text())
-        if meta.get("format_version") == FORMAT_VERSION and meta.get("seed") == seed:
+        wanted = {"format_version": FORMAT_VERSION, "seed": seed}
+        # A marker without a family is from before Qwen3-VL: a Qwen2.5-VL.
+        if {k: meta.get(k) for k in wanted} == wanted and meta.get("family", QWEN2_5_VL) == family:
             return path
-    build_tiny_model(path, seed=seed)
+    build_tiny_model(path, seed=seed, family=family)
     return path
 
 
-def build_tiny_model(path: Path, seed: int = 0) -> Path:
-    """Write a tiny random Qwen2.5-VL to `path` (replaced atomically)."""
+def build_tiny_model(path: Path, seed: int = 0, family: str = QWEN2_5_VL) -> Path:
+    """Write a tiny random model of `family` to `path` (replaced atomically)."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
     try:
         tokenizer = _build_tokenizer(staging)
-        _build_model(staging, tokenizer, seed)
-        _build_processor(staging, tokenizer)
-        (staging / MARKER).write_text(
-            json.dumps({"format_version": FORMAT_VERSION, "seed": seed}, indent=2) + "\n"
-        )
+        if family == QWEN3_VL:
+            _build_qwen3_model(staging, tokenizer, seed)
+        else:
+            _build_model(staging, tokenizer, seed)
+        _build_processor(staging, tokenizer, family)
+        marker = {"format_version": FORMAT_VERSION, "seed": seed, "family": family}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    logger.info("built the tiny Qwen2.5-VL test model at %s", path)
+    logger.info("built the tiny %s test model at %s", family, path)
     return path
 
 
@@ -135,8 +147,7 @@ def _build_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
 
 
 def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     vocab_size = ((len(tokenizer) + 63) // 64) * 64
@@ -180,8 +191,17 @@ def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore
         tie_word_embeddings=True,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    _save_random(directory, Qwen2_5_VLForConditionalGeneration, config, ids, seed)
+
+
+def _save_random(
+    directory: Path, model_cls: Any, config: Any, ids: dict[str, int], seed: int
+) -> None:
+    import torch
+    from transformers import GenerationConfig
+
     torch.manual_seed(seed)
-    model: Any = Qwen2_5_VLForConditionalGeneration(config)
+    model: Any = model_cls(config)
     model = model.to(torch.float32).eval()
     model.save_pretrained(directory, safe_serialization=True)
     GenerationConfig(
@@ -191,20 +211,81 @@ def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore
     ).save_pretrained(directory)
 
 
-def _build_processor(directory: Path, tokenizer) -> None:  # type: ignore[no-untyped-def]
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def _build_qwen3_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Qwen3-VL at the Qwen2.5-VL one's size: interleaved M-RoPE, DeepStack from one vision
+    block, patches of 16."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    config = Qwen3VLConfig(
+        text_config={
+            "vocab_size": ((len(tokenizer) + 63) // 64) * 64,
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                "mrope_section": [12, 10, 10],
+                "mrope_interleaved": True,
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 128,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [0],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    config.architectures = ["Qwen3VLForConditionalGeneration"]
+    _save_random(directory, Qwen3VLForConditionalGeneration, config, ids, seed)
+
+
+def _build_processor(directory: Path, tokenizer, family: str) -> None:  # type: ignore[no-untyped-def]
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(
-            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
-        ),
-        video_processor=Qwen2VLVideoProcessor(
-            size=size, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
-        ),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
+    budget: dict[str, Any] = {"size": size, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
+    if family == QWEN3_VL:
+        shape = {"patch_size": 16, "merge_size": 2, "temporal_patch_size": 2}
+        processor: Any = Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**budget, **shape),
+            video_processor=Qwen3VLVideoProcessor(size=size, **shape),
+            tokenizer=tokenizer,
+            chat_template=CHAT_TEMPLATE,
+        )
+    else:
+        processor = Qwen2_5_VLProcessor(
+            image_processor=Qwen2VLImageProcessor(**budget),
+            video_processor=Qwen2VLVideoProcessor(**budget),
+            tokenizer=tokenizer,
+            chat_template=CHAT_TEMPLATE,
+        )
     processor.save_pretrained(directory)
 
 
@@ -212,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="directory to write the model to")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=FAMILIES, default=QWEN2_5_VL)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    build_tiny_model(args.path, seed=args.seed)
+    build_tiny_model(args.path, seed=args.seed, family=args.family)
     print(args.path)
     return 0
 

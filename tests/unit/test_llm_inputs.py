@@ -3,7 +3,10 @@ multimodal inputs (with the frames' UUID for vLLM's caches) and the sampling par
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 from vllm.sampling_params import RequestOutputKind
 
 from deploy.core.messages import (
@@ -94,3 +97,40 @@ def test_sampling_parameters_stream_deltas_and_carry_only_what_was_asked() -> No
     plain = sampling_params(InferenceRequest.ask("q", None, GenerationParams(max_tokens=5)))
     assert plain.structured_outputs is None
     assert plain.seed is None
+
+
+def _meta(indices: list[int], times: list[float], fps: float, total: int) -> Any:
+    batch = FrameBatch.of(
+        np.zeros((len(indices), 32, 32, 3), np.uint8),
+        kind=MediaKind.VIDEO,
+        indices=indices,
+        timestamps_s=times,
+        source_fps=fps,
+        duration_s=total / fps,
+        source_width=32,
+        source_height=32,
+        total_frames=total,
+    )
+    return batch.meta
+
+
+def test_a_window_of_a_long_video_has_the_rate_it_was_sampled_at() -> None:
+    """A job's chunk (60-80 s of a 30-minute video, a frame every 5 s): Qwen2.5-VL's temporal
+    positions take transformers' sampled_fps, which must be 1 frame / 5 s, not 4 frames spread
+    over 30 minutes (the old metadata: 0.002 fps, positions 450x too far apart)."""
+    from transformers.video_utils import VideoMetadata
+
+    meta = _meta([1800, 1950, 2100, 2250], [60.0, 65.0, 70.0, 75.0], 30.0, 54_000)
+    metadata = meta.vllm_video_metadata()
+    known = {k: v for k, v in metadata.items() if k != "do_sample_frames"}
+    assert VideoMetadata(**known).sampled_fps == pytest.approx(0.2)
+    assert VideoMetadata(**known).timestamps == [60.0, 65.0, 70.0, 75.0]
+
+
+def test_the_indices_give_each_frames_true_time_in_a_variable_rate_video() -> None:
+    """Qwen3-VL writes indices / fps into the prompt as each frame's time: a variable-rate
+    video's decode indices (0, 10, 20, 30 at an average 10 fps) are not its frames' times."""
+    meta = _meta([0, 10, 20, 30], [0.0, 1.0, 2.5, 4.0], 10.0, 40)
+    metadata = meta.vllm_video_metadata()
+    times = [i / metadata["fps"] for i in metadata["frames_indices"]]
+    assert times == [0.0, 1.0, 2.5, 4.0]

