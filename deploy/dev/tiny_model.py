@@ -24,13 +24,14 @@ from typing import Any
 
 logger = logging.getLogger("ray.serve.vidserve.tiny_model")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Qwen3-VL's video budget per video
 MARKER = "vidserve_tiny_model.json"
 QWEN2_5_VL, QWEN3_VL = "qwen2.5-vl", "qwen3-vl"
 FAMILIES = (QWEN2_5_VL, QWEN3_VL)
 # Processor budget: 224x224 frames at most, so 8 frames are 256 visual tokens.
 MAX_PIXELS = 224 * 224
 MIN_PIXELS = 56 * 56
+VIDEO_FRAMES = 64  # Qwen3-VL: the video budget is this many frames at MAX_PIXELS
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -273,9 +274,11 @@ def _build_processor(directory: Path, tokenizer, family: str) -> None:  # type: 
     budget: dict[str, Any] = {"size": size, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}
     if family == QWEN3_VL:
         shape = {"patch_size": 16, "merge_size": 2, "temporal_patch_size": 2}
+        # Qwen3-VL's video budget is of the whole video (frames x pixels), not of a frame.
+        video_size = {"shortest_edge": MIN_PIXELS, "longest_edge": VIDEO_FRAMES * MAX_PIXELS}
         processor: Any = Qwen3VLProcessor(
             image_processor=Qwen2VLImageProcessor(**budget, **shape),
-            video_processor=Qwen3VLVideoProcessor(size=size, **shape),
+            video_processor=Qwen3VLVideoProcessor(size=video_size, **shape),
             tokenizer=tokenizer,
             chat_template=CHAT_TEMPLATE,
         )

@@ -7,42 +7,21 @@ timestamps must be the extractor's (tests/support/engine_prompt.py, in its own p
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from deploy.dev.tiny_model import QWEN3_VL, ensure_tiny_model
+from tests.support.engine_prompt import seen_by_engine
 from tests.support.videos import write_h264
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def qwen3_vl() -> Path:
     cache = Path(os.environ.get("VIDSERVE_TEST_CACHE", Path.home() / ".cache" / "vidserve"))
     return ensure_tiny_model(cache / "tiny-qwen3-vl-test", family=QWEN3_VL)
-
-
-def _engine_prompt(model: Path, video: Path, *args: str) -> dict[str, Any]:
-    out = video.with_suffix(".seen.json")
-    command = [sys.executable, "-m", "tests.support.engine_prompt", str(model), str(video)]
-    run = subprocess.run(
-        [*command, "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
 
 
 def _patch_times(timestamps: list[float]) -> list[str]:
@@ -56,7 +35,7 @@ def test_the_timestamps_in_the_engines_prompt_are_the_extractors(
     qwen3_vl: Path, tmp_path: Path
 ) -> None:
     video = write_h264(tmp_path / "twenty-seconds.mp4", 600, 30.0, (320, 240), gop=30)
-    seen = _engine_prompt(qwen3_vl, video, "--frames", "6", "--start-s", "8", "--end-s", "16")
+    seen = seen_by_engine(qwen3_vl, video, "--frames", "6", "--start-s", "8", "--end-s", "16")
     times = seen["timestamps_s"]
     assert len(times) == 6
     assert all(8.0 <= t <= 16.0 for t in times), times  # the window's own times, not from 0

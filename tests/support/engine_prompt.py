@@ -5,7 +5,7 @@ conversation, the engine inputs with the frames' metadata) build the request, an
 makes of them. Printed as JSON: the frames' shape and times, the prompt's text and token count.
 
     python -m tests.support.engine_prompt MODEL_DIR VIDEO --out seen.json --frames 4 \
-        [--start-s 8 --end-s 16]
+        [--start-s 8 --end-s 16] [--pruning-rate 0.5]
 
 Run as its own process by tests (tests/integration/test_qwen3_vl.py): an engine in the test
 process would keep its memory and threads for the rest of the session.
@@ -16,7 +16,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def seen_by_engine(model: Path, video: Path, *args: str) -> dict[str, Any]:
+    """Run this module in its own process on `video`; what it found, as a dict."""
+    out = video.with_name(f"{video.stem}-{abs(hash(args)):x}.seen.json")
+    command = [sys.executable, "-m", "tests.support.engine_prompt", str(model), str(video)]
+    run = subprocess.run(
+        [*command, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    if run.returncode != 0:
+        raise AssertionError(f"the engine run failed: {run.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def main() -> int:
@@ -26,6 +49,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--start-s", type=float)
     parser.add_argument("--end-s", type=float)
+    parser.add_argument("--pruning-rate", type=float, default=0.0, help="llm.video_pruning_rate")
     parser.add_argument("--out", required=True, help="the JSON's file (vLLM logs to stdout)")
     args = parser.parse_args()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -45,7 +69,9 @@ def main() -> int:
     from deploy.llm_deployment import chat_messages, engine_inputs
     from deploy.video.decode import extract_file
 
-    settings = AppArgs.model_validate({"llm": {"model": args.model}}).extraction
+    llm_settings = {"model": args.model, "video_pruning_rate": args.pruning_rate}
+    app = AppArgs.model_validate({"llm": llm_settings})
+    settings = app.extraction
     options = SamplingOptions(num_frames=args.frames, start_s=args.start_s, end_s=args.end_s)
     batch = extract_file(args.video, options, settings)
     request = InferenceRequest(
@@ -60,6 +86,8 @@ def main() -> int:
         max_model_len=2048,
         kv_cache_memory_bytes=64 << 20,
         limit_mm_per_prompt={"image": 1, "video": 1},
+        # vidserve's own engine arguments for the setting (llm.video_pruning_rate)
+        **{k: v for k, v in app.llm.vllm_engine_kwargs().items() if k == "video_pruning_rate"},
     )
     tokenizer = llm.get_tokenizer()
     prompt = tokenizer.apply_chat_template(
