@@ -20,6 +20,8 @@ A long-video job's chunks (deploy/jobs/job_runner.py), spread over every replica
     probe_file(path)             the duration of a job's video, read in place
     extract_file(path, ...)      one chunk's frames (a time window), its index kept per file
 The speech track (deploy/transcriber.py):
+    extract_audio_kept(digest, ...)  an upload's audio from the bytes kept after its frames
+                                 (no video sent twice); AUDIO_NOT_KEPT: not here, send them
     extract_audio(data, ...)     the audio track as 16 kHz mono, into the object store
     extract_audio_file(path, ...)  the same of a job's video, read in place
 """
@@ -46,11 +48,11 @@ from deploy.core.errors import (
     refusals_returned,
 )
 from deploy.core.messages import FrameBatch, MediaKind, SamplingOptions, StoredFrames
-from deploy.core.speech import AudioClip
+from deploy.core.speech import AUDIO_NOT_KEPT, AudioClip
 from deploy.serving.fetch import UrlFetcher
 from deploy.serving.metrics import ServeExtractorMetrics, keep_reporting
 from deploy.video import extract, frames_from_images, use_cpus
-from deploy.video.audio import read_audio
+from deploy.video.audio import has_audio_track, read_audio
 from deploy.video.cache import FrameCache, cache_key, digest
 from deploy.video.capture import as_file
 from deploy.video.container import sniff
@@ -63,8 +65,14 @@ logger = logging.getLogger("ray.serve.vidserve.extractor")
 DEPLOYMENT_NAME = EXTRACTOR_NAME
 
 
-DOWNLOAD_KEEP_S = 120.0  # a URL's bytes kept after its frames, for its audio
+DOWNLOAD_KEEP_S = 120.0  # a URL's (or upload's) bytes kept after its frames, for its audio
 DOWNLOAD_KEEP_BYTES = 512 * 1024 * 1024
+SILENT_KEPT = 4096  # digests of uploads known to have no audio track
+
+
+def _uploaded(content_digest: str) -> str:
+    """The key an upload's bytes are kept under (beside URLs)."""
+    return f"sha256:{content_digest}"
 
 
 def _replica_cpus() -> int:
@@ -101,9 +109,11 @@ class FrameExtractor:
         self._fetcher = UrlFetcher(
             url_fetch, max_bytes=min(url_fetch.max_bytes, settings.max_upload_bytes)
         )
-        # A URL's bytes for a while after its frames were read, so that its audio (asked next,
-        # by the same key, so to this replica) is not downloaded twice.
+        # A URL's bytes (or an upload's, by digest) for a while after its frames were read, so
+        # that its audio (asked next, by the same key, so to this replica) is not downloaded or
+        # sent twice; and the uploads known to have no audio track, so a repeat asks nothing.
         self._downloads: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._silent: OrderedDict[str, None] = OrderedDict()
         self._metrics = ServeExtractorMetrics()
         # Every replica reports its cache size, an empty one too, idle or not.
         keep_reporting(lambda: self._metrics.held(self._cache.bytes))
@@ -126,7 +136,10 @@ class FrameExtractor:
     ) -> StoredFrames:
         """`content_digest` is `video.cache.digest(data)`, computed by the ingress as the bytes
         streamed in (so it is not computed twice)."""
-        return await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
+        stored = await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
+        if kind is MediaKind.VIDEO:
+            self._keep_download(_uploaded(content_digest), data)
+        return stored
 
     @refusals_returned
     async def extract_url(
@@ -172,6 +185,8 @@ class FrameExtractor:
         """Decode and cache; the caller has looked the frames up already (counted once)."""
         key = cache_key(content_digest, options, kind)
         batch = extract(data, options, self._settings, kind, param)
+        if kind is MediaKind.VIDEO:  # from the header: the speech stage then asks no audio of
+            batch = batch.with_meta(has_audio=has_audio_track(data))  # a video without any
         self._metrics.extracted(kind.value, batch.count, batch.meta.duration_s, len(data))
         logger.info(
             "extracted %d frames (%s%s) in %.3fs",
@@ -223,7 +238,8 @@ class FrameExtractor:
 
         def work() -> FrameBatch:
             index = self._index(path, param)
-            return extract_file(path, options, self._settings, index, param)
+            batch = extract_file(path, options, self._settings, index, param)
+            return batch.with_meta(has_audio=has_audio_track(path))
 
         batch = await asyncio.to_thread(work)
         covered = min(options.end_s or batch.meta.duration_s, batch.meta.duration_s) - (
@@ -245,6 +261,25 @@ class FrameExtractor:
         samples put in the object store for the Transcriber; None when there is no audio."""
         return await self._audio_of(data, max_audio_s, param, start_s, end_s)
 
+    @refusals_returned
+    async def extract_audio_kept(
+        self,
+        content_digest: str,
+        max_audio_s: float,
+        param: str,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> AudioClip | str | None:
+        """`extract_audio` of an upload whose frames this replica extracted a moment ago, from
+        its kept bytes; None when it has no audio track (remembered: a repeat reads nothing);
+        AUDIO_NOT_KEPT when its bytes are not here (the caller then sends them)."""
+        if content_digest in self._silent:
+            return None
+        data = self._recent_download(_uploaded(content_digest))
+        if data is None:
+            return AUDIO_NOT_KEPT
+        return await self._audio_of(data, max_audio_s, param, start_s, end_s, upload=content_digest)
+
     async def _audio_of(
         self,
         data: bytes,
@@ -252,12 +287,19 @@ class FrameExtractor:
         param: str,
         start_s: float | None,
         end_s: float | None,
+        *,
+        upload: str | None = None,
     ) -> AudioClip | None:
         def work() -> AudioClip | None:
             with as_file(data) as path:
                 return read_audio(path, max_audio_s, start_s, end_s, param)
 
-        return _stored_audio(await asyncio.to_thread(work))
+        clip = await asyncio.to_thread(work)
+        if clip is None and upload is not None:
+            self._silent[upload] = None  # no audio track (read_audio's None)
+            while len(self._silent) > SILENT_KEPT:
+                self._silent.popitem(last=False)
+        return _stored_audio(clip)
 
     @refusals_returned
     async def extract_audio_url(

@@ -28,6 +28,15 @@ class ExtractionSettings(StrictModel):
         ge=0,
         description="Frames kept per extractor replica for repeated questions (0: no cache).",
     )
+    uniform_slack_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=5.0,
+        description="Uniform sampling: how far (seconds) a frame may move from its exact place "
+        "to one that is cheaper to decode (a keyframe, or nearer after one), never past half "
+        "the gap to its neighbours; its true time is what is reported and sent. 0: exact "
+        "places. On videos with a keyframe every 2 s this halves the frames decoded.",
+    )
     scene_threshold: float = Field(
         default=0.2, gt=0, le=1, description="Scene sampling: mean frame difference of a cut."
     )

@@ -94,6 +94,9 @@ class FrameMeta:
     extract_s: float = 0.0
     cached: bool = False  # served from the extractor's frame cache
     reader: str = ""  # what decoded a video: "pyav" or "opencv" (video/av_read.py)
+    # Whether the source has an audio track (None: not looked at): the speech stage asks for
+    # no audio of a video known to have none.
+    has_audio: bool | None = None
 
     @property
     def nbytes(self) -> int:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ray import ObjectRef
 
 SAMPLE_RATE = 16_000  # what Whisper models take
+# FrameExtractor.extract_audio_kept's answer when the upload's bytes are not on that replica.
+AUDIO_NOT_KEPT = "not_kept"
 
 
 class AudioMode(StrEnum):

@@ -72,7 +72,7 @@ class PipelineWork:
         heard = Heard()
         if self._speech is not None:  # then the chunk's speech (in turn: pipeline.load_and_hear)
             media = MediaSource(param="url", file=source)
-            heard = await self._speech.hear(media, options, AudioMode.AUTO)
+            heard = await self._speech.hear(media, options, AudioMode.AUTO, frames.meta.has_audio)
         params = GenerationParams(
             max_tokens=self._settings.caption_max_tokens,
             temperature=0.0,

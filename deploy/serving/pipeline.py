@@ -219,7 +219,8 @@ class AnalyzePipeline:
                 )
             return await self.load(source, sampling), Heard()
         loaded = await self.load(source, sampling)
-        return loaded, await self.speech.hear(source, sampling, audio)
+        has_audio = loaded.media.meta.has_audio
+        return loaded, await self.speech.hear(source, sampling, audio, has_audio)
 
     async def analyze(self, source: MediaSource, request: AnalyzeRequest) -> Answered:
         """The media of `source` extracted (and its speech heard), then `request`'s prompt

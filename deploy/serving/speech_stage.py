@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from deploy.config.speech_settings import SpeechSettings
 from deploy.core.errors import InvalidRequest, VidserveError
 from deploy.core.messages import MediaKind, SamplingOptions
-from deploy.core.speech import AudioClip, AudioMode, Heard, Transcript
+from deploy.core.speech import AUDIO_NOT_KEPT, AudioClip, AudioMode, Heard, Transcript
 from deploy.serving.affinity_router import affinity, url_key
 from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
@@ -52,26 +52,33 @@ class SpeechStage:
         file: str | None = None,
         url: str | None = None,
         key: str = "",
+        content_digest: str | None = None,
     ) -> AudioClip | None:
         """The audio track of `data` (or of a job's `file`; a window of it), or None when it
         has none. `key`: the media's affinity key (serving/affinity_router.py), so the call goes
         where its frames go; Serve's router holds an unkeyed call back behind keyed ones of the
-        same deployment (measured: 10 s per keyed call, the unkeyed one never assigned)."""
+        same deployment (measured: 10 s per keyed call, the unkeyed one never assigned).
+        `content_digest`: an upload's, whose bytes the extractor keeps after its frames."""
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise InvalidRequest(
                 f"end_s ({end_s:g}) must be after start_s ({start_s:g})", param="end_s"
             )
         limit = self._settings.max_audio_s
         extractor = affinity(self._extractor, key)
-        if file is not None:
-            call = extractor.extract_audio_file.remote(file, limit, param, start_s, end_s)
-        elif url is not None:
-            call = extractor.extract_audio_url.remote(url, limit, param, start_s, end_s)
-        else:
-            call = extractor.extract_audio.remote(data, limit, param, start_s, end_s)
-        clip: AudioClip | None = await call_stage(
-            call, stage="extract", timeout_s=EXTRACT_AUDIO_TIMEOUT_S
-        )
+        found: AudioClip | str | None = AUDIO_NOT_KEPT
+        if file is None and url is None and content_digest:
+            # The replica that just decoded its frames kept the bytes: no video sent twice.
+            call = extractor.extract_audio_kept.remote(content_digest, limit, param, start_s, end_s)
+            found = await call_stage(call, stage="extract", timeout_s=EXTRACT_AUDIO_TIMEOUT_S)
+        if found == AUDIO_NOT_KEPT:
+            if file is not None:
+                call = extractor.extract_audio_file.remote(file, limit, param, start_s, end_s)
+            elif url is not None:
+                call = extractor.extract_audio_url.remote(url, limit, param, start_s, end_s)
+            else:
+                call = extractor.extract_audio.remote(data, limit, param, start_s, end_s)
+            found = await call_stage(call, stage="extract", timeout_s=EXTRACT_AUDIO_TIMEOUT_S)
+        clip = found if isinstance(found, AudioClip) else None
         if clip is not None:
             self._observe("extract_audio", clip.decode_s)
         return clip
@@ -85,12 +92,21 @@ class SpeechStage:
         self._observe("transcribe", time.perf_counter() - started)
         return transcript
 
-    async def hear(self, source: MediaSource, sampling: SamplingOptions, mode: AudioMode) -> Heard:
-        """The speech of the window `sampling` asks for, or why there is none."""
+    async def hear(
+        self,
+        source: MediaSource,
+        sampling: SamplingOptions,
+        mode: AudioMode,
+        has_audio: bool | None = None,
+    ) -> Heard:
+        """The speech of the window `sampling` asks for, or why there is none. `has_audio`:
+        what the extractor saw in the header when it read the frames (False: nothing is asked)."""
         if mode is AudioMode.OFF or source.kind is MediaKind.IMAGE or source.frames is not None:
             return Heard(note=None if mode is not AudioMode.ON else "images have no sound")
         if source.data is None and source.file is None and source.url is None:
             return self._cannot(mode, "the request has no video to hear")
+        if has_audio is False:
+            return self._cannot(mode, "the video has no audio track")
         try:
             key = source.digest or ""
             if source.url is not None:
@@ -105,6 +121,7 @@ class SpeechStage:
                 file=source.file,
                 url=source.url,
                 key=key,
+                content_digest=key if source.data is not None else None,
             )
             if clip is None:
                 return self._cannot(mode, "the video has no audio track")

@@ -3,6 +3,7 @@ models take: 16 kHz mono float32. Blocking: callers run it in a worker thread.""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -12,6 +13,16 @@ import numpy as np
 
 from deploy.core.errors import PayloadTooLarge, UnprocessableInput
 from deploy.core.speech import SAMPLE_RATE, AudioClip
+
+
+def has_audio_track(source: str | bytes) -> bool | None:
+    """Whether a file (a path, or its bytes) has an audio track, from its header alone (no
+    packet read); None when PyAV cannot open it (read_audio then says why)."""
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+            return bool(container.streams.audio)
+    except (av.FFmpegError, OSError, ValueError):
+        return None
 
 
 def read_audio(

@@ -14,15 +14,20 @@ from deploy.core.messages import SamplingOptions, Strategy
 from deploy.video import limits
 from deploy.video.capture import open_capture
 from deploy.video.probe import VideoIndex
-from deploy.video.read_plan import plan_reads
+from deploy.video.read_plan import PYAV_READER, plan_reads
 from deploy.video.sampling import (
     fps_indices,
     keyframe_indices,
+    near_keyframes,
     scene_indices,
     time_indices,
     uniform_indices,
     window,
 )
+
+# Uniform frames move nearer to keyframes (extraction.uniform_slack_s) only when that decodes at
+# most this share of the frames their exact places need.
+WORTH_MOVING = 0.8
 
 
 def nominal_fps(times: list[float]) -> float:
@@ -98,7 +103,15 @@ def _pick(
             return keyframe_indices(index.keyframes, span, cap)
         return _scene_choose(path, index, span, options, settings)
     count = options.num_frames or settings.default_num_frames
-    return [span.start + i for i in uniform_indices(len(span), count)]
+    exact = [span.start + i for i in uniform_indices(len(span), count)]
+    if index is None or settings.uniform_slack_s <= 0 or is_variable_rate(index.times_s):
+        return exact
+    rate = index.fps if index.fps > 0 else nominal_fps(index.times_s)
+    moved = near_keyframes(exact, index.keyframes, settings.uniform_slack_s * rate, span)
+    # Moved only where it pays: a short clip, or keyframes as dense as the frames asked, saves
+    # next to nothing, and its frames stay at their exact places.
+    cost = [plan_reads(picks, index.keyframes, PYAV_READER).decodes for picks in (exact, moved)]
+    return moved if cost[1] <= WORTH_MOVING * cost[0] else exact
 
 
 # Frames are compared for scene cuts at this size, in gray: cheap, and blind to noise.

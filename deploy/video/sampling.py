@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 
 import numpy as np
@@ -13,6 +15,34 @@ def uniform_indices(total_frames: int, num_frames: int) -> list[int]:
         raise ValueError("the video has no frames")
     count = min(num_frames, total_frames)
     return [int(i) for i in np.unique(np.linspace(0, total_frames - 1, count).round().astype(int))]
+
+
+def near_keyframes(
+    targets: list[int], keyframes: list[int], slack: float, span: range
+) -> list[int]:
+    """`targets` (sorted, inside `span`), each moved within `slack` frames (and within `span`)
+    to the frame that costs the least to decode: the one closest after its keyframe (a keyframe
+    decodes alone; a frame k past its keyframe needs the k before it), nearest the target on a
+    tie. The moves never cross: `slack` is held below half the smallest gap between targets."""
+    if len(targets) < 2 or slack < 1 or not keyframes:
+        return list(targets)
+    gap = min(b - a for a, b in itertools.pairwise(targets))
+    reach = min(int(slack), (gap - 1) // 2)
+    if reach < 1:
+        return list(targets)
+    moved = []
+    for target in targets:
+        best = (target - _keyframe_before(keyframes, target), 0, target)
+        for candidate in range(max(span.start, target - reach), min(span.stop, target + reach + 1)):
+            offset = candidate - _keyframe_before(keyframes, candidate)
+            best = min(best, (offset, abs(candidate - target), candidate))
+        moved.append(best[2])
+    return moved
+
+
+def _keyframe_before(keyframes: list[int], frame: int) -> int:
+    at = bisect.bisect_right(keyframes, frame) - 1
+    return keyframes[at] if at >= 0 else 0
 
 
 def fps_indices(total_frames: int, source_fps: float, target_fps: float, cap: int) -> list[int]:

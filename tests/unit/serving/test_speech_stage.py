@@ -13,7 +13,14 @@ import pytest
 from deploy.config.speech_settings import SpeechSettings
 from deploy.core.errors import InvalidRequest, ServiceUnavailable
 from deploy.core.messages import MediaKind, SamplingOptions
-from deploy.core.speech import AudioClip, AudioMode, Heard, SpeechSegment, Transcript
+from deploy.core.speech import (
+    AUDIO_NOT_KEPT,
+    AudioClip,
+    AudioMode,
+    Heard,
+    SpeechSegment,
+    Transcript,
+)
 from deploy.serving.affinity_router import url_key
 from deploy.serving.pipeline import MediaSource
 from deploy.serving.speech_stage import SpeechStage
@@ -68,12 +75,13 @@ def test_what_cannot_be_heard_is_a_note_with_auto_and_a_400_with_on() -> None:
 class _Recording:
     """The extractor's handle, recording which method each call took and its affinity key."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict[str, object] | None = None) -> None:
         self.calls: list[tuple[str, str, tuple[object, ...]]] = []
         self._key = ""
+        self._answers = answers or {}
 
     def options(self, multiplexed_model_id: str = "", **_: object) -> _Recording:
-        routed = _Recording()
+        routed = _Recording(self._answers)
         routed.calls, routed._key = self.calls, multiplexed_model_id
         return routed
 
@@ -84,8 +92,8 @@ class _Recording:
             def remote(self, *args: object) -> Response:
                 recording.calls.append((method, recording._key, args))
 
-                async def clip() -> AudioClip:
-                    return CLIP
+                async def clip() -> object:
+                    return recording._answers.get(method, CLIP)
 
                 return Response(clip())
 
@@ -104,6 +112,25 @@ def test_a_video_sent_by_url_is_heard_where_its_frames_were_read() -> None:
     assert heard.transcript == SAID
     [(method, key, args)] = extractor.calls
     assert (method, key, args[0]) == ("extract_audio_url", url_key(url), url)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_an_uploads_audio_is_read_from_the_bytes_its_frames_replica_kept(kept: bool) -> None:
+    """The upload's bytes are not sent twice: the replica that decoded its frames (same key)
+    reads the audio from the bytes it kept; only when it no longer has them are they sent."""
+    answers: dict[str, object] = {} if kept else {"extract_audio_kept": AUDIO_NOT_KEPT}
+    extractor = _Recording(answers)
+
+    async def transcribe() -> Transcript:
+        return SAID
+
+    stage = SpeechStage(extractor, AnsweringHandle(transcribe), SpeechSettings())  # type: ignore[arg-type]
+    assert _hear(stage, VIDEO, AudioMode.ON).transcript == SAID
+    methods = [(method, key, args[0]) for method, key, args in extractor.calls]
+    expected = [("extract_audio_kept", "d1", "d1")]
+    if not kept:
+        expected.append(("extract_audio", "d1", b"video bytes"))
+    assert methods == expected
 
 
 def test_a_transcriber_that_is_down_is_a_note_with_auto_and_its_503_with_on() -> None:

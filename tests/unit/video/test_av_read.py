@@ -28,7 +28,8 @@ from tests.support.videos import (
     write_h264,
 )
 
-SETTINGS = ExtractionSettings()
+# Exact places (uniform_slack_s 0): these tests check that each frame is the one asked for.
+SETTINGS = ExtractionSettings(uniform_slack_s=0)
 
 
 def _indices(batch: FrameBatch) -> list[int]:
@@ -163,7 +164,9 @@ def test_odd_frame_sides_are_converted_whole(tmp_path: Path, readers: dict[str, 
     """I420 needs even sides: with a patch factor that makes them odd, FFmpeg scales."""
     data = write_h264(tmp_path / "o.mp4", 20, 10.0, (160, 120)).read_bytes()
     batch = extract(
-        data, SamplingOptions(num_frames=3), ExtractionSettings(patch_factor=7, min_pixels=49)
+        data,
+        SamplingOptions(num_frames=3),
+        ExtractionSettings(patch_factor=7, min_pixels=49, uniform_slack_s=0),
     )
     assert batch.frames.shape[1:3] == (119, 161)
     assert readers["pyav"] == 3

@@ -27,7 +27,8 @@ MAKERS: dict[str, Maker] = {
     "avi-mjpg": lambda d: write_opencv(d / "v.avi", "MJPG", FRAMES, FPS, SIZE),
     "mp4-h264": lambda d: write_h264(d / "v.mp4", FRAMES, FPS, SIZE),
 }
-SETTINGS = ExtractionSettings()
+# Exact places (uniform_slack_s 0): these tests check that each frame is the one asked for.
+SETTINGS = ExtractionSettings(uniform_slack_s=0)
 pytestmark = pytest.mark.usefixtures("reader")  # every test with each frame reader
 
 
@@ -64,12 +65,16 @@ def test_fps_sampling_is_capped_by_num_frames(video: bytes) -> None:
 
 
 def test_default_frame_count_comes_from_settings(video: bytes) -> None:
-    batch = extract(video, SamplingOptions(), ExtractionSettings(default_num_frames=4))
+    batch = extract(
+        video, SamplingOptions(), ExtractionSettings(default_num_frames=4, uniform_slack_s=0)
+    )
     assert batch.meta.indices == [0, 20, 39, 59]
 
 
 def test_frames_fit_the_pixel_budget(video: bytes) -> None:
-    settings = ExtractionSettings(min_pixels=56 * 56, max_pixels=224 * 224, total_pixels=4 * 50176)
+    settings = ExtractionSettings(
+        min_pixels=56 * 56, max_pixels=224 * 224, total_pixels=4 * 50176, uniform_slack_s=0
+    )
     batch = extract(video, SamplingOptions(num_frames=8), settings)
     _, height, width, channels = batch.frames.shape
     assert channels == 3

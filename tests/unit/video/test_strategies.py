@@ -34,7 +34,8 @@ from tests.support.videos import (
     write_h264,
 )
 
-SETTINGS = ExtractionSettings()
+# Exact places (uniform_slack_s 0): these tests check that each frame is the one asked for.
+SETTINGS = ExtractionSettings(uniform_slack_s=0)
 pytestmark = pytest.mark.usefixtures("reader")  # every test with each frame reader
 
 
@@ -279,7 +280,7 @@ def scenes(tmp_path: Path) -> bytes:
 
 
 def test_scene_sampling_finds_the_cuts(scenes: bytes) -> None:
-    settings = ExtractionSettings(scene_analysis_fps=10.0)
+    settings = ExtractionSettings(scene_analysis_fps=10.0, uniform_slack_s=0)
     batch = extract(scenes, SamplingOptions(strategy=Strategy.SCENE, num_frames=4), settings)
     assert batch.meta.indices == CUTS
     levels = [int(np.median(frame)) for frame in batch.frames]
@@ -287,7 +288,7 @@ def test_scene_sampling_finds_the_cuts(scenes: bytes) -> None:
 
 
 def test_scene_sampling_tops_up_uniformly_and_keeps_the_gap(scenes: bytes) -> None:
-    settings = ExtractionSettings(scene_analysis_fps=10.0)
+    settings = ExtractionSettings(scene_analysis_fps=10.0, uniform_slack_s=0)
     options = SamplingOptions(strategy=Strategy.SCENE, num_frames=6, min_gap_s=1.0)
     # Uniform candidates 0, 20, 40, 59, 79, 99: 20, 59 and 79 are within 1 s of a cut.
     assert extract(scenes, options, settings).meta.indices == [0, 23, 40, 51, 80, 99]
@@ -305,3 +306,23 @@ def test_fps_strategy_needs_fps(tmp_path: Path) -> None:
     data = write_h264(tmp_path / "v.mp4", 10, 10.0, (64, 48)).read_bytes()
     with pytest.raises(UnprocessableInput, match="needs fps"):
         extract(data, SamplingOptions(strategy=Strategy.FPS), SETTINGS)
+
+
+def test_uniform_frames_move_to_cheaper_ones_within_the_slack(tmp_path: Path) -> None:
+    """The default uniform sampling (extraction.uniform_slack_s 0.5): each frame within 0.5 s
+    of its exact place, moved to the one nearest after a keyframe, decoding fewer frames; the
+    frames delivered are those the metadata names, at their true times."""
+    path = write_h264(tmp_path / "gop2s.mp4", 600, 30.0, (160, 120), gop=60)
+    data = path.read_bytes()
+    exact = extract(data, SamplingOptions(num_frames=16), SETTINGS)
+    cheap = extract(data, SamplingOptions(num_frames=16), ExtractionSettings())
+    assert ExtractionSettings().uniform_slack_s == 0.5
+    assert len(cheap.meta.indices) == 16
+    assert cheap.meta.indices == sorted(set(cheap.meta.indices))
+    for moved, place in zip(cheap.meta.indices, exact.meta.indices, strict=True):
+        assert abs(moved - place) <= 15  # 0.5 s at 30 fps
+    assert _indices(cheap.frames) == cheap.meta.indices
+    assert cheap.meta.timestamps_s == [pytest.approx(i / 30.0) for i in cheap.meta.indices]
+    keyframes = list(range(0, 600, 60))
+    decodes = [plan_reads(b.meta.indices, keyframes, PYAV_READER).decodes for b in (exact, cheap)]
+    assert decodes[1] < 0.6 * decodes[0], decodes
