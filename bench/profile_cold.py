@@ -6,12 +6,15 @@ questions about videos it has never seen.
 
 Starts the app on a local Ray (CPU profile, the tiny model unless VLLM_MODEL_PATH is set), warms
 it with one request, then sends --videos distinct generated 720p clips (each once: the cold path)
-to `/v1/chat/completions`, --concurrency at a time, while `py-spy record` samples each process of
-the graph: Serve's HTTP proxy, the Ingress, every FrameExtractor, the VLLM replica and its engine
-core process. Writes one flame graph per process (`<out>/<process>.svg`, py-spy's own SVG) and
-prints, per process, its share of all samples and the stages that took them (inclusive samples of
-named functions: JSON parsing, base64, hashing, Ray's serialization, decoding, resizing, the HF
-processor, the model's forward ...). py-spy needs ptrace: root, or CAP_SYS_PTRACE.
+to `/v1/chat/completions`, --concurrency at a time. Measured meanwhile: the CPU seconds (psutil:
+every thread, native code included) of each process of the graph (Serve's HTTP proxy and
+controller, the Ingress, every FrameExtractor, the VLLM replica and its engine: vLLM's EngineCore
+and model Worker processes), of every other process on the machine, and of the whole machine;
+and, with --rate > 0, `py-spy record` samples each graph process (one flame graph each,
+`<out>/<process>.svg`, py-spy's own SVG), from which the stages its Python threads were in are
+printed (inclusive samples of named functions: JSON parsing, base64, hashing, Ray's
+serialization, decoding, resizing, the HF processor, the model's forward ...). py-spy needs
+ptrace (root, or CAP_SYS_PTRACE) and costs CPU itself: --rate 0 for the CPU times alone.
 """
 
 from __future__ import annotations
@@ -68,14 +71,18 @@ def graph_processes() -> dict[str, int]:
             name = title.removeprefix("ray::").split(".")[0].rsplit(":", 1)[-1]
         elif title.startswith("ray::ProxyActor"):
             name = "ProxyActor"
+        elif title.startswith("ray::ServeController"):
+            name = "ServeController"
         else:
             continue
         label = name if name not in found else f"{name}-{process.info['pid']}"
         found[label] = process.info["pid"]
-        if name == "VLLM":
+        if name == "VLLM":  # its engine: vLLM's EngineCore process, and the model's Worker
             for child in process.children(recursive=True):
-                if "EngineCore" in " ".join(child.cmdline()[:1]) or "EngineCore" in child.name():
-                    found["EngineCore"] = child.pid
+                title = " ".join(child.cmdline()[:1]) or child.name()
+                for part in ("EngineCore", "Worker"):
+                    if part in title:
+                        found[f"VLLM-{part}"] = child.pid
     return found
 
 
@@ -158,7 +165,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each video")
     parser.add_argument("--transport", choices=["data", "file"], default="data")
-    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument(
+        "--rate", type=int, default=100, help="py-spy samples per second (0: CPU times only)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profiles")
     options = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -208,6 +217,7 @@ def main() -> int:
                 stderr=subprocess.PIPE,
             )
             for name, pid in processes.items()
+            if options.rate > 0
         }
         time.sleep(2)  # py-spy attached
         before = _cpu_seconds(processes)
@@ -242,7 +252,7 @@ def main() -> int:
     print("  outside the graph (Ray's own processes, py-spy, this client), CPU-s a request: "
           + ", ".join(f"{n} {s / options.videos:.3f}" for n, s in top_others))  # fmt: skip
     graphs = {n: read_flamegraph(options.out / f"{n}.svg") for n in processes
-              if (options.out / f"{n}.svg").is_file()}  # fmt: skip
+              if options.rate > 0 and (options.out / f"{n}.svg").is_file()}  # fmt: skip
     print(f"\n{'process':<14} | {'CPU-s/req':>9} | {'of CPU':>6} | {'samples':>7} | "
           "where its Python threads were (inclusive share of its samples)")  # fmt: skip
     print("-" * 110)

@@ -23,21 +23,22 @@ def near_keyframes(
     """`targets` (sorted, inside `span`), each moved within `slack` frames (and within `span`)
     to the frame that costs the least to decode: the one closest after its keyframe (a keyframe
     decodes alone; a frame k past its keyframe needs the k before it), nearest the target on a
-    tie. The moves never cross: `slack` is held below half the smallest gap between targets."""
+    tie. The first and last stay, so the sample still spans the window; the moves never cross:
+    `slack` is held below half the smallest gap between targets."""
     if len(targets) < 2 or slack < 1 or not keyframes:
         return list(targets)
     gap = min(b - a for a, b in itertools.pairwise(targets))
     reach = min(int(slack), (gap - 1) // 2)
     if reach < 1:
         return list(targets)
-    moved = []
-    for target in targets:
+    moved = [targets[0]]  # the ends stay: the sample still spans the whole window
+    for target in targets[1:-1]:
         best = (target - _keyframe_before(keyframes, target), 0, target)
         for candidate in range(max(span.start, target - reach), min(span.stop, target + reach + 1)):
             offset = candidate - _keyframe_before(keyframes, candidate)
             best = min(best, (offset, abs(candidate - target), candidate))
         moved.append(best[2])
-    return moved
+    return [*moved, targets[-1]]
 
 
 def _keyframe_before(keyframes: list[int], frame: int) -> int:
