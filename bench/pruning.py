@@ -48,24 +48,16 @@ def _videos(directory: Path, count: int) -> list[Path]:
 
 def one(model: str, rate: float, videos: list[str], frames: int) -> dict[str, float]:
     """One engine at `rate`: every video's question at once."""
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
     from deploy.config.settings import AppArgs
     from deploy.core.messages import SamplingOptions
     from deploy.llm_deployment import engine_inputs
     from deploy.video.decode import extract_file
+    from tests.support.engine_prompt import cpu_engine
 
     args = AppArgs.model_validate({"llm": {"model": model}, "extraction": PIXELS})
-    llm = LLM(
-        model=model,
-        dtype="float32",
-        enforce_eager=True,
-        max_model_len=4096,
-        kv_cache_memory_bytes=256 << 20,
-        limit_mm_per_prompt={"image": 1, "video": 1},
-        **({"video_pruning_rate": rate} if rate else {}),
-    )
+    llm = cpu_engine(model, pruning_rate=rate)
     tokenizer = llm.get_tokenizer()
     messages = [
         {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}

@@ -147,41 +147,50 @@ def _build_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
     return tokenizer
 
 
+# The vision encoder both tiny models share (each adds its family's own keys).
+_VISION: dict[str, Any] = {
+    "depth": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_heads": 2,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "out_hidden_size": 128,
+}
+
+
+def _text_config(ids: dict[str, int], vocab_size: int, rope: dict[str, Any]) -> dict[str, Any]:
+    """The tiny language model both families share: 2 layers of 128, heads of 64."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", **rope},
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": True,
+    }
+
+
 def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     vocab_size = ((len(tokenizer) + 63) // 64) * 64
     config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": 128,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "head_dim": 64,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1000000.0,
-                "mrope_section": [8, 12, 12],
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-        },
+        text_config=_text_config(
+            ids, vocab_size, {"rope_theta": 1000000.0, "mrope_section": [8, 12, 12]}
+        ),
         vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 2,
+            **_VISION,
             "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "window_size": 112,
-            "out_hidden_size": 128,
             "fullatt_block_indexes": [1],
             "tokens_per_second": 2,
         },
@@ -219,35 +228,14 @@ def _build_qwen3_model(directory: Path, tokenizer, seed: int) -> None:  # type: 
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
     config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": ((len(tokenizer) + 63) // 64) * 64,
-            "hidden_size": 128,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "head_dim": 64,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 5000000.0,
-                "mrope_section": [12, 10, 10],
-                "mrope_interleaved": True,
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
-        },
+        text_config=_text_config(
+            ids,
+            ((len(tokenizer) + 63) // 64) * 64,
+            {"rope_theta": 5000000.0, "mrope_section": [12, 10, 10], "mrope_interleaved": True},
+        ),
         vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 2,
+            **_VISION,
             "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 128,
             "num_position_embeddings": 2304,
             "deepstack_visual_indexes": [0],
         },

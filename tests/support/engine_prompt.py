@@ -42,6 +42,23 @@ def seen_by_engine(model: Path, video: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+def cpu_engine(model: str, *, pruning_rate: float = 0.0, kv_cache_mib: int = 256) -> Any:
+    """vLLM's engine in this process with the CPU profile's settings (call it in a process of
+    its own: it keeps its memory and threads): float32, eager, one video or image a prompt."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    from vllm import LLM
+
+    return LLM(
+        model=model,
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=4096,
+        kv_cache_memory_bytes=kv_cache_mib << 20,
+        limit_mm_per_prompt={"image": 1, "video": 1},
+        **({"video_pruning_rate": pruning_rate} if pruning_rate else {}),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -52,9 +69,7 @@ def main() -> int:
     parser.add_argument("--pruning-rate", type=float, default=0.0, help="llm.video_pruning_rate")
     parser.add_argument("--out", required=True, help="the JSON's file (vLLM logs to stdout)")
     args = parser.parse_args()
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
-    from vllm import LLM
     from vllm.sampling_params import SamplingParams
 
     from deploy.config.settings import AppArgs
@@ -79,16 +94,9 @@ def main() -> int:
         media=StoredFrames.inline(batch, "frames-1"),
         params=GenerationParams(max_tokens=2),
     )
-    llm = LLM(
-        model=args.model,
-        dtype="float32",
-        enforce_eager=True,
-        max_model_len=2048,
-        kv_cache_memory_bytes=64 << 20,
-        limit_mm_per_prompt={"image": 1, "video": 1},
-        # vidserve's own engine arguments for the setting (llm.video_pruning_rate)
-        **{k: v for k, v in app.llm.vllm_engine_kwargs().items() if k == "video_pruning_rate"},
-    )
+    # vidserve's own engine arguments for the setting (llm.video_pruning_rate)
+    pruning = app.llm.vllm_engine_kwargs().get("video_pruning_rate", 0.0)
+    llm = cpu_engine(args.model, pruning_rate=pruning)
     tokenizer = llm.get_tokenizer()
     prompt = tokenizer.apply_chat_template(
         chat_messages(request), tokenize=False, add_generation_prompt=True
