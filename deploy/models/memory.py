@@ -30,6 +30,7 @@ that fits with under ~3 GB to spare as one to check with vLLM's own start-up pro
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from deploy.config.catalog import Architecture, CatalogEntry, catalog
@@ -205,16 +206,23 @@ def _smaller_model(entry: CatalogEntry, setup: Setup) -> str | None:
 
 
 def _alternatives(entry: CatalogEntry) -> list[CatalogEntry]:
-    """The AWQ version of this model first, then smaller models of the same modality."""
+    """The AWQ version of this model first, then smaller models of the same modality: of its
+    own family first (a Qwen2.5-VL user is offered a smaller Qwen2.5-VL before a Qwen3-VL),
+    the largest first."""
     models = catalog().models
     same = [m for m in models if m.vision == entry.vision and m.hf_id != entry.hf_id]
     awq = [m for m in same if m.quantized_of == entry.hf_id]
+    family = _family(entry.hf_id)
     smaller = sorted(
         (m for m in same if weight_bytes(m) < weight_bytes(entry) and m not in awq),
-        key=weight_bytes,
-        reverse=True,
+        key=lambda m: (_family(m.hf_id) != family, -weight_bytes(m)),
     )
     return awq + smaller
+
+
+def _family(hf_id: str) -> str:
+    """`Qwen/Qwen2.5-VL-7B-Instruct` -> `Qwen/Qwen2.5-VL`: the id before its size."""
+    return re.split(r"-\d+(?:\.\d+)?B\b", hf_id, maxsplit=1)[0]
 
 
 def _arch(entry: CatalogEntry) -> Architecture:
