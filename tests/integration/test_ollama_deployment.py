@@ -26,7 +26,7 @@ from deploy.core.messages import (
     Turn,
 )
 from deploy.ollama_deployment import OllamaServer
-from tests.support.ollama_stub import TEXT, VISION, OllamaStub, decode_images
+from tests.support.ollama_stub import TEXT, VISION, OllamaStub, decode_images, prompt_eval_count
 from tests.support.ports import free_port
 
 
@@ -84,8 +84,12 @@ def test_frames_go_to_api_chat_as_jpeg_images_with_the_options(stub: OllamaStub)
     assert result.backend == "ollama"
     assert result.model == "qwen2.5vl:7b"
     assert result.text == "a stand-in answer from ollama"
-    assert (result.prompt_tokens, result.completion_tokens) == (310, 7)
     (chat,) = stub.chats
+    # What Ollama counted (the stand-in: its text and 100 per image), passed on unchanged.
+    sent = [image for message in chat["messages"] for image in message.get("images") or []]
+    assert len(sent) == 3
+    counted = prompt_eval_count(chat["messages"], sent)
+    assert (result.prompt_tokens, result.completion_tokens) == (counted, 7)
     assert chat["model"] == "qwen2.5vl:7b"
     assert chat["stream"] is True  # one path for streamed and whole answers
     assert chat["keep_alive"] == "5m"

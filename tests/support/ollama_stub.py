@@ -131,7 +131,7 @@ class OllamaStub:
             "done_reason": "stop",
             "done": True,
             "total_duration": 1_000_000,
-            "prompt_eval_count": _prompt_tokens(body["messages"], images),
+            "prompt_eval_count": prompt_eval_count(body["messages"], images),
             "eval_count": 7,
         }
         if body.get("stream") is False:
@@ -166,7 +166,7 @@ class OllamaStub:
         return Response(ndjson, status=200, content_type="application/x-ndjson")
 
 
-def _prompt_tokens(messages: list[dict[str, Any]], images: list[Any]) -> int:
+def prompt_eval_count(messages: list[dict[str, Any]], images: list[Any]) -> int:
     """Like Ollama's prompt_eval_count: the template's few tokens, the text (about four
     characters a token, as the Qwen tokenizer on English), and each image's patches."""
     text = sum(len(str(m.get("content") or "")) for m in messages)
