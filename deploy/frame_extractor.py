@@ -67,7 +67,6 @@ DEPLOYMENT_NAME = EXTRACTOR_NAME
 
 DOWNLOAD_KEEP_S = 120.0  # a URL's (or upload's) bytes kept after its frames, for its audio
 DOWNLOAD_KEEP_BYTES = 512 * 1024 * 1024
-SILENT_KEPT = 4096  # digests of uploads known to have no audio track
 
 
 def _uploaded(content_digest: str) -> str:
@@ -109,11 +108,11 @@ class FrameExtractor:
         self._fetcher = UrlFetcher(
             url_fetch, max_bytes=min(url_fetch.max_bytes, settings.max_upload_bytes)
         )
-        # A URL's bytes (or an upload's, by digest) for a while after its frames were read, so
-        # that its audio (asked next, by the same key, so to this replica) is not downloaded or
-        # sent twice; and the uploads known to have no audio track, so a repeat asks nothing.
+        # A URL's bytes (or an upload's with an audio track, by digest) for a while after its
+        # frames were read, so that its audio (asked next, by the same key, so to this replica)
+        # is not downloaded or sent twice. A video without one is never asked for its audio:
+        # its frames' metadata says so (FrameMeta.has_audio).
         self._downloads: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._silent: OrderedDict[str, None] = OrderedDict()
         self._metrics = ServeExtractorMetrics()
         # Every replica reports its cache size, an empty one too, idle or not.
         keep_reporting(lambda: self._metrics.held(self._cache.bytes))
@@ -137,8 +136,8 @@ class FrameExtractor:
         """`content_digest` is `video.cache.digest(data)`, computed by the ingress as the bytes
         streamed in (so it is not computed twice)."""
         stored = await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
-        if kind is MediaKind.VIDEO:
-            self._keep_download(_uploaded(content_digest), data)
+        if kind is MediaKind.VIDEO and stored.meta.has_audio is not False:
+            self._keep_download(_uploaded(content_digest), data)  # its audio is asked next
         return stored
 
     @refusals_returned
@@ -271,14 +270,12 @@ class FrameExtractor:
         end_s: float | None = None,
     ) -> AudioClip | str | None:
         """`extract_audio` of an upload whose frames this replica extracted a moment ago, from
-        its kept bytes; None when it has no audio track (remembered: a repeat reads nothing);
+        its kept bytes; None when it has no audio track;
         AUDIO_NOT_KEPT when its bytes are not here (the caller then sends them)."""
-        if content_digest in self._silent:
-            return None
         data = self._recent_download(_uploaded(content_digest))
         if data is None:
             return AUDIO_NOT_KEPT
-        return await self._audio_of(data, max_audio_s, param, start_s, end_s, upload=content_digest)
+        return await self._audio_of(data, max_audio_s, param, start_s, end_s)
 
     async def _audio_of(
         self,
@@ -287,19 +284,12 @@ class FrameExtractor:
         param: str,
         start_s: float | None,
         end_s: float | None,
-        *,
-        upload: str | None = None,
     ) -> AudioClip | None:
         def work() -> AudioClip | None:
             with as_file(data) as path:
                 return read_audio(path, max_audio_s, start_s, end_s, param)
 
-        clip = await asyncio.to_thread(work)
-        if clip is None and upload is not None:
-            self._silent[upload] = None  # no audio track (read_audio's None)
-            while len(self._silent) > SILENT_KEPT:
-                self._silent.popitem(last=False)
-        return _stored_audio(clip)
+        return _stored_audio(await asyncio.to_thread(work))
 
     @refusals_returned
     async def extract_audio_url(

@@ -159,6 +159,16 @@ _VISION: dict[str, Any] = {
 }
 
 
+def _media_token_ids(ids: dict[str, int]) -> dict[str, Any]:
+    """The config's ids of the image, video and vision-marker tokens (both families')."""
+    return {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
 def _text_config(ids: dict[str, int], vocab_size: int, rope: dict[str, Any]) -> dict[str, Any]:
     """The tiny language model both families share: 2 layers of 128, heads of 64."""
     return {
@@ -194,10 +204,7 @@ def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore
             "fullatt_block_indexes": [1],
             "tokens_per_second": 2,
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_media_token_ids(ids),
         tie_word_embeddings=True,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
@@ -239,10 +246,7 @@ def _build_qwen3_model(directory: Path, tokenizer, seed: int) -> None:  # type: 
             "num_position_embeddings": 2304,
             "deepstack_visual_indexes": [0],
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_media_token_ids(ids),
         tie_word_embeddings=True,
     )
     config.architectures = ["Qwen3VLForConditionalGeneration"]
