@@ -7,6 +7,7 @@ Routes (each group a class in api/ whose methods are the handlers and `routes()`
     POST /v1/chat/completions   OpenAI chat with image_url / video_url parts (api/openai_routes.py)
     GET  /v1/models             the served models, OpenAI's shape
     /v1/video/jobs, /v1/video/search   long-video jobs and search (api/jobs_routes.py)
+    /v1/streams                 live streams, their windows, alerts, events (api/stream_routes.py)
     POST /v1/audio/transcriptions      OpenAI transcriptions, the speech track (api/audio_routes.py)
     GET  /                      the web page (deploy/web/: static files, no key needed)
 Every route but the open paths (auth.open_paths) needs an API key when keys are configured
@@ -40,15 +41,16 @@ from deploy.api.library_routes import LibraryRoutes
 from deploy.api.openai_routes import OpenAIRoutes
 from deploy.api.openapi import openapi_document
 from deploy.api.service_routes import ServiceRoutes
+from deploy.api.stream_routes import StreamRoutes
 from deploy.config import env
 from deploy.config.deployments import INGRESS_NAME
-from deploy.config.settings import AppArgs, Backend
+from deploy.config.settings import AppArgs
 from deploy.core.errors import VidserveError
 from deploy.jobs.job_runner import JobRunner
 from deploy.jobs.library import Library
 from deploy.jobs.store import open_store
 from deploy.jobs.work import PipelineWork
-from deploy.serving.backends import BackendRouter, HandleBackend
+from deploy.serving.backends import router_for
 from deploy.serving.metrics import (
     HttpMetrics,
     ServeBackendMetrics,
@@ -59,6 +61,7 @@ from deploy.serving.metrics import (
 from deploy.serving.pipeline import AnalyzePipeline
 from deploy.serving.speech_stage import SpeechStage
 from deploy.speech.asr import model_name
+from deploy.streams.stream_store import StreamStore
 from deploy.web import page_routes
 
 logger = logging.getLogger("ray.serve.vidserve.ingress")
@@ -77,6 +80,7 @@ def build_http_app(
     *,
     audio: AudioRoutes | None = None,
     library: LibraryRoutes | None = None,
+    streams: StreamRoutes | None = None,
 ) -> Starlette:
     """The ASGI app; `jobs` (the runner and its routes) adds the jobs API, the runner started
     and stopped with the app; `audio` the speech routes; `library` search across all jobs."""
@@ -100,6 +104,8 @@ def build_http_app(
         routes += audio.routes()
     if library is not None:
         routes += library.routes()
+    if streams is not None:
+        routes += streams.routes()
 
     app = Starlette(
         routes=routes,
@@ -156,25 +162,13 @@ class Ingress:
         extractor: DeploymentHandle[Any],
         backends: dict[str, DeploymentHandle[Any]],
         args: AppArgs,
+        *,
         transcriber: DeploymentHandle[Any] | None = None,
         embedder: DeploymentHandle[Any] | None = None,
+        ingest: DeploymentHandle[Any] | None = None,
     ) -> None:
         self._args = args
-        timeouts = {
-            Backend.VLLM: args.llm.request_timeout_s,
-            Backend.OLLAMA: args.ollama.request_timeout_s,
-        }
-        order = args.backends.order
-        # The assignment bound where there is a next backend to go to (serving/backends.py).
-        bounds = [args.backends.assign_timeout_s] * (len(order) - 1) + [None]
-        router = BackendRouter(
-            [
-                HandleBackend(b.value, backends[b.value], timeouts[b], bound)
-                for b, bound in zip(order, bounds, strict=True)
-            ],
-            args.backends.circuit_breaker,
-            ServeBackendMetrics(),
-        )
+        router = router_for(backends, args, ServeBackendMetrics())
         stages = ServeStageMetrics()
         speech = None
         if transcriber is not None:
@@ -200,6 +194,9 @@ class Ingress:
         self._jobs = (runner, JobRoutes(store, runner, args))
         self._library = LibraryRoutes(store, library, extractor, args)
         self._audio = AudioRoutes(speech, args, model_name(args.speech)) if speech else None
+        self._streams = (
+            StreamRoutes(StreamStore(store), args, ingest) if args.streams.enabled else None
+        )
 
     def __serve_build_asgi_app__(self) -> Starlette:
         return build_http_app(
@@ -210,4 +207,5 @@ class Ingress:
             self._jobs,
             audio=self._audio,
             library=self._library,
+            streams=self._streams,
         )

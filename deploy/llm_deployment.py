@@ -101,7 +101,9 @@ def sampling_params(request: InferenceRequest) -> SamplingParams:
             kwargs[name] = value
     if params.stop:
         kwargs["stop"] = list(params.stop)
-    if params.json_schema is not None:
+    if params.choice:
+        kwargs["structured_outputs"] = StructuredOutputsParams(choice=list(params.choice))
+    elif params.json_schema is not None:
         kwargs["structured_outputs"] = StructuredOutputsParams(json=params.json_schema)
     return SamplingParams(**kwargs)
 

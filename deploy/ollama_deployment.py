@@ -137,7 +137,7 @@ class OllamaServer:
             chunks = await self._client.chat(
                 model=self._model,
                 messages=chat_messages(request, images),
-                format=request.params.json_schema,
+                format=request.params.format_schema(),
                 options=self._options(request.params),
                 keep_alive=self._settings.keep_alive,
                 stream=True,

@@ -3,6 +3,7 @@
     HTTP -> Ingress (Starlette) -> FrameExtractor (CPU, OpenCV; the audio track demuxed)
                                \\-> Transcriber (faster-whisper)         speech.enabled
                                \\-> Embedder (sentence-transformers)    search.semantic
+    StreamIngest (CPU, PyAV; live streams by lease) -> the same backend policy  streams.enabled
                                \\-> backend policy -> VLLM (Ray Serve LLM)   primary or absent
                                                   -> Ollama (ollama client) fallback or primary
 
@@ -24,6 +25,7 @@ from deploy.config.deployments import (
     EXTRACTOR_NAME,
     INGRESS_NAME,
     OLLAMA_DEPLOYMENT_NAME,
+    STREAM_INGEST_NAME,
     TRANSCRIBER_NAME,
     VLLM_DEPLOYMENT_NAME,
 )
@@ -82,8 +84,15 @@ def build_app_from(args: AppArgs) -> Application:
         from deploy.embedder import Embedder
 
         embedder = serve.deployment(name=EMBEDDER_NAME)(Embedder).bind(args.search)
+    ingest = None
+    if args.streams.enabled:
+        from deploy.stream_ingest import StreamIngest
+
+        ingest = serve.deployment(name=STREAM_INGEST_NAME)(StreamIngest).bind(
+            backends, args, embedder
+        )
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
-        extractor, backends, args, transcriber, embedder
+        extractor, backends, args, transcriber=transcriber, embedder=embedder, ingest=ingest
     )
     return ingress
 

@@ -11,6 +11,7 @@ VLLM_DEPLOYMENT_NAME = "VLLM"
 OLLAMA_DEPLOYMENT_NAME = "Ollama"
 TRANSCRIBER_NAME = "Transcriber"
 EMBEDDER_NAME = "Embedder"
+STREAM_INGEST_NAME = "StreamIngest"
 BACKEND_DEPLOYMENTS = {
     Backend.VLLM: VLLM_DEPLOYMENT_NAME,
     Backend.OLLAMA: OLLAMA_DEPLOYMENT_NAME,
@@ -25,4 +26,5 @@ def deployment_names(args: AppArgs) -> list[str]:
         *(BACKEND_DEPLOYMENTS[backend] for backend in args.backends.order),
         *([TRANSCRIBER_NAME] if args.speech.enabled else []),
         *([EMBEDDER_NAME] if args.search.semantic else []),
+        *([STREAM_INGEST_NAME] if args.streams.enabled else []),
     ]

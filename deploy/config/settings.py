@@ -38,6 +38,7 @@ from deploy.config.request_settings import (
 )
 from deploy.config.search_settings import SearchSettings
 from deploy.config.speech_settings import SpeechSettings
+from deploy.config.stream_settings import StreamsSettings
 from deploy.config.strict import StrictModel
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "OllamaSettings",
     "SpeechSettings",
     "StoreSettings",
+    "StreamsSettings",
     "StrictModel",
     "UrlFetchSettings",
     "active_env_overrides",
@@ -120,6 +122,7 @@ class AppArgs(StrictModel):
     store: StoreSettings = Field(default_factory=StoreSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
 
     @property
     def ollama_model(self) -> str:

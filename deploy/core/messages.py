@@ -216,6 +216,15 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     json_schema: dict[str, Any] | None = None
+    # The answer is exactly one of these (a stream's yes/no rules): guided decoding in vLLM,
+    # a JSON schema enum in Ollama.
+    choice: tuple[str, ...] = ()
+
+    def format_schema(self) -> dict[str, Any] | None:
+        """The JSON schema a backend without guided choices constrains the answer with."""
+        if self.choice:
+            return {"type": "string", "enum": list(self.choice)}
+        return self.json_schema
 
 
 @dataclass(frozen=True)

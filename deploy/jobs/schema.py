@@ -111,7 +111,48 @@ MIGRATIONS: list[tuple[int, dict[str, list[str]]]] = [
         },
     ),
 ]
+# 4: live streams (deploy/streams/): a stream's windows are the chunks of its library record,
+# a job of task 'stream' with the stream's id; its alerts beside it.
+_STREAMS_V4 = [
+    """CREATE TABLE streams (
+        id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        url TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        lease_owner TEXT,
+        lease_until DOUBLE PRECISION,
+        reconnects INTEGER NOT NULL DEFAULT 0,
+        windows INTEGER NOT NULL DEFAULT 0,
+        dropped INTEGER NOT NULL DEFAULT 0,
+        lag_s DOUBLE PRECISION,
+        next_window INTEGER NOT NULL DEFAULT 0,
+        rules_state TEXT
+    )""",
+    "CREATE INDEX streams_by_owner ON streams (owner, created_at)",
+    """CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        stream_id TEXT NOT NULL REFERENCES streams (id) ON DELETE CASCADE,
+        owner TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        window_idx INTEGER NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        fired_at DOUBLE PRECISION NOT NULL,
+        delivery TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION,
+        last_error TEXT
+    )""",
+    "CREATE INDEX alerts_by_stream ON alerts (stream_id, fired_at)",
+    "CREATE INDEX alerts_to_deliver ON alerts (delivery, next_attempt_at)",
+]
+MIGRATIONS.append((4, {dialect: list(_STREAMS_V4) for dialect in ("sqlite", "postgresql")}))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+STREAM_TASK = "stream"  # the task of a stream's library record in `jobs`
 
 JOB_COLUMNS = (
     "id, owner, task, state, video, source, spec, created_at, updated_at, duration_s, "

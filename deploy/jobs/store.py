@@ -193,7 +193,8 @@ class Store:
         with self._tx() as cur:
             active, kept = self._run(
                 cur,
-                "SELECT COALESCE(SUM(CASE WHEN state IN (?, ?) THEN 1 ELSE 0 END), 0), "
+                "SELECT COALESCE(SUM(CASE WHEN state IN (?, ?) AND task <> 'stream' THEN 1 "
+                "ELSE 0 END), 0), "
                 "COALESCE(SUM(media_bytes), 0) FROM jobs WHERE owner = ?",
                 [*UNFINISHED, owner],
             ).fetchone()
@@ -234,7 +235,8 @@ class Store:
         already claimed `max_claims` times without finishing is failed (`job_poisoned`)."""
         now = time.time()
         claimed: list[str] = []
-        free = "state IN (?, ?) AND (lease_until IS NULL OR lease_until < ?)"
+        # A live stream's library record (task 'stream') is the StreamIngest's, never run here.
+        free = "state IN (?, ?) AND task <> 'stream' AND (lease_until IS NULL OR lease_until < ?)"
         with self._tx() as cur:
             running = dict(
                 self._run(

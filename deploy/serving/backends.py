@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
-from deploy.config.settings import CircuitBreakerSettings
+from deploy.config.settings import AppArgs, Backend, CircuitBreakerSettings
 from deploy.core.errors import EngineError, Failure, ServiceUnavailable, VidserveError
 from deploy.core.messages import Delta, FallbackInfo, InferenceRequest, InferenceResult
 from deploy.serving.handles import call_stage, next_item
@@ -385,3 +385,24 @@ class BackendRouter:
             self._probes.pop(backend.name, None)
             if breaker.state is CircuitState.HALF_OPEN:  # the probe raised something unexpected
                 breaker.probe_failed("probe: did not complete")
+
+
+def router_for(
+    backends: dict[str, DeploymentHandle[Any]], args: AppArgs, metrics: BackendMetrics
+) -> BackendRouter:
+    """The backend policy of `args.backends` over these deployments' handles: each backend
+    with its request timeout, and an assignment bound where there is a next one to go to."""
+    timeouts = {
+        Backend.VLLM: args.llm.request_timeout_s,
+        Backend.OLLAMA: args.ollama.request_timeout_s,
+    }
+    order = args.backends.order
+    bounds = [args.backends.assign_timeout_s] * (len(order) - 1) + [None]
+    return BackendRouter(
+        [
+            HandleBackend(b.value, backends[b.value], timeouts[b], bound)
+            for b, bound in zip(order, bounds, strict=True)
+        ],
+        args.backends.circuit_breaker,
+        metrics,
+    )

@@ -158,28 +158,42 @@ class UrlFetcher:
             raise InvalidRequest(f"{url!r} has no host", param="url", code="invalid_url")
         return parsed
 
-    async def _target(self, url: httpx.URL) -> Target:
-        port = url.port or DEFAULT_PORTS[url.scheme]
-        host = url.host.lower()
+    async def target(self, url: str, param: str = "url") -> Target:
+        """Where an http(s) request to `url` connects (its checked address), or UrlNotAllowed:
+        for callers that make their own request (webhooks)."""
+        parsed = self._parse(url)
+        if parsed.scheme == "file":
+            raise UrlNotAllowed("a file:// URL cannot take a request", param=param)
+        return await self._target(parsed, param)
+
+    async def checked_address(self, host: str, port: int, param: str = "url") -> str:
+        """The address `host` resolves to, once, after the SSRF checks (any protocol: RTSP,
+        RTMP): connect to it, not to the name, so DNS cannot answer differently later."""
+        host = host.lower()
         trusted_host = host in self._hosts or f"{host}:{port}" in self._hosts
-        addresses = await self._resolve(host, port)
+        addresses = await self._resolve(host, port, param)
         for address in addresses:
             reason = forbidden_reason(address)
             if reason and not trusted_host and not any(address in n for n in self._cidrs):
                 raise UrlNotAllowed(
-                    f"{url.host} resolves to {address}, a {reason} address; vidserve does not "
-                    "fetch from such addresses (trust it in url_fetch.allow_hosts or "
+                    f"{host} resolves to {address}, a {reason} address; vidserve does not "
+                    "connect to such addresses (trust it in url_fetch.allow_hosts or "
                     "url_fetch.allow_cidrs)",
-                    param="url",
+                    param=param,
                 )
-        chosen = str(addresses[0])
+        return str(addresses[0])
+
+    async def _target(self, url: httpx.URL, param: str = "url") -> Target:
+        port = url.port or DEFAULT_PORTS[url.scheme]
+        host = url.host.lower()
+        chosen = await self.checked_address(host, port, param)
         netloc = host if url.port is None else f"{host}:{url.port}"
         if ":" in host:  # an IPv6 literal keeps its brackets in the Host header
             netloc = f"[{host}]" if url.port is None else f"[{host}]:{url.port}"
         return Target(url=url.copy_with(host=chosen), host_header=netloc, server_name=host)
 
     @staticmethod
-    async def _resolve(host: str, port: int) -> list[IPAddress]:
+    async def _resolve(host: str, port: int, param: str = "url") -> list[IPAddress]:
         try:
             return [ipaddress.ip_address(host)]
         except ValueError:
@@ -190,7 +204,7 @@ class UrlFetcher:
             )
         except socket.gaierror:
             raise UnprocessableInput(
-                f"the host {host!r} cannot be resolved", param="url", code="url_fetch_failed"
+                f"the host {host!r} cannot be resolved", param=param, code="url_fetch_failed"
             ) from None
         addresses: list[IPAddress] = []
         for info in infos:

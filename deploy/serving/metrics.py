@@ -34,10 +34,11 @@ ROUTES = {
     "/readyz": "readyz",
     "/v1/video/jobs": "jobs",
     "/v1/video/search": "search",
+    "/v1/streams": "streams",
     "/": "web",
 }
 # Routes with an id in the path, by prefix.
-ROUTE_PREFIXES = {"/v1/video/jobs/": "jobs", "/static/": "web"}
+ROUTE_PREFIXES = {"/v1/video/jobs/": "jobs", "/v1/streams/": "streams", "/static/": "web"}
 
 
 def route_label(path: str) -> str:
@@ -325,3 +326,67 @@ class ServeEmbeddingMetrics:
             self._texts.inc(texts)
         if busy_s > 0:
             self._busy.inc(busy_s)
+
+
+# Seconds from a window's end to its caption recorded (and its rules answered).
+LAG_BUCKETS_S = [0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120]
+
+
+class ServeStreamMetrics:
+    """StreamIngest: streams by state, windows captioned and dropped, lag behind real time,
+    reconnects, alerts fired and webhook deliveries."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._streams = metrics.Gauge(
+            "vidserve_streams",
+            description="Streams in the store by state (starting, live, reconnecting, stopped, "
+            "failed), as the replica last counted them.",
+            tag_keys=("state",),  # type: ignore[arg-type]
+        )
+        self._decoding = metrics.Gauge(
+            "vidserve_stream_decoders",
+            description="Stream decoders this replica holds.",
+        )
+        self._windows = metrics.Counter(
+            "vidserve_stream_windows",
+            description="Windows of live streams, per outcome: captioned, dropped (the model "
+            "was still busy with the stream's earlier windows), failed.",
+            tag_keys=("outcome",),  # type: ignore[arg-type]
+        )
+        self._lag = metrics.Histogram(
+            "vidserve_stream_lag_seconds",
+            description="Seconds from a window's end to its caption and rules recorded.",
+            boundaries=LAG_BUCKETS_S,
+        )
+        self._reconnects = metrics.Counter(
+            "vidserve_stream_reconnects", description="Reconnections to a stream's source."
+        )
+        self._alerts = metrics.Counter(
+            "vidserve_stream_alerts", description="Alerts fired by streams' rules."
+        )
+        self._deliveries = metrics.Counter(
+            "vidserve_stream_webhooks",
+            description="Alert webhook deliveries, per outcome (delivered, retried, failed).",
+            tag_keys=("outcome",),  # type: ignore[arg-type]
+        )
+
+    def streams(self, by_state: dict[str, int], decoding: int) -> None:
+        for state in ("starting", "live", "reconnecting", "stopped", "failed"):
+            self._streams.set(by_state.get(state, 0), tags={"state": state})
+        self._decoding.set(decoding)
+
+    def window(self, outcome: str, lag_s: float | None = None) -> None:
+        self._windows.inc(tags={"outcome": outcome})
+        if lag_s is not None:
+            self._lag.observe(max(0.0, lag_s))
+
+    def reconnected(self) -> None:
+        self._reconnects.inc()
+
+    def alert(self) -> None:
+        self._alerts.inc()
+
+    def delivery(self, outcome: str) -> None:
+        self._deliveries.inc(tags={"outcome": outcome})

@@ -40,7 +40,9 @@ def test_the_ollama_profile_builds_without_vllm() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["deployments"] == ["Ingress", "FrameExtractor", "Transcriber", "Ollama"]
+    assert report["deployments"] == [
+        "Ingress", "FrameExtractor", "Transcriber", "StreamIngest", "Ollama",
+    ]  # fmt: skip
     assert report["loaded"] == ["vllm"]  # only the blocked placeholder
     assert "vLLM is not installed here" in report["refused"]
     assert "VIDSERVE_BACKEND=ollama" in report["refused"]

@@ -91,7 +91,7 @@ def test_a_stream_is_timed_until_its_last_byte(
 
 def test_label_values_are_bounded() -> None:
     assert set(ROUTES.values()) == {
-        "analyze", "chat", "models", "healthz", "readyz", "jobs", "search", "web",
+        "analyze", "chat", "models", "healthz", "readyz", "jobs", "search", "streams", "web",
     }  # fmt: skip
     assert route_label("/v1/video/jobs/job_123/events") == "jobs"  # ids never become labels
     assert route_label("/v1/video/jobs_and_more") == "other"

@@ -10,6 +10,7 @@ from deploy.config.deployments import EMBEDDER_NAME as EMBEDDER
 from deploy.config.deployments import EXTRACTOR_NAME as EXTRACTOR
 from deploy.config.deployments import INGRESS_NAME as INGRESS
 from deploy.config.deployments import OLLAMA_DEPLOYMENT_NAME as OLLAMA
+from deploy.config.deployments import STREAM_INGEST_NAME as STREAMS
 from deploy.config.deployments import TRANSCRIBER_NAME as ASR
 from deploy.config.deployments import VLLM_DEPLOYMENT_NAME as VLLM
 from deploy.config.serve_config import (
@@ -37,9 +38,9 @@ def test_each_profile_is_valid_for_ray_and_for_the_app(profile: Profile) -> None
 @pytest.mark.parametrize(
     ("profile", "deployments"),
     [
-        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER}),
-        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER}),
-        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA, ASR}),  # no torch: words only
+        (Profile.GPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER, STREAMS}),
+        (Profile.CPU, {INGRESS, EXTRACTOR, VLLM, OLLAMA, ASR, EMBEDDER, STREAMS}),
+        (Profile.OLLAMA, {INGRESS, EXTRACTOR, OLLAMA, ASR, STREAMS}),  # no torch: words only
     ],
 )
 def test_every_deployment_of_the_app_is_configured_in_the_yaml(
