@@ -127,6 +127,10 @@ DEBIAN_TOOLS = {
     ),
     "chromium": ("chromium", "the web page tests drive Debian's Chromium with Playwright"),
     "espeak-ng": ("espeak-ng", "the speech tests say known sentences at known times with it"),
+    "rtsp-server-perl": (
+        "rtsp-server-perl",
+        "the live-stream tests publish with ffmpeg into a real RTSP server (RTSP::Server)",
+    ),
 }
 
 

@@ -61,6 +61,9 @@ def stream_view(stream: StreamRecord) -> dict[str, Any]:
         "dropped": stream.dropped,
         "lag_s": stream.lag_s,
         "next_window": stream.next_window,
+        "decoder": stream.lease_owner,  # the StreamIngest replica decoding it now
+        # Each rule's run of yes answers and whether it has fired since the last no.
+        "rules": json.loads(stream.rules_state) if stream.rules_state else {},
         # Searchable, askable and deletable as a job: GET /v1/video/jobs/{id}, search results.
         "job_id": stream.id,
     }

@@ -67,7 +67,12 @@ class StreamsSettings(StrictModel):
         "busy is dropped and counted (the decoder never falls behind real time).",
     )
     open_timeout_s: float = Field(
-        default=10.0, gt=0, description="Connecting to a source, and a read that gets nothing."
+        default=10.0, gt=0, description="Connecting to a source and reading its first frames."
+    )
+    stall_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A source that sends nothing for this long is lost: reconnect.",
     )
     reconnect_initial_s: float = Field(
         default=0.5, gt=0, description="The first wait before reconnecting to a lost source."

@@ -8,7 +8,13 @@ matters to vidserve: patches of 16 (frame sides multiples of 32), and vLLM's Qwe
 which writes each temporal patch's time (`<1.5 seconds>`) into the prompt from the video's
 metadata.
 
-    python -m deploy.dev.tiny_model /path/to/dir [--family qwen3-vl]
+    python -m deploy.dev.tiny_model /path/to/dir [--family qwen3-vl] [--says yes]
+
+`--says WORD` steers the Qwen2.5-VL one to WORD: every layer's output projections are zeroed
+(each position's hidden state is its own token's embedding), the final norm keeps one channel,
+and the embeddings make that channel largest for WORD's tokens; so the engine's every first
+choice among the tokens it may pick is WORD's (a guided yes/no answers WORD whatever the frames;
+free text repeats it). It is how the alert tests get the answer they need from a real engine.
 """
 
 from __future__ import annotations
@@ -75,23 +81,30 @@ _CORPUS = (
 )
 
 
-def ensure_tiny_model(path: Path, seed: int = 0, family: str = QWEN2_5_VL) -> Path:
+def ensure_tiny_model(
+    path: Path, seed: int = 0, family: str = QWEN2_5_VL, says: str | None = None
+) -> Path:
     """Build the tiny model at `path` unless a current one is already there."""
     marker = path / MARKER
     if marker.is_file():
         meta = json.loads(marker.read_text())
-        wanted = {"format_version": FORMAT_VERSION, "seed": seed}
+        wanted = {"format_version": FORMAT_VERSION, "seed": seed, "says": says}
         # A marker without a family is from before Qwen3-VL: a Qwen2.5-VL.
         if {k: meta.get(k) for k in wanted} == wanted and meta.get("family", QWEN2_5_VL) == family:
             return path
-    build_tiny_model(path, seed=seed, family=family)
+    build_tiny_model(path, seed=seed, family=family, says=says)
     return path
 
 
-def build_tiny_model(path: Path, seed: int = 0, family: str = QWEN2_5_VL) -> Path:
-    """Write a tiny random model of `family` to `path` (replaced atomically)."""
+def build_tiny_model(
+    path: Path, seed: int = 0, family: str = QWEN2_5_VL, says: str | None = None
+) -> Path:
+    """Write a tiny random model of `family` to `path` (replaced atomically); `says`: steered
+    to that word (the module's docstring)."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    if says is not None and family != QWEN2_5_VL:
+        raise ValueError("only the Qwen2.5-VL tiny model can be steered (--says)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=path.parent))
@@ -100,9 +113,12 @@ def build_tiny_model(path: Path, seed: int = 0, family: str = QWEN2_5_VL) -> Pat
         if family == QWEN3_VL:
             _build_qwen3_model(staging, tokenizer, seed)
         else:
-            _build_model(staging, tokenizer, seed)
+            steer = tokenizer.encode(says, add_special_tokens=False) if says else None
+            _build_model(staging, tokenizer, seed, steer)
         _build_processor(staging, tokenizer, family)
-        marker = {"format_version": FORMAT_VERSION, "seed": seed, "family": family}
+        marker: dict[str, Any] = {"format_version": FORMAT_VERSION, "seed": seed, "family": family}
+        if says is not None:
+            marker["says"] = says
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
@@ -188,7 +204,7 @@ def _text_config(ids: dict[str, int], vocab_size: int, rope: dict[str, Any]) -> 
     }
 
 
-def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
+def _build_model(directory: Path, tokenizer, seed: int, steer: list[int] | None = None) -> None:  # type: ignore[no-untyped-def]
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
@@ -208,11 +224,17 @@ def _build_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore
         tie_word_embeddings=True,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
-    _save_random(directory, Qwen2_5_VLForConditionalGeneration, config, ids, seed)
+    _save_random(directory, Qwen2_5_VLForConditionalGeneration, config, ids, seed, steer=steer)
 
 
 def _save_random(
-    directory: Path, model_cls: Any, config: Any, ids: dict[str, int], seed: int
+    directory: Path,
+    model_cls: Any,
+    config: Any,
+    ids: dict[str, int],
+    seed: int,
+    *,
+    steer: list[int] | None = None,
 ) -> None:
     import torch
     from transformers import GenerationConfig
@@ -220,12 +242,32 @@ def _save_random(
     torch.manual_seed(seed)
     model: Any = model_cls(config)
     model = model.to(torch.float32).eval()
+    if steer:
+        _steer(model, steer)
     model.save_pretrained(directory, safe_serialization=True)
     GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         pad_token_id=ids["<|endoftext|>"],
     ).save_pretrained(directory)
+
+
+def _steer(model: Any, tokens: list[int]) -> None:
+    """Make `tokens` the engine's first choice everywhere (the module's docstring)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "visual" in name:
+                continue
+            if name.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+                param.zero_()
+            elif name.endswith("language_model.norm.weight"):
+                param.zero_()
+                param[0] = 1.0
+            elif name.endswith("embed_tokens.weight"):
+                param[:, 0] = 10.0  # every hidden state's kept channel is positive...
+                param[tokens, 0] = 20.0  # ...and these tokens' logits the largest (tied head)
 
 
 def _build_qwen3_model(directory: Path, tokenizer, seed: int) -> None:  # type: ignore[no-untyped-def]
@@ -289,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="directory to write the model to")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--family", choices=FAMILIES, default=QWEN2_5_VL)
+    parser.add_argument("--says", default=None, help="steer the model to this word")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    build_tiny_model(args.path, seed=args.seed, family=args.family)
+    build_tiny_model(args.path, seed=args.seed, family=args.family, says=args.says)
     print(args.path)
     return 0
 

@@ -119,10 +119,10 @@ def _container_frames(
             target,
             mode="r",
             options=options,
-            timeout=(settings.open_timeout_s, settings.open_timeout_s),
+            timeout=(settings.open_timeout_s, settings.stall_s),
         )
     except av.FFmpegError as exc:
-        raise SourceLost(f"cannot open the source: {exc}") from exc
+        raise SourceLost(f"cannot open the source: {_said(exc, settings)}") from exc
     with container:
         if not container.streams.video:
             raise SourceRefused("the source has no video stream", code="not_a_video")
@@ -137,9 +137,19 @@ def _container_frames(
                     pacer.wait(float(frame.time), stop)
                 yield frame
         except av.FFmpegError as exc:
-            raise SourceLost(f"the source broke off: {exc}") from exc
+            raise SourceLost(f"the source broke off: {_said(exc, settings)}") from exc
     if not stop.is_set():
         raise SourceLost("the source ended")
+
+
+def _said(exc: Exception, settings: StreamsSettings) -> str:
+    """FFmpeg's error, with its interrupt (PyAV's timeout) said as what it means."""
+    if "Immediate exit requested" in str(exc):
+        return (
+            f"nothing came for {settings.stall_s:g}s (streams.stall_s; opening: "
+            f"streams.open_timeout_s {settings.open_timeout_s:g}s)"
+        )
+    return str(exc)
 
 
 class _Pacer:

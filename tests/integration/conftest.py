@@ -54,6 +54,19 @@ SCRAPE_INTERVAL_S = 2
 AFFINITY_EXTRACTORS = 2
 # Jobs: the tiny model writes until max_tokens; short captions and merges keep jobs quick.
 JOB_TOKENS = {"caption_max_tokens": 32, "summary_max_tokens": 48, "lease_s": 6.0}
+# Streams: short windows and leases (a killed decoder's streams resume within 5 + 0.5 s); the
+# test RTSP server has no interleaved TCP.
+STREAMS = {
+    "schemes": ["rtsp", "rtmp", "http", "https", "file"],
+    "rtsp_transport": "udp",
+    "window_s": 2.0,
+    "frames_per_window": 2,
+    "lease_s": 5.0,
+    "claim_interval_s": 0.5,
+    "stall_s": 3.0,
+    "caption_max_tokens": 8,
+    "webhook_backoff_s": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,24 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     video = write_h264(local_dir / "clip.mp4", VIDEO_FRAMES, VIDEO_FPS, (320, 240), gop=10)
     image = cv2.imencode(".png", encode_index(5, 224, 224))[1].tobytes()
     return Media(video.read_bytes(), image, local_dir)
+
+
+@dataclass(frozen=True)
+class LivePorts:
+    """Where the stream tests' sources listen (tests/support/live.py): allowlisted."""
+
+    rtsp: int
+    hls: int
+    webhook: int
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in (self.rtsp, self.hls, self.webhook)]
+
+
+@pytest.fixture(scope="session")
+def live_ports() -> LivePorts:
+    return LivePorts(free_port(), free_port(), free_port())
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +171,7 @@ def _test_config(
     local_dir: Path,
     keys_file: Path,
     data_dirs: tuple[Path, Path],
+    live: LivePorts,
 ) -> dict[str, Any]:
     overlay = {
         "http_options": {"host": "127.0.0.1", "port": port},
@@ -156,12 +188,13 @@ def _test_config(
                     "ollama": {"host": ollama_url},
                     "extraction": {"max_upload_bytes": TEST_MAX_UPLOAD_BYTES},
                     "url_fetch": {
-                        "allow_hosts": [f"127.0.0.1:{media_port}"],
+                        "allow_hosts": [f"127.0.0.1:{media_port}", *live.hosts],
                         "timeout_s": URL_FETCH_TIMEOUT_S,
                         "local_dir": str(local_dir),
                     },
                     # Each app its own jobs database; short answers from the tiny model.
                     "jobs": {"data_dir": str(data_dirs[0]), **JOB_TOKENS},
+                    "streams": STREAMS,
                 },
             }
         ],
@@ -226,6 +259,7 @@ def serve_url(
     ollama_stub: OllamaStub,
     media: Media,
     media_server: HTTPServer,
+    live_ports: LivePorts,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     del prometheus  # requested only to be scraping before the app starts
@@ -246,6 +280,7 @@ def serve_url(
         media.local_dir,
         keys_file,
         data_dirs,
+        live_ports,
     )
     _DEPLOYED["config"] = config
     runner.start_local_ray(metrics_port=metrics_port)
