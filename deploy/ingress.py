@@ -92,7 +92,12 @@ def build_http_app(
         pipeline, args, jobs[1].store if jobs else None, library.library if library else None
     )
     document = openapi_document(
-        args, openai.served, jobs=jobs is not None, keys=keys.enabled, speech=audio is not None
+        args,
+        openai.served,
+        jobs=jobs is not None,
+        keys=keys.enabled,
+        speech=audio is not None,
+        streams=streams is not None,
     )
     service = ServiceRoutes(pipeline, args, keys_enabled=keys.enabled, document=document)
     routes: list[BaseRoute] = [*service.routes(), *openai.routes()]

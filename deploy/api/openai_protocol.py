@@ -106,6 +106,10 @@ class ChatCompletionRequest(_Strict):
     video_options: dict[str, Any] | None = None
 
 
+DEFAULT_LAST_S = 300.0  # video_options.last_s: a stream's last five minutes
+MAX_LAST_S = 86_400
+
+
 @dataclass(frozen=True)
 class ChatPlan:
     model: str
@@ -119,6 +123,9 @@ class ChatPlan:
     # video_options.job_ids / search: answer from several videos (jobs/library_ask.py)
     job_ids: tuple[str, ...] = ()
     search: str | None = None
+    # video_options.stream_id / last_s: about the last seconds of a live stream
+    stream_id: str | None = None
+    last_s: float = DEFAULT_LAST_S
     audio: AudioMode = AudioMode.AUTO  # video_options.audio: hear the video's speech
 
 
@@ -145,6 +152,14 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
     options = dict(request.video_options or {})
     job_id = options.pop("job_id", None)
     job_ids, search = _library_question(options, args.search.max_videos)
+    stream_id, last_s = _stream_question(options)
+    if stream_id is not None and (job_ids or search is not None or job_id or media is not None):
+        raise InvalidRequest(
+            "video_options.stream_id asks about a live stream's last minutes: send it without "
+            "job_id, job_ids, search, and without an image or video in the messages",
+            param="video_options.stream_id",
+            code="invalid_value",
+        )
     if (job_ids or search is not None) and (job_id is not None or media is not None):
         raise InvalidRequest(
             "video_options.job_ids and video_options.search ask about videos already analyzed "
@@ -167,12 +182,45 @@ def parse_chat(body: bytes, args: AppArgs, served: list[str]) -> ChatPlan:
         job_id=job_id,
         job_ids=job_ids,
         search=search,
+        stream_id=stream_id,
+        last_s=last_s,
         audio=audio,
         sampling=_sampling(options, args),
         params=_generation(request, args),
         stream=request.stream,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
     )
+
+
+def _stream_question(options: dict[str, Any]) -> tuple[str | None, float]:
+    """(stream_id, last_s): a live stream's id, and how many of its last seconds to ask about."""
+    stream_id = options.pop("stream_id", None)
+    last_s = options.pop("last_s", None)
+    if stream_id is not None and (not isinstance(stream_id, str) or not stream_id):
+        raise InvalidRequest(
+            "video_options.stream_id is a stream's id (a string, from POST /v1/streams)",
+            param="video_options.stream_id",
+            code="invalid_value",
+        )
+    if last_s is None:
+        return stream_id, DEFAULT_LAST_S
+    if stream_id is None:
+        raise InvalidRequest(
+            "video_options.last_s goes with video_options.stream_id",
+            param="video_options.last_s",
+            code="invalid_value",
+        )
+    if (
+        isinstance(last_s, bool)
+        or not isinstance(last_s, int | float)
+        or not 1 <= last_s <= MAX_LAST_S
+    ):
+        raise InvalidRequest(
+            f"video_options.last_s is the seconds of the stream to ask about, 1 to {MAX_LAST_S}",
+            param="video_options.last_s",
+            code="out_of_range",
+        )
+    return stream_id, float(last_s)
 
 
 def _library_question(options: dict[str, Any], most: int) -> tuple[tuple[str, ...], str | None]:

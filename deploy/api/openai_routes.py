@@ -47,7 +47,7 @@ from deploy.core.messages import Delta, InferenceRequest, Turn
 from deploy.core.speech import Heard
 from deploy.jobs.ask import job_context
 from deploy.jobs.library import Library
-from deploy.jobs.library_ask import Source, library_context
+from deploy.jobs.library_ask import Source, library_context, recent_context
 from deploy.jobs.store import Store
 from deploy.serving.pipeline import AnalyzePipeline, Loaded
 
@@ -99,6 +99,8 @@ class OpenAIRoutes:
         sources: list[Source] = []
         if plan.job_ids or plan.search is not None:
             plan, sources = await self._about_library(plan, owner_of(request))
+        if plan.stream_id is not None:
+            plan, sources = await self._about_stream(plan, owner_of(request))
         loaded = heard = None
         turns = plan.turns
         if plan.media is not None:
@@ -164,6 +166,23 @@ class OpenAIRoutes:
         )
         turns = (found.context, *plan.turns)
         return dataclasses.replace(plan, turns=turns), found.sources
+
+    async def _about_stream(self, plan: ChatPlan, owner: str) -> tuple[ChatPlan, list[Source]]:
+        """The question is about a live stream's last minutes: its windows of them as context,
+        to be cited (deploy/jobs/library_ask.py recent_context)."""
+        if self._jobs_store is None:
+            raise InvalidRequest(
+                "video_options.stream_id: streams are not enabled here",
+                param="video_options.stream_id",
+            )
+        found = await recent_context(
+            self._jobs_store,
+            owner,
+            plan.stream_id or "",
+            last_s=plan.last_s,
+            max_chars=self._args.generation.max_prompt_chars // 2,
+        )
+        return dataclasses.replace(plan, turns=(found.context, *plan.turns)), found.sources
 
     async def _stream(
         self,

@@ -19,6 +19,7 @@ from deploy.api.replies import AnalyzeResponse
 from deploy.config.settings import AppArgs
 from deploy.core.messages import Strategy
 from deploy.core.speech import AudioMode
+from deploy.streams.stream_spec import StreamSpec
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
@@ -101,6 +102,27 @@ SECONDS = r"^\d{1,7}(\.\d{1,3})?$"  # a time as api/library_routes.py reads it
 _COMMON = (400, 408, 413, 429, 503)  # what the guard (api/guard.py) may answer on any body route
 
 
+def _stream_operations() -> list[Op]:
+    stream_id = Param("stream_id", {"type": "string"}, required=True, where="path")
+    after = Param("after", {"type": "integer", "minimum": -1})
+    return [
+        Op("post", "/v1/streams", "Watch a live stream (RTSP, RTMP, HLS): captions by window, "
+           "alert rules", 201, {JSON: None}, (*_COMMON, 422), body={JSON: StreamSpec}),
+        Op("get", "/v1/streams", "The caller's streams, newest first", 200, {JSON: None},
+           (400, 503)),
+        Op("get", "/v1/streams/{stream_id}", "One stream: state, reconnects, windows, lag",
+           200, {JSON: None}, (400, 404, 503), params=(stream_id,)),
+        Op("delete", "/v1/streams/{stream_id}", "Stop a stream (its windows stay searchable)",
+           200, {JSON: None}, (400, 404, 503), params=(stream_id,)),
+        Op("get", "/v1/streams/{stream_id}/windows", "A stream's captioned windows", 200,
+           {JSON: None}, (400, 404, 503), params=(stream_id, after)),
+        Op("get", "/v1/streams/{stream_id}/alerts", "The alerts a stream's rules fired", 200,
+           {JSON: None}, (400, 404, 503), params=(stream_id,)),
+        Op("get", "/v1/streams/{stream_id}/events", "Server-sent events of a stream", 200,
+           {EVENTS: None}, (400, 404, 429, 503), params=(stream_id, after)),
+    ]  # fmt: skip
+
+
 def _operations(args: AppArgs, jobs: bool, speech: bool) -> list[Op]:
     page = {"type": "integer", "minimum": 1, "maximum": args.jobs.max_page_size}
     job_id = Param("job_id", {"type": "string"}, required=True, where="path")
@@ -154,11 +176,17 @@ def _operations(args: AppArgs, jobs: bool, speech: bool) -> list[Op]:
 
 
 def openapi_document(
-    args: AppArgs, served: list[str], *, jobs: bool, keys: bool, speech: bool = False
+    args: AppArgs,
+    served: list[str],
+    *,
+    jobs: bool,
+    keys: bool,
+    speech: bool = False,
+    streams: bool = False,
 ) -> dict[str, Any]:
     """The document for this app: its routes (jobs when enabled), its served model names, and
     bearer auth on every route but the open ones when API keys are on."""
-    ops = _operations(args, jobs, speech)
+    ops = _operations(args, jobs, speech) + (_stream_operations() if streams else [])
     models: set[type[BaseModel]] = {schemas.ErrorResponse, schemas.DeletedJob}
     for op in ops:
         models.update(m for m in (*op.body.values(), *op.answers.values()) if m is not None)
@@ -227,7 +255,7 @@ def _ok_schema(
 ) -> dict[str, Any]:
     if model is not None:
         return ref(model, "serialization")
-    if op.method == "delete":  # a cancelled job, or a deleted one
+    if op.method == "delete" and op.path.startswith("/v1/video/jobs"):  # cancelled or deleted
         job, deleted = schemas.JobView, schemas.DeletedJob
         return {"anyOf": [ref(job, "serialization"), ref(deleted, "serialization")]}
     return {"type": "object"} if kind == JSON else {"type": "string"}

@@ -174,6 +174,12 @@ class UrlFetchSettings(StrictModel):
         default=None,
         description="Directory whose files `file://` URLs may name (a shared volume); unset: off.",
     )
+    allowed_only: bool = Field(
+        default=False,
+        description="Connect to allow_hosts and allow_cidrs alone, public addresses refused too: "
+        "a deployment that fetches media, streams and webhooks only from its own hosts (and "
+        "the tests, which must never reach beyond loopback).",
+    )
 
     @field_validator("allow_cidrs")
     @classmethod

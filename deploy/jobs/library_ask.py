@@ -7,11 +7,13 @@ model is told to cite as `[video, mm:ss-mm:ss]`.
 order, at most search.max_videos. In each video the chunks that best match the question (at most
 search.per_video) are the context: their captions and what was said in them. No frames are
 sent: the captions are what the model saw of each chunk when the job ran, so a question over
-five hours of video costs a page of text."""
+five hours of video costs a page of text. `recent_context` is the same for the last minutes
+of a live stream (its windows are the chunks of its record)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from deploy.config.search_settings import SearchSettings
@@ -23,6 +25,7 @@ from deploy.jobs.records import ChunkRecord, JobRecord
 from deploy.jobs.store import Store
 
 PARAM = "video_options.job_ids"
+STREAM_PARAM = "video_options.stream_id"
 SAID_CHARS = 600  # what was said in a chunk, at most, beside its caption
 
 INSTRUCTION = (
@@ -144,6 +147,35 @@ async def _best(
     if not chosen:  # nothing matched: the video's opening is better than nothing
         chosen = {c.start_s: (c, "first") for c in chunks[: settings.per_video]}
     return [chosen[start] for start in sorted(chosen)]
+
+
+async def recent_context(
+    store: Store, owner: str, job_id: str, *, last_s: float, max_chars: int = 16_000
+) -> LibraryContext:
+    """A question about the last `last_s` seconds of a live stream (`video_options.stream_id`):
+    every window recorded in them, oldest first, as excerpts to cite (text: what the model saw
+    of each window when it was captioned)."""
+    job = await asyncio.to_thread(store.get_job, job_id, owner)
+    if job is None:
+        raise NotFound(f"no stream {job_id!r}", param=STREAM_PARAM, code="stream_not_found")
+    now_s = time.time() - job.created_at
+    chunks = [
+        c
+        for c in await asyncio.to_thread(store.chunks, job.id)
+        if c.ok and c.end_s > now_s - last_s
+    ]
+    if not chunks:
+        raise UnprocessableInput(
+            f"no window of this stream was captioned in the last {last_s:g} s; ask about a "
+            "longer stretch (video_options.last_s) or once it has run",
+            param=STREAM_PARAM,
+            code="stream_not_ready",
+        )
+    sources = [Source(job.id, _name(job), c.start_s, c.end_s, "recent") for c in chunks]
+    text = _within(
+        "\n".join(_excerpt(s, c) for s, c in zip(sources, chunks, strict=True)), max_chars
+    )
+    return LibraryContext(Turn(Role.SYSTEM, f"{INSTRUCTION}\n\n{text}"), sources)
 
 
 def _name(job: JobRecord) -> str:

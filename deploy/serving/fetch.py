@@ -174,6 +174,8 @@ class UrlFetcher:
         addresses = await self._resolve(host, port, param)
         for address in addresses:
             reason = forbidden_reason(address)
+            if reason is None and self._settings.allowed_only:
+                reason = "public (url_fetch.allowed_only: trusted hosts alone)"
             if reason and not trusted_host and not any(address in n for n in self._cidrs):
                 raise UrlNotAllowed(
                     f"{host} resolves to {address}, a {reason} address; vidserve does not "

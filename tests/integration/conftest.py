@@ -30,6 +30,7 @@ from werkzeug import Request, Response
 from deploy.cli import runner
 from deploy.config.serve_config import Profile, load_config, merge, validate
 from deploy.dev.tiny_model import ensure_tiny_model
+from tests.support.live import RtspServer, camera_clip
 from tests.support.ollama_stub import VISION, OllamaStub
 from tests.support.ports import free_port
 from tests.support.prometheus import Prometheus, run_prometheus
@@ -38,6 +39,7 @@ from tests.support.videos import encode_index, write_h264
 # Small enough that the oversize-upload test sends little, large enough for every test video.
 TEST_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 START_TIMEOUT_S = 600.0
+TEST_RAY_CPUS = 12
 OLLAMA_ONLY_PREFIX = "/ollama-only"
 OLLAMA_ONLY_MODEL = "qwen2.5vl:3b"
 OLLAMA_ONLY_TIMEOUT_S = 3.0
@@ -120,6 +122,20 @@ def live_ports() -> LivePorts:
 
 
 @pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A camera's picture: a moving test pattern, 10 s, 360p H.264 (streams loop it)."""
+    return camera_clip(tmp_path_factory.mktemp("camera") / "camera.mp4", seconds=10)
+
+
+@pytest.fixture(scope="session")
+def rtsp(live_ports: LivePorts) -> Iterator[RtspServer]:
+    """A real RTSP server on the allowlisted port; tests publish into it."""
+    server = RtspServer(port=live_ports.rtsp).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def internal_server() -> Iterator[HTTPServer]:
     """A private service on loopback, not allowlisted: every SSRF test checks its log."""
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
@@ -189,6 +205,8 @@ def _test_config(
                     "extraction": {"max_upload_bytes": TEST_MAX_UPLOAD_BYTES},
                     "url_fetch": {
                         "allow_hosts": [f"127.0.0.1:{media_port}", *live.hosts],
+                        # Nothing beyond loopback, whatever a test (or the fuzzer) sends.
+                        "allowed_only": True,
                         "timeout_s": URL_FETCH_TIMEOUT_S,
                         "local_dir": str(local_dir),
                     },
@@ -283,7 +301,8 @@ def serve_url(
         live_ports,
     )
     _DEPLOYED["config"] = config
-    runner.start_local_ray(metrics_port=metrics_port)
+    # Logical CPUs for both apps, and the alert tests' third (test_stream_alerts.py).
+    runner.start_local_ray(num_cpus=TEST_RAY_CPUS, metrics_port=metrics_port)
     try:
         runner.deploy(config)
         runner.wait_until_running(START_TIMEOUT_S, progress=print)

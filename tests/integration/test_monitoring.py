@@ -36,6 +36,13 @@ MAY_BE_EMPTY = {
     "Queued at handles": "no request queued at a handle",
 }
 FALLBACK_PANEL = "Fallbacks by reason"  # filled when test_failover ran in the session
+# Filled when the live-stream tests ran in the session (tests/integration/test_stream*.py).
+STREAM_PANELS = (
+    "Streams by state",
+    "Stream windows per second (dropped: the model fell behind)",
+    "Lag behind real time p50 / p95",
+    "Reconnects, alerts and webhooks per second",
+)
 CACHE_HITS = 'ray_vidserve_frame_cache_lookups_total{result="hit"}'
 RANGE_STEP_S = 2.0
 IDLE_S = 30.0  # more than two of Ray's metric export intervals (10 s)
@@ -166,6 +173,8 @@ def test_every_dashboard_panel_returns_data(
     may_be_empty = dict(MAY_BE_EMPTY)
     if not any("test_failover" in item.nodeid for item in request.session.items):
         may_be_empty[FALLBACK_PANEL] = "the fault tests did not run in this session"
+    if not any("test_stream" in item.nodeid for item in request.session.items):
+        may_be_empty.update(dict.fromkeys(STREAM_PANELS, "no stream test ran in this session"))
     empty = [
         panel["title"]
         for panel in _panels()

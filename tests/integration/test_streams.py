@@ -18,23 +18,11 @@ import ray
 from pytest_httpserver import HTTPServer
 
 from tests.integration.conftest import CONFIG_KEY, FILE_KEY, OLLAMA_ONLY_PREFIX, STREAMS, LivePorts
-from tests.support.live import HlsSource, RtspServer, camera_clip
+from tests.support.live import HlsSource, RtspServer
 
 WINDOW_S = STREAMS["window_s"]
 # The new replica starts, then takes the stream once the dead one's lease has run out.
 RESUME_BOUND_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return camera_clip(tmp_path_factory.mktemp("camera") / "camera.mp4", seconds=10)
-
-
-@pytest.fixture(scope="module")
-def rtsp(live_ports: LivePorts) -> Iterator[RtspServer]:
-    server = RtspServer(port=live_ports.rtsp).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -66,3 +66,10 @@ def test_a_file_stream_stays_inside_the_local_dir(tmp_path: Path) -> None:
     assert _resolve(f"file://{clip}", local, **schemes) == source.Opened("file", str(clip))
     with pytest.raises(UrlNotAllowed, match=r"not inside url_fetch\.local_dir"):
         _resolve("file:///etc/passwd", local, **schemes)
+
+
+def test_allowed_only_refuses_public_addresses_too() -> None:
+    locked = UrlFetchSettings(allowed_only=True, allow_hosts=("127.0.0.1:8554",))
+    with pytest.raises(UrlNotAllowed, match="allowed_only"):
+        _resolve("rtsp://93.184.215.14/cam", locked)
+    assert _resolve("rtsp://127.0.0.1:8554/cam", locked).target == "rtsp://127.0.0.1:8554/cam"
