@@ -197,6 +197,7 @@ class StreamRunner:
         self._recording = asyncio.Lock()  # rules count windows in the order they are recorded
         self._size: tuple[int, int] | None = None
         self._connected = False  # frames came since the last (re)connection
+        self.frames_decoded = 0  # every frame of the source, kept or not (bench/streams.py)
 
     # -- the decoder thread --
 
@@ -247,6 +248,7 @@ class StreamRunner:
                 source.resolve(self._spec.url, settings, self._w.fetcher), self._loop
             ).result(timeout=settings.open_timeout_s * 2)
             for frame in source.frames(opened, settings, self._w.fetcher, self._stop):
+                self.frames_decoded += 1
                 if not self._connected:
                     self._connected = True
                     self._w.store.set_state(

@@ -119,7 +119,8 @@ def test_a_rule_fires_once_and_its_signed_webhook_is_retried_until_received(
             )
             windows = http.get(f"/v1/streams/{stream_id}/windows").json()["data"]
             (alert,) = alerts
-            assert alert["rule"] == "smoke" and alert["question"] == "Is there smoke?"
+            assert alert["rule"] == "smoke"
+            assert alert["question"] == "Is there smoke?"
             # Fired by the window that made the run of yeses CONSECUTIVE long.
             assert alert["window"] == windows[CONSECUTIVE - 1]["index"], (alert, windows)
             _until(lambda: len(receiver.received) >= 2, 30, "the webhook retried")

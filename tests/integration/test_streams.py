@@ -144,6 +144,68 @@ def test_live_hls_over_http_is_captioned(
         hls.stop()
 
 
+def test_a_playlist_cannot_send_the_decoder_to_a_private_address(
+    http: httpx.Client, live_ports: LivePorts, internal_server: HTTPServer
+) -> None:
+    """An HLS playlist on a trusted host lists a segment on a private one: the segment is
+    fetched by vidserve's guard, not by FFmpeg, so it is refused and the stream fails saying
+    why; the private service is never reached."""
+    playlist = HTTPServer(host="127.0.0.1", port=live_ports.hls)
+    playlist.expect_request("/evil.m3u8").respond_with_data(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        f"#EXTINF:1.0,\n{internal_server.url_for('/secret')}\n#EXT-X-ENDLIST\n",
+        content_type="application/vnd.apple.mpegurl",
+    )
+    playlist.start()
+    try:
+        stream = _create(http, {"url": playlist.url_for("/evil.m3u8")})
+        failed = _wait(http, stream["id"], lambda v: v["state"] == "failed", 30)
+        assert failed["error"]["code"] == "url_not_allowed", failed
+        assert "private" in failed["error"]["message"] or "loopback" in failed["error"]["message"]
+        assert internal_server.log == []
+    finally:
+        playlist.stop()
+
+
+def test_a_question_about_the_last_minutes_of_a_stream_cites_its_windows(
+    http: httpx.Client, rtsp: RtspServer, clip: Path
+) -> None:
+    publisher = rtsp.publisher(clip, "lobby").start()
+    stream = _create(http, {"url": rtsp.url("lobby"), "name": "lobby"})
+    try:
+        _wait(http, stream["id"], lambda v: v["windows"] >= 3, 90)
+        model = http.get("/v1/models").json()["data"][0]["id"]
+        asked = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": model,
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": "Did anyone come in?"}],
+                "video_options": {"stream_id": stream["id"], "last_s": 4},
+            },
+        )
+        assert asked.status_code == 200, asked.text
+        sources = asked.json()["vidserve"]["sources"]
+        now_s = time.time() - stream["created_at"]
+        assert sources, asked.json()
+        assert all(s["job_id"] == stream["id"] and s["video"] == "lobby" for s in sources)
+        assert all(s["end_s"] > now_s - 4 - 2 * WINDOW_S for s in sources)  # the last seconds
+        assert len(sources) <= 3
+        wrong = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": model,
+                "messages": [{"role": "user", "content": "Anything?"}],
+                "video_options": {"stream_id": "stream_nope"},
+            },
+        )
+        assert wrong.status_code == 404, wrong.text
+        assert wrong.json()["error"]["code"] == "stream_not_found"
+    finally:
+        _stop(http, stream["id"])
+        publisher.stop()
+
+
 def _ingest_replicas() -> list[str]:
     return [
         a["name"]

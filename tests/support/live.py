@@ -20,15 +20,17 @@ from tests.support.videos import ffmpeg_exe
 RTSP_SERVER = "rtsp-server-perl"
 
 
-def camera_clip(path: Path, seconds: float = 20.0, size: str = "640x360", fps: int = 30) -> Path:
+def camera_clip(
+    path: Path, seconds: float = 20.0, size: str = "640x360", fps: int = 30, bitrate: str = "1M"
+) -> Path:
     """A moving test pattern, H.264 with a keyframe a second (what cameras send)."""
     if not path.exists():
         subprocess.run(
             [
                 ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                 "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}", "-t", str(seconds),
-                "-c:v", "libx264", "-preset", "ultrafast", "-g", str(fps),
-                "-pix_fmt", "yuv420p", str(path),
+                "-c:v", "libx264", "-preset", "veryfast", "-g", str(fps), "-b:v", bitrate,
+                "-maxrate", bitrate, "-bufsize", bitrate, "-pix_fmt", "yuv420p", str(path),
             ],
             check=True,
         )  # fmt: skip
@@ -107,6 +109,10 @@ class Publisher:
         )
         time.sleep(1.0)  # announced before a player asks for it
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def stop(self) -> None:
         """As ffmpeg ends on SIGTERM: it tears its session down (RTSP::Server refuses a new
