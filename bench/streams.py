@@ -10,9 +10,10 @@ its decoder threads, windows and store on SQLite) watches all N at 1 window / --
 caption after --model-s seconds (on a GPU a 7B model answers a window in about that), so the
 table is the decoder's. A stream is in real time when the replica decoded at least 97% of the
 frames the publishers sent in the measured span and dropped no window. Printed per N: the
-replica's CPU (cores, this process: decoding, conversion, windowing, the store), frames decoded
+replica's CPU (cores, this process: decoding, conversion, windowing, the store), the sources'
+(the ffmpeg publishers and the RTSP server, sharing the machine's cores), frames decoded
 against sent, windows recorded, dropped, and the lag from a window's end to its record (p50,
-p99). The machine's cores are shared with the publishers and the RTSP server (printed too).
+p99).
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ async def _run(
             await asyncio.sleep(0.2)
         await asyncio.sleep(args.window_s)  # past the first, partial window
         me = psutil.Process()
-        others = [psutil.Process(p.pid) for p in publishers if p.pid is not None]
+        pids = [p.pid for p in publishers] + [server.pid]  # the publishers and the RTSP server
+        others = [psutil.Process(pid) for pid in pids if pid is not None]
         before = me.cpu_times()
         other_before = sum(sum(p.cpu_times()[:2]) for p in others)
         frames_before = sum(r.frames_decoded for r in watcher.runners.values())
@@ -178,14 +180,14 @@ def main() -> int:
         f"{args.seconds:g} s measured per row"
     )
     header = (
-        "streams | replica cores | publishers cores | decoded / sent | windows | dropped | "
+        "streams | replica cores | sources' cores | decoded / sent | windows | dropped | "
         "lag p50 s | lag p99 s | real time"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['streams']:7d} | {r['cores']:13.2f} | {r['others']:16.2f} | "
+            f"{r['streams']:7d} | {r['cores']:13.2f} | {r['others']:14.2f} | "
             f"{r['decoded']:14.3f} | {r['windows']:7d} | {r['dropped']:7d} | "
             f"{r['lag_p50']:9.2f} | {r['lag_p99']:9.2f} | {'yes' if r['real_time'] else 'NO'}"
         )

@@ -89,7 +89,7 @@ def build_app_from(args: AppArgs) -> Application:
         from deploy.stream_ingest import StreamIngest
 
         ingest = serve.deployment(name=STREAM_INGEST_NAME)(StreamIngest).bind(
-            backends, args, embedder
+            backends, args, embedder, transcriber
         )
     ingress: Application = serve.deployment(name=INGRESS_NAME)(Ingress).bind(
         extractor, backends, args, transcriber=transcriber, embedder=embedder, ingest=ingest

@@ -45,6 +45,7 @@ class StreamIngest:
         backends: dict[str, DeploymentHandle[Any]],
         args: AppArgs,
         embedder: DeploymentHandle[Any] | None = None,
+        transcriber: DeploymentHandle[Any] | None = None,
     ) -> None:
         store = open_store(args.store, args.jobs, vectors=embedder is not None)
         library = Library(store, embedder, args.search) if embedder is not None else None
@@ -55,6 +56,7 @@ class StreamIngest:
             _replica_id(),
             metrics=ServeStreamMetrics(),
             indexer=library.index if library is not None else None,
+            transcriber=transcriber,
         )
         # The constructor runs on the replica's event loop: the watcher's ticks run there.
         self._watcher.start()

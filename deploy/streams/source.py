@@ -31,6 +31,7 @@ import m3u8
 
 from deploy.config.settings import StreamsSettings
 from deploy.core.errors import VidserveError
+from deploy.core.speech import SAMPLE_RATE
 from deploy.serving.fetch import UrlFetcher, UrlNotAllowed
 
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443}
@@ -92,31 +93,25 @@ async def resolve(url: str, settings: StreamsSettings, fetcher: UrlFetcher) -> O
 
 
 def frames(
-    opened: Opened, settings: StreamsSettings, fetcher: UrlFetcher, stop: threading.Event
+    opened: Opened,
+    settings: StreamsSettings,
+    fetcher: UrlFetcher,
+    stop: threading.Event,
+    *,
+    audio: bool = False,
 ) -> Iterator[Any]:
-    """The source's decoded video frames (av.VideoFrame), as they come, until `stop` is set;
-    SourceLost when it ends or stalls."""
+    """The source's decoded video frames (av.VideoFrame) as they come, and with `audio` its
+    sound as 16 kHz mono float32 arrays between them, until `stop` is set; SourceLost when it
+    ends or stalls."""
     if opened.kind == "hls":
-        yield from _hls_frames(opened.target, fetcher, settings, stop)
+        yield from _hls_frames(opened.target, fetcher, settings, stop, audio=audio)
         return
     options: dict[str, str] = {}
     if opened.target.startswith("rtsp"):
         options["rtsp_transport"] = settings.rtsp_transport
-    paced = opened.kind == "file"
-    yield from _container_frames(opened.target, options, settings, stop, paced=paced)
-
-
-def _container_frames(
-    target: Any,
-    options: dict[str, str],
-    settings: StreamsSettings,
-    stop: threading.Event,
-    *,
-    paced: bool,
-) -> Iterator[Any]:
     try:
         container = av.open(
-            target,
+            opened.target,
             mode="r",
             options=options,
             timeout=(settings.open_timeout_s, settings.stall_s),
@@ -124,22 +119,38 @@ def _container_frames(
     except av.FFmpegError as exc:
         raise SourceLost(f"cannot open the source: {_said(exc, settings)}") from exc
     with container:
-        if not container.streams.video:
-            raise SourceRefused("the source has no video stream", code="not_a_video")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        pacer = _Pacer() if paced else None
+        pacer = _Pacer() if opened.kind == "file" else None
         try:
-            for frame in container.decode(stream):
-                if stop.is_set():
-                    return
-                if pacer is not None and frame.time is not None:
-                    pacer.wait(float(frame.time), stop)
-                yield frame
+            for item, t in _decoded(container, audio, stop):
+                if pacer is not None and t is not None:
+                    pacer.wait(t, stop)
+                yield item
         except av.FFmpegError as exc:
             raise SourceLost(f"the source broke off: {_said(exc, settings)}") from exc
     if not stop.is_set():
         raise SourceLost("the source ended")
+
+
+def _decoded(
+    container: Any, audio: bool, stop: threading.Event
+) -> Iterator[tuple[Any, float | None]]:
+    """(a video frame, its time) and, with `audio` and an audio track, (16 kHz mono samples,
+    None), in the order the container has them."""
+    if not container.streams.video:
+        raise SourceRefused("the source has no video stream", code="not_a_video")
+    video = container.streams.video[0]
+    video.thread_type = "AUTO"
+    sound = container.streams.audio[0] if audio and container.streams.audio else None
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    for packet in container.demux(*(s for s in (video, sound) if s is not None)):
+        if stop.is_set():
+            return
+        for frame in packet.decode():
+            if packet.stream is video:
+                yield frame, float(frame.time) if frame.time is not None else None
+            else:
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1), None
 
 
 def _said(exc: Exception, settings: StreamsSettings) -> str:
@@ -177,23 +188,23 @@ def _fetch(fetcher: UrlFetcher, url: str) -> bytes:
         raise SourceLost(f"fetching {url}: {exc}") from exc
 
 
-def _segment_frames(data: bytes, stop: threading.Event) -> Iterator[tuple[Any, float]]:
-    """A segment's frames with their seconds from its first frame."""
+def _segment_frames(
+    data: bytes, stop: threading.Event, audio: bool
+) -> Iterator[tuple[Any, float | None]]:
+    """A segment's frames with their seconds from its first frame (audio: None)."""
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except av.FFmpegError as exc:
         raise SourceLost(f"an HLS segment is not a video: {exc}") from exc
     with container:
-        if not container.streams.video:
-            raise SourceRefused("an HLS segment has no video stream", code="not_a_video")
         first: float | None = None
         try:
-            for frame in container.decode(container.streams.video[0]):
-                if stop.is_set():
-                    return
-                t = float(frame.time) if frame.time is not None else 0.0
+            for item, t in _decoded(container, audio, stop):
+                if t is None:
+                    yield item, None
+                    continue
                 first = t if first is None else first
-                yield frame, t - first
+                yield item, t - first
         except av.FFmpegError as exc:
             raise SourceLost(f"an HLS segment broke off: {exc}") from exc
 
@@ -211,7 +222,12 @@ def _media_playlist(url: str, fetcher: UrlFetcher) -> tuple[str, Any]:
 
 
 def _hls_frames(
-    url: str, fetcher: UrlFetcher, settings: StreamsSettings, stop: threading.Event
+    url: str,
+    fetcher: UrlFetcher,
+    settings: StreamsSettings,
+    stop: threading.Event,
+    *,
+    audio: bool,
 ) -> Iterator[Any]:
     seen = -1  # the last media sequence number decoded
     pacer = _Pacer()
@@ -223,9 +239,10 @@ def _hls_frames(
         if seen < 0 and not playlist.is_endlist and segments:
             seen = segments[-1][0] - 1  # live: from the newest segment on
         for number, segment in (s for s in segments if s[0] > seen):
-            for frame, t in _segment_frames(_fetch(fetcher, segment.absolute_uri), stop):
-                pacer.wait(offset + t, stop)
-                yield frame
+            for item, t in _segment_frames(_fetch(fetcher, segment.absolute_uri), stop, audio):
+                if t is not None:
+                    pacer.wait(offset + t, stop)
+                yield item
             if stop.is_set():
                 return
             offset += float(segment.duration or 0)

@@ -7,7 +7,8 @@ away) and never records one window twice. A window's frames are the first to arr
 after each of `frames_per_window` evenly spaced times in it; only those are converted (RGB, at
 the model's size); the others are decoded (a live codec needs them) and let go. A window is
 handed on when the first frame past its end arrives, or when the source drops (with the frames
-it has)."""
+it has). With the speech track, the sound that arrives while a window is filled is kept with
+it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from deploy.core.speech import SAMPLE_RATE
+
 
 @dataclass
 class Window:
@@ -27,6 +30,11 @@ class Window:
     frames: list[np.ndarray] = field(default_factory=list)
     times_s: list[float] = field(default_factory=list)  # each frame's, since start_s
     closed_at: float = 0.0  # wall time it was handed on
+    audio: list[np.ndarray] = field(default_factory=list)  # 16 kHz mono, as it came
+
+    @property
+    def audio_s(self) -> float:
+        return sum(len(piece) for piece in self.audio) / SAMPLE_RATE
 
 
 class Windower:
@@ -57,6 +65,12 @@ class Windower:
             # A gap of several slots (a stall) takes one frame, not the same one twice.
             self._next_slot = max(self._next_slot + 1, math.floor(within / spacing + 0.5))
         return closed
+
+    def hear(self, samples: np.ndarray) -> None:
+        """Sound that came with the frames: the window being filled keeps it (sound before a
+        window's first frame goes with the window before, which the frame then closes)."""
+        if self._current is not None:
+            self._current.audio.append(samples)
 
     def flush(self, now: float) -> Window | None:
         """Hand on the window being filled, if it has a frame (the source dropped)."""

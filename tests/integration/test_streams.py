@@ -19,6 +19,7 @@ from pytest_httpserver import HTTPServer
 
 from tests.integration.conftest import CONFIG_KEY, FILE_KEY, OLLAMA_ONLY_PREFIX, STREAMS, LivePorts
 from tests.support.live import HlsSource, RtspServer
+from tests.support.speech import spoken
 
 WINDOW_S = STREAMS["window_s"]
 # The new replica starts, then takes the stream once the dead one's lease has run out.
@@ -153,7 +154,7 @@ def test_a_playlist_cannot_send_the_decoder_to_a_private_address(
     playlist = HTTPServer(host="127.0.0.1", port=live_ports.hls)
     playlist.expect_request("/evil.m3u8").respond_with_data(
         "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
-        f"#EXTINF:1.0,\n{internal_server.url_for('/secret')}\n#EXT-X-ENDLIST\n",
+        f"#EXTINF:1.0,\n{internal_server.url_for('/secret.ts')}\n#EXT-X-ENDLIST\n",
         content_type="application/vnd.apple.mpegurl",
     )
     playlist.start()
@@ -204,6 +205,38 @@ def test_a_question_about_the_last_minutes_of_a_stream_cites_its_windows(
     finally:
         _stop(http, stream["id"])
         publisher.stop()
+
+
+SAID = "Please remember to refuel the truck before noon."
+
+
+def test_what_is_said_in_a_stream_is_heard_with_its_window(
+    http: httpx.Client, live_ports: LivePorts, tmp_path: Path
+) -> None:
+    """HLS with sound (espeak-ng says a sentence twice in a 12 s loop): the Transcriber (real
+    Whisper tiny.en) hears each window's sound; the transcript is kept with the window, in its
+    caption's prompt, and found by search."""
+    clip = spoken(tmp_path / "talk.mp4", [(1.0, SAID), (7.0, SAID)], 12.0)
+    hls = HlsSource(clip, tmp_path / "hls", port=live_ports.hls, reencode=True).start()
+    try:
+        stream = _create(http, {"url": hls.url, "window_s": 6, "name": "depot radio"})
+        heard = _wait(
+            http,
+            stream["id"],
+            lambda v: any(
+                "truck" in (w["transcript"] or "").lower() for w in _windows(http, v["id"])
+            ),
+            120,
+        )
+        assert heard["state"] == "live"
+        found = http.get(
+            "/v1/video/search", params={"q": "refuel truck", "mode": "text", "job_id": stream["id"]}
+        ).json()["data"]
+        assert found, "the transcript is searched"
+        assert {hit["kind"] for hit in found} == {"speech"}
+        _stop(http, stream["id"])
+    finally:
+        hls.stop()
 
 
 def _ingest_replicas() -> list[str]:

@@ -78,6 +78,10 @@ class RtspServer:
     def url(self, name: str) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{name}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def publisher(self, clip: Path, name: str) -> Publisher:
         target = f"rtsp://127.0.0.1:{self.source_port}/{name}"
         return Publisher([*_looped(clip), "-c", "copy", "-f", "rtsp", target])
@@ -136,15 +140,20 @@ class HlsSource:
     """ffmpeg writing a live HLS playlist (1 s segments, the last 6 kept) into `directory`,
     served by a loopback HTTP server at `url`."""
 
-    def __init__(self, clip: Path, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, clip: Path, directory: Path, port: int | None = None, *, reencode: bool = False
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/live.m3u8"
         handler = functools.partial(_Quiet, directory=str(directory))
         self._http = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        # Re-encoded (a keyframe a second, AAC sound) for a clip whose keyframes are far apart.
+        codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-c:a", "aac"]
         self.publisher = Publisher(
             [
-                *_looped(clip), "-c", "copy", "-f", "hls", "-hls_time", "1",
+                *_looped(clip), *(codecs if reencode else ["-c", "copy"]), "-f", "hls",
+                "-hls_time", "1",
                 "-hls_list_size", "6", "-hls_flags", "delete_segments",
                 str(directory / "live.m3u8"),
             ]

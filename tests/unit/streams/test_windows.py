@@ -55,3 +55,19 @@ def test_only_kept_frames_are_converted() -> None:
         t = i / 30
         windower.offer(ORIGIN + t, lambda t=t: converted.append(t) or np.zeros((1, 1, 3)))
     assert len(converted) == 4  # two a window, of the 60 frames in two windows
+
+
+def test_sound_goes_with_the_window_being_filled() -> None:
+    windower = Windower(ORIGIN, window_s=1.0, frames_per_window=1)
+    windower.hear(np.zeros(160, np.float32))  # before any frame: no window to keep it
+    windower.offer(ORIGIN + 0.6, lambda: np.zeros((1, 1, 3)))
+    windower.hear(np.zeros(8000, np.float32))
+    windower.hear(np.zeros(8000, np.float32))
+    closed = windower.offer(ORIGIN + 1.1, lambda: np.zeros((1, 1, 3)))
+    assert closed is not None
+    assert closed.audio_s == 1.0
+    assert windower.offer(ORIGIN + 1.6, lambda: np.zeros((1, 1, 3))) is None
+    windower.hear(np.zeros(1600, np.float32))
+    partial = windower.flush(ORIGIN + 1.5)
+    assert partial is not None
+    assert partial.audio_s == 0.1
