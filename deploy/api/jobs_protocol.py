@@ -101,19 +101,12 @@ def parse_job_request(raw: dict[str, Any], args: AppArgs) -> tuple[JobSpec, str 
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    if error["type"] == "extra_forbidden":
-        fields = ", ".join(JobRequest.model_fields)
-        return InvalidRequest(
-            f"unknown field {where!r}; a job takes {fields} (and the upload as 'file')",
-            param=where,
-            code="unknown_parameter",
-        )
+    where = ".".join(str(part) for part in exc.errors()[0]["loc"])
     if where == "task":
         tasks = ", ".join(task.value for task in JobTask)
         return InvalidRequest(f"task must be one of {tasks}", param="task", code="invalid_value")
-    return InvalidRequest(f"{where}: {error['msg']}", param=where, code="invalid_value")
+    fields = ", ".join(JobRequest.model_fields)
+    return json_body.invalid(exc, f"a job takes {fields} (and the upload as 'file')")
 
 
 def owner_of(request: Request) -> str:

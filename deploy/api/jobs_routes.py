@@ -19,31 +19,29 @@ or running, bytes of video kept: 429) and the disk a free-space floor (507): job
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from deploy.api import json_body
 from deploy.api.body import read_capped
 from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import chunk_view, job_view, owner_of, parse_job_request
+from deploy.api.sse import DONE, KEEPALIVE, KEEPALIVE_S, EventSlots, event
 from deploy.api.upload import read_multipart
 from deploy.config.settings import AppArgs
 from deploy.core.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
-    TooManyRequests,
     UnprocessableInput,
 )
 from deploy.core.jobs import JobState
@@ -59,8 +57,6 @@ from deploy.video.container import sniff
 
 # A job request's JSON (the video comes by URL): small.
 MAX_JOB_JSON_BYTES = 256 * 1024
-# A comment line on an idle event stream, so proxies keep it open.
-KEEPALIVE_S = 15.0
 
 
 class JobRoutes:
@@ -70,7 +66,7 @@ class JobRoutes:
         self._args = args
         self._media = JobMedia(args.jobs)
         self._fetcher = UrlFetcher(args.url_fetch)
-        self._streams: Counter[str] = Counter()  # event streams open here, per key or address
+        self._slots = EventSlots()  # event streams open here, per key or address
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -218,32 +214,14 @@ class JobRoutes:
 
     async def events(self, request: Request) -> Response:
         job = await self._job(request)
-        holder = owner_of(request) or f"addr:{request.client.host if request.client else '?'}"
-        cap = self._args.jobs.max_event_streams_per_key
-        if self._streams[holder] >= cap:
-            raise TooManyRequests(
-                f"this key already holds {self._streams[holder]} event streams open here, the "
-                "most jobs.max_event_streams_per_key allows; close one, or poll GET "
-                "/v1/video/jobs/{id}",
-                code="too_many_event_streams",
-                details={"retry_after_s": self._args.http.retry_after_s},
-            )
-        self._streams[holder] += 1
-        return StreamingResponse(
-            self._counted(holder, self._events(job.id)),
-            media_type="text/event-stream",
-            headers=_NO_BUFFERING,
+        return self._slots.respond(
+            request,
+            owner_of(request),
+            self._events(job.id),
+            cap=self._args.jobs.max_event_streams_per_key,
+            setting="jobs.max_event_streams_per_key",
+            retry_after_s=self._args.http.retry_after_s,
         )
-
-    async def _counted(self, holder: str, events: AsyncIterator[str]) -> AsyncIterator[str]:
-        """The stream, its slot given back however it ends (finished, client gone)."""
-        try:
-            async for event in events:
-                yield event
-        finally:
-            self._streams[holder] -= 1
-            if self._streams[holder] <= 0:
-                del self._streams[holder]
 
     async def _events(self, job_id: str) -> AsyncIterator[str]:
         seen: set[int] = set()
@@ -254,24 +232,24 @@ class JobRoutes:
                 job = await asyncio.to_thread(self.store.get_job, job_id)
                 chunks = await asyncio.to_thread(self.store.chunks, job_id)
             except StoreUnavailable as exc:
-                yield _event("error", error_body(exc))
+                yield event("error", error_body(exc))
                 return
             if job is None:
                 return
             for chunk in chunks:
                 if chunk.index not in seen:
                     seen.add(chunk.index)
-                    yield _event("chunk", chunk_view(chunk) | {"progress": _progress(job, seen)})
+                    yield event("chunk", chunk_view(chunk) | {"progress": _progress(job, seen)})
                     idle_since = time.monotonic()
             if job.state is not state:
                 state = job.state
-                yield _event("state", {"state": state.value, "progress": _progress(job, seen)})
+                yield event("state", {"state": state.value, "progress": _progress(job, seen)})
             if job.state.finished:
-                yield _event("result", job_view(job))
-                yield "event: done\ndata: [DONE]\n\n"
+                yield event("result", job_view(job))
+                yield DONE
                 return
             if time.monotonic() - idle_since > KEEPALIVE_S:
-                yield ": keep-alive\n\n"
+                yield KEEPALIVE
                 idle_since = time.monotonic()
             await asyncio.sleep(self._args.jobs.events_poll_s)
 
@@ -281,13 +259,6 @@ class JobRoutes:
         if job is None:
             raise NotFound(f"no job {job_id!r}", param="job_id", code="job_not_found")
         return job
-
-
-_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 def _progress(job: JobRecord, seen: set[int]) -> dict[str, Any]:

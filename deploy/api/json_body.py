@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
+
 from deploy.core.errors import InvalidRequest
 
 
@@ -58,3 +60,15 @@ def _too_deep(what: str, max_depth: int, param: str | None) -> InvalidRequest:
         param=param,
         code="json_too_deep",
     )
+
+
+def invalid(exc: ValidationError, takes: str) -> InvalidRequest:
+    """A body model's first validation error as a 400 naming the field; an unknown field
+    says what the body takes (`takes`, e.g. "a stream takes url, name, ...")."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    if error["type"] == "extra_forbidden":
+        return InvalidRequest(
+            f"unknown field {where!r}; {takes}", param=where, code="unknown_parameter"
+        )
+    return InvalidRequest(f"{where}: {error['msg']}", param=where, code="invalid_value")

@@ -18,20 +18,20 @@ import asyncio
 import json
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from deploy.api import json_body
 from deploy.api.body import read_capped
 from deploy.api.error_body import error_body
 from deploy.api.jobs_protocol import chunk_view, owner_of
+from deploy.api.sse import DONE, KEEPALIVE, KEEPALIVE_S, EventSlots, event
 from deploy.config.settings import AppArgs
 from deploy.core.errors import InvalidRequest, NotFound, PayloadTooLarge, TooManyRequests
 from deploy.jobs.records import StoreUnavailable
@@ -42,9 +42,7 @@ from deploy.streams.stream_store import StreamRecord, StreamStore
 from deploy.streams.watcher import alert_view
 
 MAX_STREAM_JSON_BYTES = 64 * 1024
-KEEPALIVE_S = 15.0
 EVENTS_POLL_S = 1.0
-_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def stream_view(stream: StreamRecord) -> dict[str, Any]:
@@ -78,7 +76,7 @@ class StreamRoutes:
         self._settings = args.streams
         self._ingest = ingest
         self._fetcher = UrlFetcher(args.url_fetch)
-        self._open: Counter[str] = Counter()  # event streams open here, per key
+        self._slots = EventSlots()  # event streams open here, per key
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -125,7 +123,9 @@ class StreamRoutes:
         try:
             spec = StreamSpec.model_validate(raw)
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise json_body.invalid(
+                exc, f"a stream takes {', '.join(StreamSpec.model_fields)}"
+            ) from None
         if len(spec.rules) > self._settings.max_rules:
             raise InvalidRequest(
                 f"{len(spec.rules)} rules; a stream takes at most {self._settings.max_rules} "
@@ -166,28 +166,14 @@ class StreamRoutes:
 
     async def events(self, request: Request) -> Response:
         stream = await self._stream(request)
-        holder = stream.owner or f"addr:{request.client.host if request.client else '?'}"
-        if self._open[holder] >= self._settings.max_events_per_key:
-            raise TooManyRequests(
-                f"this key already holds {self._open[holder]} stream event streams open here, "
-                "the most streams.max_events_per_key allows; close one",
-                code="too_many_event_streams",
-            )
-        self._open[holder] += 1
-        return StreamingResponse(
-            self._counted(holder, self._events(stream.id, _int(request, "after", -1))),
-            media_type="text/event-stream",
-            headers=_NO_BUFFERING,
+        return self._slots.respond(
+            request,
+            stream.owner,
+            self._events(stream.id, _int(request, "after", -1)),
+            cap=self._settings.max_events_per_key,
+            setting="streams.max_events_per_key",
+            retry_after_s=self._args.http.retry_after_s,
         )
-
-    async def _counted(self, holder: str, events: AsyncIterator[str]) -> AsyncIterator[str]:
-        try:
-            async for event in events:
-                yield event
-        finally:
-            self._open[holder] -= 1
-            if self._open[holder] <= 0:
-                del self._open[holder]
 
     async def _events(self, stream_id: str, after: int) -> AsyncIterator[str]:
         seen_alerts: set[str] = set()
@@ -199,26 +185,26 @@ class StreamRoutes:
                 windows = await asyncio.to_thread(self.store.windows, stream_id, after)
                 alerts = await asyncio.to_thread(self.store.alerts, stream_id)
             except StoreUnavailable as exc:
-                yield _event("error", error_body(exc))
+                yield event("error", error_body(exc))
                 return
             if stream is None:
                 return
             for window in windows:
                 after = max(after, window.index)
-                yield _event("window", chunk_view(window))
+                yield event("window", chunk_view(window))
                 idle_since = time.monotonic()
             for alert in alerts:
                 if alert.id not in seen_alerts:
                     seen_alerts.add(alert.id)
-                    yield _event("alert", alert_view(alert, stream))
+                    yield event("alert", alert_view(alert, stream))
             if stream.state is not state:
                 state = stream.state
-                yield _event("state", stream_view(stream))
+                yield event("state", stream_view(stream))
             if not stream.state.active:
-                yield "event: done\ndata: [DONE]\n\n"
+                yield DONE
                 return
             if time.monotonic() - idle_since > KEEPALIVE_S:
-                yield ": keep-alive\n\n"
+                yield KEEPALIVE
                 idle_since = time.monotonic()
             await asyncio.sleep(EVENTS_POLL_S)
 
@@ -228,10 +214,6 @@ class StreamRoutes:
         if stream is None:
             raise NotFound(f"no stream {stream_id!r}", param="stream_id", code="stream_not_found")
         return stream
-
-
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -244,16 +226,3 @@ def _int(request: Request, name: str, default: int) -> int:
         raise InvalidRequest(
             f"{name} must be an integer", param=name, code="invalid_value"
         ) from None
-
-
-def _invalid(exc: ValidationError) -> InvalidRequest:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    if error["type"] == "extra_forbidden":
-        fields = ", ".join(StreamSpec.model_fields)
-        return InvalidRequest(
-            f"unknown field {where!r}; a stream takes {fields}",
-            param=where,
-            code="unknown_parameter",
-        )
-    return InvalidRequest(f"{where}: {error['msg']}", param=where, code="invalid_value")
