@@ -23,3 +23,31 @@ class MetricsRecorder:
 
     def stage(self, stage: str, seconds: float) -> None:
         self.stages.append((stage, seconds))
+
+
+class StreamMetricsRecorder:
+    """The StreamMetrics a stream watcher records (deploy/streams/watcher.py), as lists."""
+
+    def __init__(self) -> None:
+        self.windows: list[str] = []
+        self.lags: list[float] = []
+        self.reconnects = 0
+        self.alerts = 0
+        self.deliveries: list[str] = []
+
+    def streams(self, by_state: dict[str, int], decoding: int) -> None:
+        del by_state, decoding
+
+    def window(self, outcome: str, lag_s: float | None = None) -> None:
+        self.windows.append(outcome)
+        if lag_s is not None:
+            self.lags.append(lag_s)
+
+    def reconnected(self) -> None:
+        self.reconnects += 1
+
+    def alert(self) -> None:
+        self.alerts += 1
+
+    def delivery(self, outcome: str) -> None:
+        self.deliveries.append(outcome)
