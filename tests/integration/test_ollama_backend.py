@@ -31,7 +31,7 @@ def test_vllm_is_not_deployed_in_the_ollama_only_app(serve_url: str) -> None:
     from ray import serve
 
     deployments = serve.status().applications["vidserve-ollama"].deployments
-    assert set(deployments) == {"Ingress", "FrameExtractor", "Ollama"}
+    assert set(deployments) == {"Ingress", "FrameExtractor", "Ollama", "StreamIngest"}
 
 
 def test_ollama_answers_with_the_frames_as_images(
