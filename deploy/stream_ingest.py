@@ -5,7 +5,6 @@ loses its streams to the others within streams.lease_s + streams.claim_interval_
 
 Calls (from the Ingress):
     wake()      look for new streams now (after POST /v1/streams) instead of at the next tick
-    holding()   the ids of the streams this replica decodes
 """
 
 from __future__ import annotations
@@ -64,9 +63,6 @@ class StreamIngest:
 
     async def wake(self) -> None:
         await self._watcher.tick()
-
-    async def holding(self) -> list[str]:
-        return sorted(self._watcher.runners)
 
     async def __del__(self) -> None:
         await self._watcher.stop()

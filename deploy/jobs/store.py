@@ -36,6 +36,7 @@ from deploy.jobs.records import (
 from deploy.jobs.schema import (
     COUNTS,
     JOB_COLUMNS,
+    STREAM_TASK,
     chunk_of,
     dumps,
     job_of,
@@ -193,8 +194,8 @@ class Store:
         with self._tx() as cur:
             active, kept = self._run(
                 cur,
-                "SELECT COALESCE(SUM(CASE WHEN state IN (?, ?) AND task <> 'stream' THEN 1 "
-                "ELSE 0 END), 0), "
+                "SELECT COALESCE(SUM(CASE WHEN state IN (?, ?) AND "
+                f"task <> '{STREAM_TASK}' THEN 1 ELSE 0 END), 0), "
                 "COALESCE(SUM(media_bytes), 0) FROM jobs WHERE owner = ?",
                 [*UNFINISHED, owner],
             ).fetchone()
@@ -236,7 +237,8 @@ class Store:
         now = time.time()
         claimed: list[str] = []
         # A live stream's library record (task 'stream') is the StreamIngest's, never run here.
-        free = "state IN (?, ?) AND task <> 'stream' AND (lease_until IS NULL OR lease_until < ?)"
+        free = f"state IN (?, ?) AND task <> '{STREAM_TASK}' AND "
+        free += "(lease_until IS NULL OR lease_until < ?)"
         with self._tx() as cur:
             running = dict(
                 self._run(

@@ -136,7 +136,7 @@ class StreamRunner:
                 if closed is not None:
                     self._hand_on(closed)
         finally:
-            partial = windower.flush(time.time())
+            partial = windower.flush()
             if partial is not None:
                 self._hand_on(partial)
 

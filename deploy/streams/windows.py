@@ -29,7 +29,6 @@ class Window:
     end_s: float
     frames: list[np.ndarray] = field(default_factory=list)
     times_s: list[float] = field(default_factory=list)  # each frame's, since start_s
-    closed_at: float = 0.0  # wall time it was handed on
     audio: list[np.ndarray] = field(default_factory=list)  # 16 kHz mono, as it came
 
     @property
@@ -52,7 +51,7 @@ class Windower:
         index = math.floor(t / self._window_s)
         closed = None
         if self._current is None or index != self._current.index:
-            closed = self.flush(now)
+            closed = self.flush()
             start = index * self._window_s
             self._current = Window(index, round(start, 3), round(start + self._window_s, 3))
             self._next_slot = 0
@@ -72,12 +71,11 @@ class Windower:
         if self._current is not None:
             self._current.audio.append(samples)
 
-    def flush(self, now: float) -> Window | None:
+    def flush(self) -> Window | None:
         """Hand on the window being filled, if it has a frame (the source dropped)."""
         window, self._current = self._current, None
         if window is None or not window.frames:
             return None
-        window.closed_at = now
         return window
 
 

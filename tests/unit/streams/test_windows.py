@@ -41,11 +41,11 @@ def test_a_gap_skips_window_numbers_and_a_flush_hands_on_the_partial_window() ->
     windower = Windower(ORIGIN, window_s=2.0, frames_per_window=2)
     closed = _feed(windower, [0.6, 1.6, 9.6])  # the source away from 2 s to 9.6 s
     assert [w.index for w in closed] == [0]
-    partial = windower.flush(ORIGIN + 9.7)
+    partial = windower.flush()
     assert partial is not None
     assert partial.index == 4
     assert partial.times_s == [1.6]
-    assert windower.flush(ORIGIN + 9.8) is None
+    assert windower.flush() is None
 
 
 def test_only_kept_frames_are_converted() -> None:
@@ -68,6 +68,6 @@ def test_sound_goes_with_the_window_being_filled() -> None:
     assert closed.audio_s == 1.0
     assert windower.offer(ORIGIN + 1.6, lambda: np.zeros((1, 1, 3))) is None
     windower.hear(np.zeros(1600, np.float32))
-    partial = windower.flush(ORIGIN + 1.5)
+    partial = windower.flush()
     assert partial is not None
     assert partial.audio_s == 0.1
