@@ -260,3 +260,53 @@ def test_dense_pyav_reads_seek_over_the_frames_before_each_keyframe(
     assert _indices(batch) == batch.meta.indices == wanted
     assert seeks == [60, 90]
     assert readers == {"pyav": len(wanted), "opencv": 0}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_frames_no_other_refers_to_are_not_decoded_unless_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """On libx264's default preset (B-frames, most of them referred to by no other frame), a
+    plan's non-target frames that nothing refers to are discarded before decoding; the frames
+    kept are bit for bit those of a decoder that decodes everything, on one decoder thread and
+    on frame threads (which take the setting with each packet)."""
+    size = (320, 240)
+    backgrounds = textured_backgrounds(*size)
+    images = (encode_index(i, *size, next(backgrounds)) for i in range(300))
+    path = write_frames(
+        tmp_path / "b.mp4", images, 30.0, size, ["-preset", "medium", "-g", "60", "-bf", "3"]
+    )
+    index = probe(str(path))
+    assert index is not None
+    wanted = [1, 2, 35, 97, 150, 151, 233, 298]  # B-frames among them (1, 2: right after a key)
+    plan = plan_reads(wanted, index.keyframes, PYAV_READER)
+
+    def read(decoded: list[int]) -> np.ndarray:
+        """The plan's frames; how many frames the decoder gave, appended to `decoded`."""
+        opened: list[av_read.Frames] = []
+
+        class Counted(av_read.Frames):
+            def __init__(self, *args: Any) -> None:
+                super().__init__(*args)
+                opened.append(self)
+
+        output = frame_reader.Output(len(wanted), len(wanted), SETTINGS)
+        with monkeypatch.context() as patch:
+            patch.setattr(av_read, "Frames", Counted)
+            kept, _, _ = av_read.read_part(str(path), plan, index, output, start=0, threads=threads)
+        assert kept == wanted
+        assert output.frames is not None
+        decoded.append(sum(frames.decoded for frames in opened))
+        return output.frames
+
+    skipping: list[int] = []
+    frames = read(skipping)
+    everything: list[int] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(av_read.Frames, "_wanted", lambda self, pts: True)
+        reference = read(everything)
+    assert [decode_index(frame) for frame in frames] == wanted
+    assert np.array_equal(frames, reference)
+    # About two frames in five of this encoding are referred to by none: far fewer decoded.
+    assert skipping[0] < 0.8 * everything[0], (skipping, everything)
+    assert everything[0] >= plan.decodes - 2  # (the plan counts from its keyframes)
