@@ -4,6 +4,7 @@
     python bench/extract.py --ablation [--repeat 7]
     python bench/extract.py --costs
     python bench/extract.py --seeks [--repeat 3]
+    python bench/extract.py --skip [--repeat 5]
 
 Generates (once, cached under $VIDSERVE_CACHE_DIR/bench) H.264 videos with the frame number drawn
 into every frame over a panning, lightly noisy texture (flat frames decode unrealistically fast):
@@ -33,6 +34,13 @@ cut at equal frame counts instead of equal estimated cost (plan.read_costs); Ope
 pool left on while the parts run (threads.parts_convert_alone); OpenCV reading the video instead
 of PyAV (av_read.py); PyAV's plans made with the seek cost plan.py used before --seeks measured
 it (7 frame decodes instead of 2).
+
+--skip times the cold request of bench/vs_vllm.py (16 frames of a 20 s 720p clip, the
+extractor's default settings, one CPU) on two encodings of the same clip: x264's ultrafast preset
+(no B-frames: every frame is referred to) and its default, medium (B-frames, most referred to by
+no other frame), with the extractor as built (non-target frames that nothing refers to are
+discarded undecoded: av_read.py) and with every frame of the plan decoded: frames decoded, CPU
+seconds, and a check that both give the same pixels.
 
 --costs fits the cost model behind that split on each video: one single-threaded decoder's time
 per frame against the frame's packet size (decode = fixed + per byte; the fixed part in bytes
@@ -90,7 +98,13 @@ from deploy.video.read_plan import (  # noqa: E402
     split,
 )
 from deploy.video.sampling import uniform_indices  # noqa: E402
-from tests.support.videos import decode_index, ffmpeg_exe, write_h264  # noqa: E402
+from tests.support.videos import (  # noqa: E402
+    decode_index,
+    encode_index,
+    ffmpeg_exe,
+    write_frames,
+    write_h264,
+)
 
 FPS = 30.0
 
@@ -277,6 +291,55 @@ def ablation(path: Path, count: int, repeat: int) -> None:
     for name in variants:
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
         print(f"{name:<22} {w:>8.3f} {w / base_wall:>7.2f}x {c:>8.3f} {c / base_cpu:>7.2f}x")
+
+
+def skip_table(repeat: int) -> None:
+    """Frames decoded and CPU seconds with and without discarding unreferenced frames."""
+    cache = env.cache_dir() / "bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    use_cpus(1)
+    settings = ExtractionSettings()
+    options = SamplingOptions(num_frames=16)
+    print(f"\n16 frames of a 20 s 720p30 clip, gop 2 s, one CPU; medians of {repeat} rounds\n")
+    header = f"{'encoding':<14} {'variant':<18} {'decoded':>8} {'CPU s':>7} {'vs all':>7}"
+    print(header)
+    print("-" * len(header))
+    for preset in ("ultrafast", "medium"):
+        path = cache / f"600f-1280x720-g60-{preset}.mp4"
+        if not path.exists():
+            images = (encode_index(i, 1280, 720) for i in range(600))
+            extra = ["-preset", preset, "-b:v", "2M", "-g", "60"]
+            write_frames(path.with_suffix(".tmp.mp4"), images, FPS, (1280, 720), extra).rename(path)
+        data = path.read_bytes()
+        variants = {
+            "as built": contextlib.nullcontext,
+            "decode all": lambda: mock.patch.object(av_read.Frames, "_wanted", return_value=True),
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        decoded: dict[str, int] = {}
+        pixels: dict[str, np.ndarray] = {}
+        for _ in range(repeat):
+            for name, undo in variants.items():
+                counted: list[av_read.Frames] = []
+
+                class Counted(av_read.Frames):
+                    def __init__(self, *args: Any, _seen: list[Any] = counted) -> None:
+                        super().__init__(*args)
+                        _seen.append(self)
+
+                with undo(), mock.patch.object(av_read, "Frames", Counted):
+                    used = resource.getrusage(resource.RUSAGE_SELF)
+                    batch = extract(data, options, settings)
+                    after = resource.getrusage(resource.RUSAGE_SELF)
+                cpu[name].append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
+                decoded[name] = sum(frames.decoded for frames in counted)
+                pixels[name] = batch.frames
+        if not np.array_equal(pixels["as built"], pixels["decode all"]):
+            raise AssertionError(f"{preset}: discarding changed the frames kept")
+        base = statistics.median(cpu["decode all"])
+        for name in variants:
+            spent = statistics.median(cpu[name])
+            print(f"{preset:<14} {name:<18} {decoded[name]:>8} {spent:>7.3f} {spent / base:>6.2f}x")
 
 
 def _timed(method: Method, path: Path, wanted: list[int]) -> float:
@@ -486,7 +549,11 @@ def main() -> int:
     parser.add_argument("--ablation", action="store_true", help="undo its choices one at a time")
     parser.add_argument("--costs", action="store_true", help="fit the split's cost model")
     parser.add_argument("--seeks", action="store_true", help="each reader's seek overhead")
+    parser.add_argument("--skip", action="store_true", help="unreferenced frames discarded")
     args = parser.parse_args()
+    if args.skip:
+        skip_table(args.repeat if args.repeat > 1 else 5)
+        return 0
     videos = _videos(args.minutes)
     if args.ablation:
         ablation(videos["30s 1080p gop 2s"], 128, args.repeat)

@@ -2,6 +2,7 @@
 
     python bench/vs_vllm.py [--requests 8] [--throughput-requests 16] [--frames 16]
                             [--seconds 20] [--transport data|file] [--modes repeat distinct]
+                            [--preset ultrafast|medium]
 
 One run, one after the other on this machine: first `python -m vllm.entrypoints.openai.api_server`
 (vLLM's own server and its own video loader, frames sampled by `--media-io-kwargs`), then vidserve
@@ -9,9 +10,10 @@ One run, one after the other on this machine: first `python -m vllm.entrypoints.
 random Qwen2.5-VL unless VLLM_MODEL_PATH is set) with the same engine arguments (vidserve's
 `llm` settings for the profile, passed to vLLM's server as flags, and vidserve's per-frame pixel
 budget as vLLM's `--mm-processor-kwargs`), and each gets the same generated 720p H.264 clips
-(--seconds long, 2 Mbit/s) in the same order, as data URLs in the JSON body (--transport data,
-what a client without shared storage sends) or as `file://` URLs, with the same question at
-`temperature: 0`.
+(--seconds long, 2 Mbit/s; x264's --preset: ultrafast, the cheapest to decode and the default
+here, or medium, x264's own default with B-frames, as most encoded files) in the same order,
+as data URLs in the JSON body (--transport data, what a client without shared storage sends) or
+as `file://` URLs, with the same question at `temperature: 0`.
 
 Two modes, each measured on both servers: `repeat` asks about one video again and again (what the
 caches are for), `distinct` about a video never seen before on every request (the cold path: most
@@ -195,9 +197,13 @@ def _p50(samples: list[Sample]) -> float:
     return statistics.median(s.seconds for s in samples)
 
 
-def make_videos(directory: Path, count: int, seconds: float) -> list[Path]:
+def make_videos(
+    directory: Path, count: int, seconds: float, preset: str = "ultrafast"
+) -> list[Path]:
     """`count` distinct 720p H.264 clips (testsrc2, each its own hue: no two share a frame),
-    2 Mbit/s with a keyframe every 2 s, made by ffmpeg (imageio-ffmpeg's binary)."""
+    2 Mbit/s with a keyframe every 2 s, made by ffmpeg (imageio-ffmpeg's binary) with x264's
+    `preset`: ultrafast (no B-frames, the cheapest to decode) or medium (x264's default: B-frames,
+    CABAC, deblocking, as most encoded files; about 3x the decoding per frame)."""
     import imageio_ffmpeg
 
     paths = []
@@ -208,7 +214,7 @@ def make_videos(directory: Path, count: int, seconds: float) -> list[Path]:
             [
                 imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi",
                 "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds:g},hue=h={hue:.1f}",
-                "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "2M", "-maxrate", "2M",
+                "-c:v", "libx264", "-preset", preset, "-b:v", "2M", "-maxrate", "2M",
                 "-bufsize", "4M", "-g", "60", "-pix_fmt", "yuv420p", str(path),
             ],
             check=True,
@@ -267,6 +273,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each test video")
     parser.add_argument("--transport", choices=["data", "file"], default="data")
     parser.add_argument(
+        "--preset", choices=["ultrafast", "medium"], default="ultrafast",
+        help="x264 preset of the clips: ultrafast (cheapest to decode) or medium (x264's default)",
+    )  # fmt: skip
+    parser.add_argument(
         "--modes", nargs="+", choices=["repeat", "distinct"], default=["repeat", "distinct"]
     )
     parser.add_argument(
@@ -277,8 +287,12 @@ def main() -> int:
 
     media_dir = Path(tempfile.mkdtemp(prefix="vidserve-vs-vllm-"))
     count = 2 + options.requests + options.throughput_requests
-    print(f"generating {count} distinct {options.seconds:g} s 720p H.264 videos ...", flush=True)
-    videos = make_videos(media_dir, count, options.seconds)
+    print(
+        f"generating {count} distinct {options.seconds:g} s 720p H.264 videos "
+        f"(x264 {options.preset}) ...",
+        flush=True,
+    )
+    videos = make_videos(media_dir, count, options.seconds, options.preset)
     plan = Plan(videos[0], videos[1], videos[2:], options.requests)
     print(f"each about {videos[0].stat().st_size / 1e6:.1f} MB, sent as {options.transport}")
 
@@ -354,7 +368,8 @@ def print_tables(options: argparse.Namespace, theirs: Results, ours: Results) ->
         return
 
     print(
-        f"\n{options.frames} frames of {options.seconds:g} s 720p videos ({options.transport} "
+        f"\n{options.frames} frames of {options.seconds:g} s 720p videos (x264 {options.preset}, "
+        f"{options.transport} "
         f"URLs), {MAX_TOKENS} tokens out; profile {options.profile}, {os.cpu_count()} cores; "
         f"{options.requests} requests at concurrency 1, {options.throughput_requests} at 4"
     )
