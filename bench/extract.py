@@ -293,6 +293,20 @@ def ablation(path: Path, count: int, repeat: int) -> None:
         print(f"{name:<22} {w:>8.3f} {w / base_wall:>7.2f}x {c:>8.3f} {c / base_cpu:>7.2f}x")
 
 
+@contextlib.contextmanager
+def counting_frames() -> Iterator[list[av_read.Frames]]:
+    """The PyAV decoders opened meanwhile; each counts the frames it gave (`decoded`)."""
+    opened: list[av_read.Frames] = []
+
+    class Counted(av_read.Frames):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            opened.append(self)
+
+    with mock.patch.object(av_read, "Frames", Counted):
+        yield opened
+
+
 def skip_table(repeat: int) -> None:
     """Frames decoded and CPU seconds with and without discarding unreferenced frames."""
     cache = env.cache_dir() / "bench"
@@ -320,14 +334,7 @@ def skip_table(repeat: int) -> None:
         pixels: dict[str, np.ndarray] = {}
         for _ in range(repeat):
             for name, undo in variants.items():
-                counted: list[av_read.Frames] = []
-
-                class Counted(av_read.Frames):
-                    def __init__(self, *args: Any, _seen: list[Any] = counted) -> None:
-                        super().__init__(*args)
-                        _seen.append(self)
-
-                with undo(), mock.patch.object(av_read, "Frames", Counted):
+                with undo(), counting_frames() as counted:
                     used = resource.getrusage(resource.RUSAGE_SELF)
                     batch = extract(data, options, settings)
                     after = resource.getrusage(resource.RUSAGE_SELF)
