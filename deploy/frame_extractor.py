@@ -132,10 +132,18 @@ class FrameExtractor:
         options: SamplingOptions,
         kind: MediaKind,
         param: str | None = None,
+        *,
+        look_up: bool = False,
     ) -> StoredFrames:
         """`content_digest` is `video.cache.digest(data)`, computed by the ingress as the bytes
-        streamed in (so it is not computed twice)."""
-        stored = await asyncio.to_thread(self._extract, data, content_digest, options, kind, param)
+        streamed in (so it is not computed twice). `look_up`: the ingress has not called
+        `lookup` (a video it has not sent before): the cache is looked in here first, saving
+        the cold path a round trip."""
+        stored = self._cached(cache_key(content_digest, options, kind)) if look_up else None
+        if stored is None:
+            stored = await asyncio.to_thread(
+                self._extract, data, content_digest, options, kind, param
+            )
         if kind is MediaKind.VIDEO and stored.meta.has_audio is not False:
             self._keep_download(_uploaded(content_digest), data)  # its audio is asked next
         return stored

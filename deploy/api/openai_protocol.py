@@ -15,12 +15,12 @@ OpenAI's shape and status codes, so the SDK raises its own exception types.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.api import json_body
@@ -382,8 +382,11 @@ def media_source(url: str, kind: MediaKind, param: str, args: AppArgs) -> MediaS
 
 
 def _b64(data: str, param: str) -> bytes:
+    """Strict base64 (RFC 4648's alphabet, exact padding, no whitespace), decoded with SIMD by
+    pybase64: about 25x CPython's binascii, which was most of the Ingress's CPU on a cold
+    request (docs/measurements.md)."""
     try:
-        return base64.b64decode(data, validate=True)
+        return pybase64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(
             f"{param}: the data URL's payload is not valid base64",

@@ -6,8 +6,9 @@ the model can see what was sent, asks the extractor for frames (routed to the re
 holds the video: serving/affinity_router.py), hands the engine a reference to them through the
 `BackendRouter` (vLLM, Ollama, fallback) and times each stage.
 
-    upload (hashed as it streamed in) ─► extractor.lookup(digest)  hit: no video bytes sent
-                                         └ miss ─► extractor.extract(bytes, digest)
+    upload (hashed as it streamed in), first sight ─► extractor.extract(bytes, digest, look_up)
+    upload sent before by this ingress ─► extractor.lookup(digest)  hit: no video bytes sent
+                                          └ miss ─► extractor.extract(bytes, digest)
     URL ─► extractor.extract_url(url)   the extractor downloads it (SSRF guard), not the ingress
     frame list ─► extractor.from_images(frames)
 
@@ -22,6 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,13 +49,16 @@ from deploy.serving.backends import BackendRouter, OpenedStream, Routed
 from deploy.serving.handles import call_stage
 from deploy.serving.metrics import StageMetrics
 from deploy.serving.speech_stage import SpeechStage
-from deploy.video.cache import digest
+from deploy.video.cache import cache_key, digest
 from deploy.video.container import sniff
 
 logger = logging.getLogger("ray.serve.vidserve.pipeline")
 
 # Extraction of even long videos takes seconds; past this something is wrong.
 EXTRACT_TIMEOUT_S = 120.0
+# The uploads this ingress last sent to be extracted (their cache keys, about 200 bytes each):
+# a repeat of one asks the extractor by digest first; any other goes with its bytes at once.
+SENT_REMEMBERED = 4096
 READY_TIMEOUT_S = 2.0
 
 
@@ -115,6 +120,7 @@ class AnalyzePipeline:
         # The last readiness check, shared by every probe of its moment (see `ready`).
         self._readiness: asyncio.Task[dict[str, Any]] | None = None
         self._readiness_done_at = 0.0
+        self._sent: OrderedDict[str, None] = OrderedDict()
 
     def check_can_see(self, kind: MediaKind) -> None:
         """A 422 before any decoding when the primary model is known to be text-only."""
@@ -156,11 +162,27 @@ class AnalyzePipeline:
         if content_digest is None:  # not hashed by the HTTP layer: hash it off the event loop
             content_digest = await asyncio.to_thread(digest, data)
         handle = affinity(self._extractor, content_digest)
-        cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
-        if cached is None:  # the video's replica does not have it: now send the bytes
+        if self._sent_before(cache_key(content_digest, sampling, kind)):
+            cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
+            if cached is not None:  # the video's replica has it: no bytes sent
+                return self._loaded(cached, started)
             call = handle.extract.remote(data, content_digest, sampling, kind, source.param)
-            cached = await self._extract(call)
-        return self._loaded(cached, started)
+        else:  # most videos are sent once: the bytes go at once, and the replica looks them up
+            call = handle.extract.remote(
+                data, content_digest, sampling, kind, source.param, look_up=True
+            )
+        return self._loaded(await self._extract(call), started)
+
+    def _sent_before(self, key: str) -> bool:
+        """Whether this ingress sent the upload of `key` (its frame cache key) to be extracted
+        lately; remembered now if not. A hint only: the extractor's cache decides."""
+        if key in self._sent:
+            self._sent.move_to_end(key)
+            return True
+        self._sent[key] = None
+        if len(self._sent) > SENT_REMEMBERED:
+            self._sent.popitem(last=False)
+        return False
 
     @staticmethod
     async def _extract(call: Any) -> Any:

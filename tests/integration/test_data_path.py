@@ -54,6 +54,11 @@ def test_the_extractor_hands_out_a_reference_and_finds_a_repeat_by_its_digest(
     assert again.meta.cached is True
     assert again.frames_id == stored.frames_id
     assert np.array_equal(ray.get(again.pixels), frames)
+    # The bytes sent with look_up (the ingress's first sight of a video): found, not decoded.
+    sent = extractor.extract.remote(
+        video, digest, options, MediaKind.VIDEO, "file", look_up=True
+    ).result()
+    assert (sent.meta.cached, sent.frames_id) == (True, stored.frames_id)
     # Other options are other frames: not a hit.
     other = SamplingOptions(num_frames=5)
     assert extractor.lookup.remote(digest, other, MediaKind.VIDEO).result() is None

@@ -87,6 +87,37 @@ def test_data_urls_decode_to_bytes_or_to_a_list_of_frames() -> None:
     assert plan.media.frames == frames
 
 
+@pytest.mark.parametrize(
+    "payload",
+    ["QUJD QUJD", "QUJD\nQUJD", "QUJ", "QU=D", "QUJD====", "QUJD\u00e9", "QUJ*"],
+    ids=[
+        "space",
+        "newline",
+        "short",
+        "padding-inside",
+        "extra-padding",
+        "not-ascii",
+        "not-alphabet",
+    ],
+)
+def test_a_data_url_payload_that_is_not_strict_base64_is_a_400(payload: str) -> None:
+    for mime in ("video/mp4", "video/jpeg"):  # one video, and a list of frames
+        error = _error({"messages": [_user(_video(f"data:{mime};base64,{payload}"))]})
+        assert isinstance(error, InvalidRequest)
+        assert (error.code, error.param) == (
+            "invalid_data_url",
+            "messages[0].content[0].video_url.url",
+        ), error.message
+
+
+def test_a_large_data_url_decodes_to_its_exact_bytes() -> None:
+    payload = bytes(range(256)) * 20_000 + b"\x01"  # 5 MB, every byte value, padding at the end
+    url = "data:video/mp4;base64," + base64.b64encode(payload).decode()
+    plan = _plan({"messages": [_user(_video(url))]})
+    assert plan.media is not None
+    assert plan.media.data == payload
+
+
 def test_options_and_response_formats() -> None:
     plan = _plan(
         {

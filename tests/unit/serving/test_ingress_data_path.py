@@ -79,9 +79,9 @@ class FakeExtractor:
 
         class _Method:
             @staticmethod
-            def remote(*args: Any) -> _Response:
-                outer.calls.append((method, outer.key, args))
-                return _Response(getattr(outer, f"_{method}")(*args))
+            def remote(*args: Any, **kwargs: Any) -> _Response:
+                outer.calls.append((method, outer.key, args + tuple(kwargs.items())))
+                return _Response(getattr(outer, f"_{method}")(*args, **kwargs))
 
         return _Method()
 
@@ -94,9 +94,18 @@ class FakeExtractor:
         return dataclasses.replace(stored, meta=dataclasses.replace(stored.meta, cached=True))
 
     async def _extract(
-        self, data: bytes, digest: str, options: SamplingOptions, kind: MediaKind, param: str
+        self,
+        data: bytes,
+        digest: str,
+        options: SamplingOptions,
+        kind: MediaKind,
+        param: str,
+        look_up: bool = False,
     ) -> StoredFrames:
         assert digest == hashlib.sha256(data).hexdigest()
+        cached = await self._lookup(digest, options, kind) if look_up else None
+        if cached is not None:
+            return cached
         batch = extract(data, options, ARGS.extraction, kind, param)
         stored = StoredFrames.inline(batch, "frames-id")
         self.cache[cache_key(digest, options, kind)] = stored
@@ -141,10 +150,16 @@ def _client(video: bytes) -> tuple[TestClient, FakeExtractor, RecordingBackend]:
     return TestClient(app), extractor, backend
 
 
-def _summary(extractor: FakeExtractor) -> list[tuple[str, str, bool]]:
-    """(method, affinity key, whether video bytes were sent) of each extractor call."""
+def _summary(extractor: FakeExtractor) -> list[tuple[str, str, bool, bool]]:
+    """(method, affinity key, whether video bytes were sent, whether the extractor was asked to
+    look in its cache first) of each extractor call."""
     return [
-        (method, key, any(isinstance(a, bytes) for a in args))
+        (
+            method,
+            key,
+            any(isinstance(a, bytes) for a in args),
+            ("look_up", True) in args,
+        )
         for method, key, args in extractor.calls
     ]
 
@@ -161,11 +176,11 @@ def test_an_upload_is_hashed_as_it_arrives_and_a_repeat_sends_only_its_digest(
             data={"prompt": "What?", "num_frames": "4"},
         )
         assert response.status_code == 200, response.text
+    # The first time: the bytes at once (one call; the replica looks in its cache itself).
     assert _summary(extractor) == [
-        ("lookup", digest, False),
-        ("extract", digest, True),
-        ("lookup", digest, False),
-        ("lookup", digest, False),
+        ("extract", digest, True, True),
+        ("lookup", digest, False, False),
+        ("lookup", digest, False, False),
     ]
     assert backend.seen == [(4, "frames-id")] * 3
 
@@ -201,9 +216,8 @@ def test_a_data_url_is_hashed_once_and_a_repeat_sends_only_its_digest(video: byt
     assert second["vidserve"]["frames"]["cached"] is True
     digest = hashlib.sha256(video).hexdigest()
     assert _summary(extractor) == [
-        ("lookup", digest, False),
-        ("extract", digest, True),
-        ("lookup", digest, False),
+        ("extract", digest, True, True),
+        ("lookup", digest, False, False),
     ]
 
 
@@ -232,3 +246,35 @@ def test_an_image_in_the_file_field_is_told_to_use_the_image_field(video: bytes)
     assert error["message"] == (
         "file holds a png image, not a video; send it as the 'image' field instead"
     )
+
+
+def _upload(client: TestClient, video: bytes, frames: int) -> None:
+    response = client.post(
+        "/v1/video/analyze",
+        files={"file": ("clip.mp4", video, "video/mp4")},
+        data={"prompt": "What?", "num_frames": str(frames)},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_repeat_the_extractor_lost_is_sent_again_and_what_was_sent_is_bounded(
+    video: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("deploy.serving.pipeline.SENT_REMEMBERED", 2)
+    client, extractor, backend = _client(video)
+    digest = hashlib.sha256(video).hexdigest()
+    _upload(client, video, 4)
+    extractor.cache.clear()  # the replica restarted, or its cache let the frames go
+    _upload(client, video, 4)  # looked up (sent before), missed: the bytes follow
+    _upload(client, video, 3)  # other options are other frames: sent at once
+    _upload(client, video, 2)  # a third key: the ingress forgets the first (4 frames)
+    _upload(client, video, 4)  # so this goes with its bytes again, and hits in the replica
+    assert _summary(extractor) == [
+        ("extract", digest, True, True),
+        ("lookup", digest, False, False),
+        ("extract", digest, True, False),
+        ("extract", digest, True, True),
+        ("extract", digest, True, True),
+        ("extract", digest, True, True),
+    ]
+    assert [frames for frames, _ in backend.seen] == [4, 4, 3, 2, 4]
