@@ -2,7 +2,8 @@
 questions about videos it has never seen.
 
     python bench/profile_cold.py [--videos 40] [--concurrency 4] [--frames 16] [--seconds 20]
-                                 [--transport data|file] [--out docs/profiles]
+                                 [--transport data|file] [--preset ultrafast|medium]
+                                 [--rate 100] [--out docs/profiles]
 
 Starts the app on a local Ray (CPU profile, the tiny model unless VLLM_MODEL_PATH is set), warms
 it with one request, then sends --videos distinct generated 720p clips (each once: the cold path)
@@ -166,6 +167,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each video")
     parser.add_argument("--transport", choices=["data", "file"], default="data")
     parser.add_argument(
+        "--preset", choices=["ultrafast", "medium"], default="ultrafast",
+        help="x264 preset of the clips (bench/vs_vllm.py's make_videos)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rate", type=int, default=100, help="py-spy samples per second (0: CPU times only)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "profiles")
@@ -173,8 +178,11 @@ def main() -> int:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
     media = Path(tempfile.mkdtemp(prefix="vidserve-profile-"))
-    print(f"generating {options.videos + 1} distinct {options.seconds:g} s 720p videos ...")
-    videos = make_videos(media, options.videos + 1, options.seconds)
+    print(
+        f"generating {options.videos + 1} distinct {options.seconds:g} s 720p videos "
+        f"(x264 {options.preset}) ..."
+    )
+    videos = make_videos(media, options.videos + 1, options.seconds, options.preset)
     bodies = [_body("bench", _url(v, options.transport), options.frames, True) for v in videos]
     port = free_port()
     overlay = {
@@ -239,7 +247,8 @@ def main() -> int:
         runner.shutdown()
 
     latencies.sort()
-    print(f"\n{options.videos} distinct {options.seconds:g} s 720p videos ({options.transport} "
+    print(f"\n{options.videos} distinct {options.seconds:g} s 720p videos (x264 {options.preset}, "
+          f"{options.transport} "
           f"URLs), {options.frames} frames, {MAX_TOKENS} tokens, concurrency "
           f"{options.concurrency}: {options.videos / wall:.2f} req/s, p50 "
           f"{latencies[len(latencies) // 2]:.3f} s")  # fmt: skip
