@@ -80,6 +80,10 @@ def test_data_urls_decode_to_bytes_or_to_a_list_of_frames() -> None:
     plan = _plan({"messages": [_user(_video(url))]})
     assert plan.media is not None
     assert plan.media.data == payload
+    # A scheme is case-insensitive (RFC 3986), the media type too.
+    upper = _plan({"messages": [_user(_video("DATA:VIDEO/MP4;BASE64," + url.split(",", 1)[1]))]})
+    assert upper.media is not None
+    assert upper.media.data == payload
     frames = [b"\xff\xd8\xffone", b"\xff\xd8\xfftwo"]
     listed = "data:video/jpeg;base64," + ",".join(base64.b64encode(f).decode() for f in frames)
     plan = _plan({"messages": [_user(_video(listed))]})
