@@ -5,7 +5,7 @@ conversation, the engine inputs with the frames' metadata) build the request, an
 makes of them. Printed as JSON: the frames' shape and times, the prompt's text and token count.
 
     python -m tests.support.engine_prompt MODEL_DIR VIDEO --out seen.json --frames 4 \
-        [--start-s 8 --end-s 16] [--pruning-rate 0.5]
+        [--start-s 8 --end-s 16] [--pruning-rate 0.5] [--profile cpu] [--question TEXT]
 
 Run as its own process by tests (tests/integration/test_qwen3_vl.py): an engine in the test
 process would keep its memory and threads for the rest of the session.
@@ -67,6 +67,10 @@ def main() -> int:
     parser.add_argument("--start-s", type=float)
     parser.add_argument("--end-s", type=float)
     parser.add_argument("--pruning-rate", type=float, default=0.0, help="llm.video_pruning_rate")
+    parser.add_argument(
+        "--profile", choices=["cpu"], help="extract with this serve_config profile's settings"
+    )
+    parser.add_argument("--question", default="When does it change?")
     parser.add_argument("--out", required=True, help="the JSON's file (vLLM logs to stdout)")
     args = parser.parse_args()
 
@@ -85,12 +89,17 @@ def main() -> int:
     from deploy.video.decode import extract_file
 
     llm_settings = {"model": args.model, "video_pruning_rate": args.pruning_rate}
-    app = AppArgs.model_validate({"llm": llm_settings})
+    profile: dict[str, Any] = {}
+    if args.profile:  # what `vidserve run --profile cpu` extracts with
+        from deploy.config.serve_config import Profile, app_args, load_config
+
+        profile = app_args(load_config(profile=Profile(args.profile)))
+    app = AppArgs.model_validate({**profile, "llm": {**profile.get("llm", {}), **llm_settings}})
     settings = app.extraction
     options = SamplingOptions(num_frames=args.frames, start_s=args.start_s, end_s=args.end_s)
     batch = extract_file(args.video, options, settings)
     request = InferenceRequest(
-        turns=(Turn(Role.USER, "When does it change?", media=True),),
+        turns=(Turn(Role.USER, args.question, media=True),),
         media=StoredFrames.inline(batch, "frames-1"),
         params=GenerationParams(max_tokens=2),
     )
