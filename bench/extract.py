@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import resource
 import statistics
 import subprocess
@@ -109,9 +110,19 @@ from tests.support.videos import (  # noqa: E402
 FPS = 30.0
 
 
-def _videos(minutes: float) -> dict[str, Path]:
+def _cached_video(file: str, label: str, write: Callable[[Path], Path]) -> Path:
+    """The bench's video `file`, under $VIDSERVE_CACHE_DIR/bench; `write(tmp)` makes it the
+    first time (`label` says which)."""
     cache = env.cache_dir() / "bench"
     cache.mkdir(parents=True, exist_ok=True)
+    path = cache / file
+    if not path.exists():
+        print(f"generating {label} ...", flush=True)
+        write(path.with_suffix(".tmp.mp4")).rename(path)
+    return path
+
+
+def _videos(minutes: float) -> dict[str, Path]:
     long_frames = int(minutes * 60 * FPS)
     specs = {
         f"{minutes:g}min 720p gop 2s": (long_frames, (1280, 720), int(2 * FPS)),
@@ -120,13 +131,16 @@ def _videos(minutes: float) -> dict[str, Path]:
     }
     videos = {}
     for name, (frames, size, gop) in specs.items():
-        path = cache / f"{frames}f-{size[0]}x{size[1]}-g{gop}-textured.mp4"
-        if not path.exists():
-            print(f"generating {name} ({frames} frames) ...", flush=True)
-            tmp = path.with_suffix(".tmp.mp4")
-            write_h264(tmp, frames, FPS, size, gop=gop, textured=True).rename(path)
-        videos[name] = path
+        videos[name] = _cached_video(
+            f"{frames}f-{size[0]}x{size[1]}-g{gop}-textured.mp4",
+            f"{name} ({frames} frames)",
+            functools.partial(_textured, frames=frames, size=size, gop=gop),
+        )
     return videos
+
+
+def _textured(tmp: Path, frames: int, size: tuple[int, int], gop: int) -> Path:
+    return write_h264(tmp, frames, FPS, size, gop=gop, textured=True)
 
 
 def _frame_count(path: Path) -> int:
@@ -309,8 +323,6 @@ def counting_frames() -> Iterator[list[av_read.Frames]]:
 
 def skip_table(repeat: int) -> None:
     """Frames decoded and CPU seconds with and without discarding unreferenced frames."""
-    cache = env.cache_dir() / "bench"
-    cache.mkdir(parents=True, exist_ok=True)
     use_cpus(1)
     settings = ExtractionSettings()
     options = SamplingOptions(num_frames=16)
@@ -319,11 +331,11 @@ def skip_table(repeat: int) -> None:
     print(header)
     print("-" * len(header))
     for preset in ("ultrafast", "medium"):
-        path = cache / f"600f-1280x720-g60-{preset}.mp4"
-        if not path.exists():
-            images = (encode_index(i, 1280, 720) for i in range(600))
-            extra = ["-preset", preset, "-b:v", "2M", "-g", "60"]
-            write_frames(path.with_suffix(".tmp.mp4"), images, FPS, (1280, 720), extra).rename(path)
+        path = _cached_video(
+            f"600f-1280x720-g60-{preset}.mp4",
+            f"20 s 720p, x264 {preset}",
+            functools.partial(_numbered, preset=preset),
+        )
         data = path.read_bytes()
         variants = {
             "as built": contextlib.nullcontext,
@@ -347,6 +359,13 @@ def skip_table(repeat: int) -> None:
         for name in variants:
             spent = statistics.median(cpu[name])
             print(f"{preset:<14} {name:<18} {decoded[name]:>8} {spent:>7.3f} {spent / base:>6.2f}x")
+
+
+def _numbered(tmp: Path, preset: str) -> Path:
+    """600 frames of 720p with their numbers drawn, 2 Mbit/s, gop 2 s, by x264's `preset`."""
+    images = (encode_index(i, 1280, 720) for i in range(600))
+    extra = ["-preset", preset, "-b:v", "2M", "-g", "60"]
+    return write_frames(tmp, images, FPS, (1280, 720), extra)
 
 
 def _timed(method: Method, path: Path, wanted: list[int]) -> float:

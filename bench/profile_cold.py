@@ -39,7 +39,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.vs_vllm import MAX_TOKENS, make_videos  # noqa: E402
+from bench.vs_vllm import MAX_TOKENS, PRESETS, make_videos  # noqa: E402
 from deploy.cli import runner  # noqa: E402
 from deploy.config import env  # noqa: E402
 from deploy.config.serve_config import Profile, app_args, load_config  # noqa: E402
@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each video")
     parser.add_argument("--transport", choices=["data", "file"], default="data")
     parser.add_argument(
-        "--preset", choices=["ultrafast", "medium"], default="ultrafast",
+        "--preset", choices=PRESETS, default=PRESETS[0],
         help="x264 preset of the clips (bench/vs_vllm.py's make_videos)",
     )  # fmt: skip
     parser.add_argument(

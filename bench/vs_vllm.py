@@ -56,6 +56,7 @@ from tests.support.ports import free_port  # noqa: E402
 QUESTION = "What happens in this video?"
 MAX_TOKENS = 16
 START_TIMEOUT_S = 900.0
+PRESETS = ("ultrafast", "medium")  # x264 presets make_videos encodes with
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each test video")
     parser.add_argument("--transport", choices=["data", "file"], default="data")
     parser.add_argument(
-        "--preset", choices=["ultrafast", "medium"], default="ultrafast",
+        "--preset", choices=PRESETS, default=PRESETS[0],
         help="x264 preset of the clips: ultrafast (cheapest to decode) or medium (x264's default)",
     )  # fmt: skip
     parser.add_argument(

@@ -162,15 +162,15 @@ class AnalyzePipeline:
         if content_digest is None:  # not hashed by the HTTP layer: hash it off the event loop
             content_digest = await asyncio.to_thread(digest, data)
         handle = affinity(self._extractor, content_digest)
-        if self._sent_before(cache_key(content_digest, sampling, kind)):
+        # Most videos are sent once: the bytes go at once, and the replica looks them up itself.
+        first_sight = not self._sent_before(cache_key(content_digest, sampling, kind))
+        if not first_sight:
             cached = await self._extract(handle.lookup.remote(content_digest, sampling, kind))
             if cached is not None:  # the video's replica has it: no bytes sent
                 return self._loaded(cached, started)
-            call = handle.extract.remote(data, content_digest, sampling, kind, source.param)
-        else:  # most videos are sent once: the bytes go at once, and the replica looks them up
-            call = handle.extract.remote(
-                data, content_digest, sampling, kind, source.param, look_up=True
-            )
+        call = handle.extract.remote(
+            data, content_digest, sampling, kind, source.param, look_up=first_sight
+        )
         return self._loaded(await self._extract(call), started)
 
     def _sent_before(self, key: str) -> bool:

@@ -163,10 +163,10 @@ class Frames:
     def _wanted(self, pts: int | None) -> bool:
         """Whether the packet at `pts` must be decoded in full: a target, or one that cannot
         be placed (no timestamp, none of the index's times; the flush packet at the end)."""
-        if pts is None or self._targets is None:
+        if pts is None:
             return True
         i = self._index_at((pts - self._start) * self._time_base)
-        return i is None or i in self._targets
+        return i is None or i in (self._targets or ())
 
     def advance_to(self, target: int, last: int) -> tuple[Any, int]:
         """Decode up to frame `target`: (that frame or None at the end, last index decoded)."""

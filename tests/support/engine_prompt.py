@@ -80,10 +80,8 @@ def main() -> int:
     from deploy.core.messages import (
         GenerationParams,
         InferenceRequest,
-        Role,
         SamplingOptions,
         StoredFrames,
-        Turn,
     )
     from deploy.llm_deployment import chat_messages, engine_inputs
     from deploy.video.decode import extract_file
@@ -98,10 +96,8 @@ def main() -> int:
     settings = app.extraction
     options = SamplingOptions(num_frames=args.frames, start_s=args.start_s, end_s=args.end_s)
     batch = extract_file(args.video, options, settings)
-    request = InferenceRequest(
-        turns=(Turn(Role.USER, args.question, media=True),),
-        media=StoredFrames.inline(batch, "frames-1"),
-        params=GenerationParams(max_tokens=2),
+    request = InferenceRequest.ask(  # as the analyze endpoint asks
+        args.question, StoredFrames.inline(batch, "frames-1"), GenerationParams(max_tokens=2)
     )
     # vidserve's own engine arguments for the setting (llm.video_pruning_rate)
     pruning = app.llm.vllm_engine_kwargs().get("video_pruning_rate", 0.0)
